@@ -214,7 +214,7 @@ mod tests {
         assert!(RoomName::new("rust-dev").is_ok());
         assert!(RoomName::new("team_42").is_ok());
         assert!(RoomName::new("4chan").is_ok());
-        assert!(RoomName::new(&"a".repeat(64)).is_ok());
+        assert!(RoomName::new("a".repeat(64)).is_ok());
         assert!(matches!(RoomName::new(""), Err(NameError::Empty { .. })));
         assert!(matches!(
             RoomName::new("a".repeat(65)),
