@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{context::Publish, kv::Operation};
+use async_nats::jetstream::{kv::Operation, message::PublishMessage};
 use chat_protocol::streams::{presence_bucket_config, PRESENCE_BUCKET};
 use futures::StreamExt;
 use test_support::run_server;
@@ -21,7 +21,7 @@ async fn expired_session_leaves_a_marker() {
     let subject = format!("$KV.{PRESENCE_BUCKET}.general.alice.s1");
     js.send_publish(
         subject,
-        Publish::build()
+        PublishMessage::build()
             .payload("{}".into())
             .ttl(Duration::from_secs(1)),
     )
