@@ -447,6 +447,11 @@ pub struct HistoryRequest {
     pub user: Option<UserName>,
 }
 
+impl HistoryRequest {
+    /// Page size when a request gives no `limit` (the contract's default).
+    pub const DEFAULT_LIMIT: u32 = 100;
+}
+
 /// One stored message in a [`HistoryPage`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
