@@ -3,7 +3,7 @@
 //! Ctrl-C, and drains.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chat_protocol::runtime::{self, exit, LogFormat};
 use chat_protocol::streams::RoomStreamSettings;
@@ -55,8 +55,12 @@ async fn main() -> ExitCode {
         kv_replicas: args.kv_replicas,
         ..Config::default()
     };
-    let Some(client) = connect(&args.nats_url).await else {
-        return code(exit::UNAVAILABLE);
+    let client = match runtime::connect(&args.nats_url, "presence-worker", CONNECT_FOR).await {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!(url = %args.nats_url, %err, "cannot reach NATS; giving up");
+            return code(exit::UNAVAILABLE);
+        }
     };
     let worker = match PresenceWorker::start(client, config).await {
         Ok(worker) => worker,
@@ -73,30 +77,6 @@ async fn main() -> ExitCode {
     tracing::info!("shutting down: finishing requests in flight");
     worker.stop().await;
     code(exit::OK)
-}
-
-async fn connect(url: &str) -> Option<async_nats::Client> {
-    let deadline = Instant::now() + CONNECT_FOR;
-    loop {
-        match async_nats::ConnectOptions::new()
-            .name("presence-worker")
-            .connect(url)
-            .await
-        {
-            Ok(client) => {
-                tracing::info!(url, "connected to NATS");
-                return Some(client);
-            }
-            Err(err) if Instant::now() < deadline => {
-                tracing::warn!(url, %err, "cannot reach NATS yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(err) => {
-                tracing::error!(url, %err, "cannot reach NATS; giving up");
-                return None;
-            }
-        }
-    }
 }
 
 fn code(code: i32) -> ExitCode {
