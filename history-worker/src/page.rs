@@ -144,8 +144,7 @@ pub async fn serve(
             .await
         }
         Direction::Backward { before } => {
-            let before = before
-                .unwrap_or_else(|| stream.cached_info().state.last_sequence.saturating_add(1));
+            let before = before.unwrap_or(u64::MAX);
             reading::read_backward(&stream, &query.filter, before, limits).await
         }
     };
