@@ -196,8 +196,9 @@ impl Chat {
 
     /// Joins `room` in the background: join request (retried while no presence
     /// worker answers), `welcome` event, replay of the last `history` chat messages,
-    /// then live events and heartbeats until [`Chat::leave`]. Returns false if the room
-    /// was already joined.
+    /// then live events and heartbeats until [`Chat::leave`]. Everything published
+    /// after the `welcome` event is shown live. Returns false if the room was already
+    /// joined.
     pub fn join(&self, room: &RoomName, history: usize) -> bool {
         let mut rooms = self.rooms();
         if rooms.contains_key(room) {
@@ -220,11 +221,8 @@ impl Chat {
                 users: reply.users,
                 text: reply.welcome,
             };
-            if events.send(welcome).await.is_err() {
-                return;
-            }
             let every = Duration::from_secs(reply.heartbeat.max(1));
-            tokio::join!(presence.heartbeats(every, &events), feed.run());
+            tokio::join!(presence.heartbeats(every, &events), feed.run(welcome));
         });
         rooms.insert(room.clone(), task.abort_handle());
         true

@@ -45,10 +45,13 @@ pub(crate) struct Feed {
 
 impl Feed {
     /// Runs the feed until the task is aborted (on leave) or the UI goes away.
-    pub async fn run(mut self) {
+    ///
+    /// `welcome` is sent once the stream's last sequence is known, so that anything
+    /// published after the user saw it is certain to be shown live.
+    pub async fn run(mut self, welcome: Event) {
         let stream = self.open_stream().await;
         let last = self.last_sequence(&stream).await;
-        if !self.replay(&stream, last).await {
+        if self.events.send(welcome).await.is_err() || !self.replay(&stream, last).await {
             return;
         }
         self.live(&stream, last).await;

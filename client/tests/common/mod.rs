@@ -1,0 +1,148 @@
+//! Shared by the client's integration tests: workers started in-process against a
+//! real nats-server, and waiting for events with a generous timeout.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use chat_client::{Chat, Event, Options};
+use chat_protocol::{RoomName, UserName};
+use test_support::NatsServer;
+use tokio::sync::mpsc;
+
+/// Long enough for anything that should happen; reaching it means it did not.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn room(name: &str) -> RoomName {
+    RoomName::new(name).unwrap()
+}
+
+pub fn user(name: &str) -> UserName {
+    UserName::new(name).unwrap()
+}
+
+/// Options for tests: short timeouts so failures surface fast.
+pub fn options(server: &NatsServer, name: &str) -> Options {
+    let mut options = Options::new(server.url(), user(name));
+    options.retry.ack_timeout = Duration::from_secs(2);
+    options.retry.max_attempts = 15;
+    options
+}
+
+/// A connected chat for `name`.
+pub async fn connect(server: &NatsServer, name: &str) -> (Chat, mpsc::Receiver<Event>) {
+    if std::env::var_os("LOG_LEVEL").is_some() {
+        chat_protocol::runtime::init_logging(chat_protocol::runtime::LogFormat::Pretty);
+    }
+    Chat::connect(options(server, name)).await.unwrap()
+}
+
+/// Waits for the first event matching `pick`, skipping others.
+pub async fn wait_for<T>(
+    events: &mut mpsc::Receiver<Event>,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let event = events.recv().await.expect("event channel open");
+            tracing::debug!("test saw {event:?}");
+            if let Some(found) = pick(&event) {
+                return found;
+            }
+        }
+    })
+    .await
+    .expect("the expected event did not arrive in time")
+}
+
+/// Joins `room` and waits for the welcome.
+pub async fn join(chat: &Chat, events: &mut mpsc::Receiver<Event>, room: &RoomName, history: usize) {
+    assert!(chat.join(room, history));
+    wait_for(events, |e| match e {
+        Event::Welcome { room: r, .. } if r == room => Some(()),
+        _ => None,
+    })
+    .await;
+}
+
+/// `(seq, text, replay)` of a chat message event of `room`.
+pub fn message_in(room: &RoomName) -> impl FnMut(&Event) -> Option<(u64, String, bool)> + '_ {
+    move |e| match e {
+        Event::Message {
+            room: r,
+            seq,
+            text,
+            replay,
+            ..
+        } if r == room => Some((*seq, text.clone(), *replay)),
+        _ => None,
+    }
+}
+
+/// Collects events until `count` chat messages of `room` arrived.
+pub async fn messages(
+    events: &mut mpsc::Receiver<Event>,
+    room: &RoomName,
+    count: usize,
+) -> Vec<(u64, String, bool)> {
+    let mut out = Vec::new();
+    while out.len() < count {
+        out.push(wait_for(events, message_in(room)).await);
+    }
+    out
+}
+
+/// Asserts that no chat message of `room` arrives within a short while.
+pub async fn no_more_messages(events: &mut mpsc::Receiver<Event>, room: &RoomName) {
+    let extra = tokio::time::timeout(Duration::from_millis(500), wait_for(events, message_in(room))).await;
+    assert!(extra.is_err(), "unexpected extra message: {extra:?}");
+}
+
+/// Starts a presence worker in-process with a short TTL.
+pub async fn presence(server: &NatsServer) -> stand_in::Presence {
+    stand_in::Presence::start(server).await
+}
+
+/// A minimal presence responder until the real worker lands on main.
+pub mod stand_in {
+    use chat_protocol::body::{PresenceReply, UsersReply};
+    use chat_protocol::streams::{room_stream_config, RoomStreamSettings};
+    use chat_protocol::subjects;
+    use futures::StreamExt;
+    use test_support::NatsServer;
+
+    pub struct Presence(tokio::task::JoinHandle<()>);
+
+    impl Drop for Presence {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+
+    impl Presence {
+        pub async fn start(server: &NatsServer) -> Self {
+            let client = server.client().await;
+            let js = async_nats::jetstream::new(client.clone());
+            let mut presence = client.subscribe(subjects::endpoints::PRESENCE).await.unwrap();
+            let mut users = client.subscribe(subjects::endpoints::USERS).await.unwrap();
+            client.flush().await.unwrap();
+            Self(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        Some(m) = presence.next() => {
+                            let (room, _) = subjects::parse_presence(&m.subject).unwrap();
+                            js.create_or_update_stream(room_stream_config(&room, &RoomStreamSettings::default())).await.unwrap();
+                            let reply = PresenceReply { ok: true, room, users: 1, welcome: "welcome".into(), heartbeat: 1, rejoined: false };
+                            client.publish(m.reply.unwrap(), serde_json::to_vec(&reply).unwrap().into()).await.unwrap();
+                        }
+                        Some(m) = users.next() => {
+                            let room = subjects::parse_users(&m.subject).unwrap();
+                            let reply = UsersReply { room, users: vec![] };
+                            client.publish(m.reply.unwrap(), serde_json::to_vec(&reply).unwrap().into()).await.unwrap();
+                        }
+                    }
+                }
+            }))
+        }
+    }
+}
