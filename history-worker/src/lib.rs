@@ -1,1 +1,40 @@
-//! placeholder
+//! # history-worker: paged replays of a room's stored messages
+//!
+//! The second serverless function of the chat. Clients ask `chat.history.<room>` for a
+//! page of the room's stream (`HistoryRequest` → `HistoryPage` in `PROTOCOL.md`) to
+//! print `#all_messages` and `#my_messages`. The worker is stateless: every page is read
+//! straight from JetStream, so any number of instances share the requests through the
+//! NATS service API's queue group and any of them may be stopped at any time.
+//!
+//! ## A tour
+//!
+//! - [`config`]: the worker's bounds ([`Config`]): largest page in messages and bytes,
+//!   how many requests are served at once.
+//! - [`page`]: one request, from its subject and body to a bounded
+//!   [`HistoryPage`](chat_protocol::body::HistoryPage), or the [`PageError`] saying why
+//!   not. Reading itself is [`chat_protocol::reading`], shared with the client.
+//! - [`service`]: the NATS service `chat-history` ([`HistoryWorker`]): one task per
+//!   request under a concurrency bound, replies with the contract's JSON bodies, and a
+//!   graceful stop that answers every request already received.
+//!
+//! The binary (`src/main.rs`) only parses flags, sets up logging, connects and waits
+//! for SIGTERM or Ctrl-C.
+//!
+//! ## Behaviour worth knowing
+//!
+//! - `limit` defaults to 100 and is capped at [`Config::max_limit`]; `limit: 0` is an
+//!   error reply (a page of nothing is never what a caller meant).
+//! - `before` and `after` together are an error reply; neither means the newest page.
+//! - A stored message that is not a valid chat message or system event (written by some
+//!   other tool) is left out of the page with a warn log line; it never breaks a page,
+//!   and the `next` cursor moves past it.
+//! - A page stays under [`Config::max_page_bytes`] as serialized, envelope included,
+//!   whatever the message sizes (it always holds at least one message when one is left).
+
+pub mod config;
+pub mod page;
+pub mod service;
+
+pub use config::Config;
+pub use page::PageError;
+pub use service::{HistoryWorker, StartError, SERVICE_NAME};

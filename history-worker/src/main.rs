@@ -1,1 +1,74 @@
-fn main() {}
+//! `history-worker`: the `chat-history` NATS service as a process.
+//!
+//! Parses flags (with environment fallbacks), sets up logging, connects, serves until
+//! SIGTERM or Ctrl-C, then stops gracefully. Exit codes: 0 after a normal stop, 2 for
+//! bad arguments, 69 when NATS cannot be reached at start, 1 for any other failure.
+
+use std::time::Duration;
+
+use chat_protocol::runtime::{self, exit, LogFormat};
+use clap::Parser;
+use history_worker::{Config, HistoryWorker};
+
+/// How long to keep trying to reach NATS at start before exiting with 69.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Serves pages of chat rooms' stored messages on chat.history.<room> (NATS service
+/// `chat-history`). Run any number of instances side by side.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// NATS server to connect to.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Most messages in one page, whatever a request asks for.
+    #[arg(long, env = "HISTORY_MAX_LIMIT", default_value_t = Config::default().max_limit)]
+    max_limit: u32,
+    /// Most bytes in one page (serialized), well under the server's max payload.
+    #[arg(long, env = "HISTORY_MAX_PAGE_BYTES", default_value_t = Config::default().max_page_bytes)]
+    max_page_bytes: usize,
+    /// Most requests served at once.
+    #[arg(long, env = "HISTORY_CONCURRENCY", default_value_t = Config::default().concurrency)]
+    concurrency: usize,
+    /// Log line format; the level comes from LOG_LEVEL or RUST_LOG (default info).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    runtime::init_logging(args.log_format);
+    std::process::exit(run(args).await);
+}
+
+async fn run(args: Args) -> i32 {
+    let config = Config {
+        max_limit: args.max_limit,
+        max_page_bytes: args.max_page_bytes,
+        concurrency: args.concurrency,
+        ..Config::default()
+    };
+    if let Err(error) = config.validate() {
+        tracing::error!(%error, "invalid arguments");
+        return exit::USAGE;
+    }
+    let client = match runtime::connect(&args.nats_url, "history-worker", CONNECT_PATIENCE).await {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(url = %args.nats_url, %error, "cannot reach NATS");
+            return exit::UNAVAILABLE;
+        }
+    };
+    let worker = match HistoryWorker::start(client, config).await {
+        Ok(worker) => worker,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return exit::FAILURE;
+        }
+    };
+    runtime::shutdown_signal().await;
+    tracing::info!("stopping");
+    worker.stop().await;
+    exit::OK
+}

@@ -1,1 +1,37 @@
-//! placeholder
+//! # presence-worker: who is online, right under crashes and scale
+//!
+//! A stateless NATS service (`chat-presence`) that keeps presence in the JetStream KV
+//! bucket `chat_presence` and announces `joined` / `left` on the room streams exactly
+//! once per transition, however many instances run and whichever of them crash.
+//! The wire contract is `PROTOCOL.md`; names, subjects and bodies come from
+//! `chat_protocol`.
+//!
+//! ## A tour
+//!
+//! - [`config`]: [`Config`], TTLs and limits.
+//! - [`worker`]: [`PresenceWorker`], start (buckets, consumer, service, tasks) and stop.
+//! - [`service`]: the NATS service endpoints, one task per request, error replies and
+//!   their headers.
+//! - [`requests`]: what join / heartbeat / leave / users / rooms do.
+//! - [`sessions`]: the `chat_presence` bucket: sessions written with a per-message TTL,
+//!   live sessions listed.
+//! - [`announce`]: exactly-once joined/left through a compare-and-set outbox.
+//! - [`expiry`]: the shared durable consumer that turns expiry markers into `left`
+//!   events, and the start-up sweep.
+//! - [`rooms`]: room streams, created on first join; the rooms summary.
+//! - [`listing`]: the latest entry of each key matching a filter.
+//! - [`stats`]: counters shown in `$SRV.STATS`.
+
+pub mod announce;
+pub mod config;
+pub mod expiry;
+pub mod listing;
+pub mod requests;
+pub mod rooms;
+pub mod service;
+pub mod sessions;
+pub mod stats;
+pub mod worker;
+
+pub use config::Config;
+pub use worker::{PresenceWorker, StartError};

@@ -1,1 +1,84 @@
-fn main() {}
+//! `presence-worker`: the presence service as a process. All the work is in the
+//! library; this parses flags, connects (retrying briefly), runs until SIGTERM or
+//! Ctrl-C, and drains.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chat_protocol::runtime::{self, exit, LogFormat};
+use chat_protocol::streams::RoomStreamSettings;
+use clap::Parser;
+use presence_worker::{Config, PresenceWorker};
+
+/// How long to keep trying to reach NATS at start before giving up with exit 69.
+const CONNECT_FOR: Duration = Duration::from_secs(5);
+
+/// Keeps who is online in the chat_presence bucket and announces joined/left.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// NATS server to connect to.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Seconds a session stays online without a heartbeat.
+    #[arg(long, env = "PRESENCE_TTL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    ttl: u64,
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+    /// Replicas of the room streams it creates (3 in a cluster).
+    #[arg(long, env = "STREAM_REPLICAS", default_value_t = 1)]
+    stream_replicas: usize,
+    /// Oldest message a room stream keeps, in seconds; 0 keeps them forever.
+    #[arg(long, env = "STREAM_MAX_AGE", default_value_t = 0)]
+    stream_max_age: u64,
+    /// Most messages a room stream keeps; -1 for no limit.
+    #[arg(long, env = "STREAM_MAX_MSGS", default_value_t = -1, allow_negative_numbers = true)]
+    stream_max_msgs: i64,
+    /// Replicas of the presence buckets.
+    #[arg(long, env = "KV_REPLICAS", default_value_t = 1)]
+    kv_replicas: usize,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    runtime::init_logging(args.log_format);
+    let config = Config {
+        ttl: Duration::from_secs(args.ttl),
+        streams: RoomStreamSettings {
+            replicas: args.stream_replicas,
+            max_age: Duration::from_secs(args.stream_max_age),
+            max_messages: args.stream_max_msgs,
+            ..RoomStreamSettings::default()
+        },
+        kv_replicas: args.kv_replicas,
+        ..Config::default()
+    };
+    let client = match runtime::connect(&args.nats_url, "presence-worker", CONNECT_FOR).await {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!(url = %args.nats_url, %err, "cannot reach NATS; giving up");
+            return code(exit::UNAVAILABLE);
+        }
+    };
+    let worker = match PresenceWorker::start(client, config).await {
+        Ok(worker) => worker,
+        Err(err @ presence_worker::StartError::Config(_)) => {
+            tracing::error!(%err, "cannot start");
+            return code(exit::USAGE);
+        }
+        Err(err) => {
+            tracing::error!(%err, "cannot start");
+            return code(exit::UNAVAILABLE);
+        }
+    };
+    runtime::shutdown_signal().await;
+    tracing::info!("shutting down: finishing requests in flight");
+    worker.stop().await;
+    code(exit::OK)
+}
+
+fn code(code: i32) -> ExitCode {
+    ExitCode::from(code as u8)
+}

@@ -413,6 +413,23 @@ pub struct PresenceRecord {
     pub last_seen: DateTime<Utc>,
 }
 
+/// What the presence worker has announced for one user in one room, stored in the
+/// internal bucket [`crate::streams::PRESENCE_USERS_BUCKET`]. **Not part of the wire
+/// contract.**
+///
+/// `pending` is the outbox: a transition is first written here (by compare-and-set),
+/// then published with `Nats-Msg-Id` = the event's id, then cleared. A worker that dies
+/// in between leaves the event for the next one to publish with the same id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnnouncedState {
+    /// Whether the last announced event was `joined`.
+    #[serde(default)]
+    pub online: bool,
+    /// An event claimed but maybe not yet stored in the room stream.
+    #[serde(default)]
+    pub pending: Option<SystemEvent>,
+}
+
 /// Body of a request on `chat.history.<room>`; every field is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryRequest {
@@ -428,6 +445,11 @@ pub struct HistoryRequest {
     /// Only this user's chat messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<UserName>,
+}
+
+impl HistoryRequest {
+    /// Page size when a request gives no `limit` (the contract's default).
+    pub const DEFAULT_LIMIT: u32 = 100;
 }
 
 /// One stored message in a [`HistoryPage`].
@@ -565,6 +587,30 @@ mod tests {
             RoomPayload::System(got) => assert_eq!(got.id, e.id),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn announced_state_round_trip() {
+        let empty: AnnouncedState = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, AnnouncedState::default());
+        let state = AnnouncedState {
+            online: true,
+            pending: Some(SystemEvent {
+                v: 1,
+                kind: SystemKind::Joined,
+                id: "id".into(),
+                room: room(),
+                user: alice(),
+                reason: Reason::Join,
+                users: 1,
+                ts: None,
+            }),
+        };
+        let bytes = serde_json::to_vec(&state).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<AnnouncedState>(&bytes).unwrap(),
+            state
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! - [`body`]: the JSON bodies (chat messages, system events, presence, users, rooms,
 //!   history), and [`body::decode_room_payload`], the single decoder for what a room
 //!   stream holds.
-//! - [`streams`]: the room streams and the presence bucket, and how they are configured.
+//! - [`streams`]: the room streams and the presence bucket, and how they are configured
+//!   (plus the presence worker's internal announced-state bucket, not part of the contract).
 //! - [`reading`]: bounded forward and backward reads of a stream, shared by the
 //!   client's replay on join and the history worker's pages.
 //! - [`display`]: making text from the wire safe to print on a terminal.

@@ -5,11 +5,16 @@
 //! at most this many and this many bytes". JetStream consumers only read forwards, so
 //! a backward read scans windows that grow towards the start of the stream until it
 //! has enough; a read never holds more than one window in memory.
+//!
+//! Memory stays bounded whatever the room's size: each read keeps at most its limit of
+//! messages, and the server sends at most [`MAX_BATCH`] messages ahead of what has been
+//! looked at. Each scan's consumer is deleted when the scan ends, so reads leave
+//! nothing behind on the server.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use async_nats::jetstream::consumer::{pull, Consumer, DeliverPolicy};
 use async_nats::jetstream::stream::Stream;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -17,6 +22,11 @@ use futures::StreamExt;
 
 /// How long a read waits for the next message before giving up.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most messages the server sends ahead of the reader in one pull: with messages of up
+/// to [`MAX_MESSAGE_BYTES`](crate::streams::MAX_MESSAGE_BYTES) that is at most 4 MiB in
+/// flight per read, whatever the range asked for.
+pub const MAX_BATCH: usize = 128;
 
 /// One message as stored in a stream.
 #[derive(Debug, Clone)]
@@ -58,13 +68,15 @@ pub struct Limits {
 }
 
 /// Visits messages matching `filter` with `from <= seq <= through`, oldest first,
-/// until `visit` returns false or the range is exhausted.
+/// until `visit` returns false or the range is exhausted. `expected` is how many
+/// messages the caller may look at, to size the pulls (at most [`MAX_BATCH`]).
 async fn scan(
     stream: &Stream,
     filter: &str,
     from: u64,
     through: u64,
-    mut visit: impl FnMut(StoredMessage) -> bool,
+    expected: usize,
+    visit: impl FnMut(StoredMessage) -> bool,
 ) -> Result<(), ReadError> {
     if from > through {
         return Ok(());
@@ -75,12 +87,30 @@ async fn scan(
             deliver_policy: DeliverPolicy::ByStartSequence {
                 start_sequence: from.max(1),
             },
+            max_batch: expected.clamp(1, MAX_BATCH) as i64,
             ..Default::default()
         })
         .await?;
-    if consumer.cached_info().num_pending == 0 {
-        return Ok(());
+    let name = consumer.cached_info().name.clone();
+    let result = if consumer.cached_info().num_pending == 0 {
+        Ok(())
+    } else {
+        deliver(consumer, through, visit).await
+    };
+    // Ordered consumers are ephemeral and would linger until their inactivity
+    // threshold; a failure here only means the server cleans up later.
+    if let Err(error) = stream.delete_consumer(&name).await {
+        tracing::debug!(%error, consumer = %name, "cannot delete a reading consumer");
     }
+    result
+}
+
+/// The delivery loop of [`scan`].
+async fn deliver(
+    consumer: Consumer<pull::OrderedConfig>,
+    through: u64,
+    mut visit: impl FnMut(StoredMessage) -> bool,
+) -> Result<(), ReadError> {
     let mut messages = consumer
         .messages()
         .await
@@ -111,6 +141,23 @@ async fn scan(
     }
 }
 
+/// Whether any message matching `filter` has `from <= seq <= through` (reads at most
+/// one message).
+async fn any_match(
+    stream: &Stream,
+    filter: &str,
+    from: u64,
+    through: u64,
+) -> Result<bool, ReadError> {
+    let mut found = false;
+    scan(stream, filter, from, through, 1, |_| {
+        found = true;
+        false
+    })
+    .await?;
+    Ok(found)
+}
+
 /// Reads messages matching `filter` with `from <= seq <= through`, oldest first,
 /// within `limits`. Returns them and whether more matching messages remain in range.
 pub async fn read_forward(
@@ -126,41 +173,57 @@ pub async fn read_forward(
     if limits.messages == 0 {
         return Ok((out, false));
     }
-    scan(stream, filter, from, through, |message| {
-        let size = message.payload.len();
-        if out.len() == limits.messages || (!out.is_empty() && bytes + size > limits.bytes) {
-            more = true;
-            return false;
-        }
-        bytes += size;
-        out.push(message);
-        true
-    })
+    scan(
+        stream,
+        filter,
+        from,
+        through,
+        limits.messages + 1,
+        |message| {
+            let size = message.payload.len();
+            if out.len() == limits.messages || (!out.is_empty() && bytes + size > limits.bytes) {
+                more = true;
+                return false;
+            }
+            bytes += size;
+            out.push(message);
+            true
+        },
+    )
     .await?;
     Ok((out, more))
 }
 
 /// Reads the newest messages matching `filter` with `seq < before`, returned oldest
 /// first, within `limits`. Returns them and whether older matching messages remain.
+/// `before` may lie past the end of the stream (`u64::MAX`: the newest messages).
 pub async fn read_backward(
     stream: &Stream,
     filter: &str,
     before: u64,
     limits: Limits,
 ) -> Result<(Vec<StoredMessage>, bool), ReadError> {
-    let first = stream.get_info().await?.state.first_sequence.max(1);
+    if limits.messages == 0 {
+        return Ok((Vec::new(), false));
+    }
+    let state = stream.get_info().await?.state;
+    let first = state.first_sequence.max(1);
     // Newest first across windows; each window is read oldest first into a bounded
     // queue that keeps only its newest messages.
     let mut newest_first: Vec<StoredMessage> = Vec::new();
     let mut bytes = 0usize;
-    let mut through = before.saturating_sub(1);
+    let mut through = before.saturating_sub(1).min(state.last_sequence);
     let mut window = (limits.messages as u64).saturating_mul(2).max(64);
+    let done = |newest_first: Vec<StoredMessage>, more| {
+        Ok((newest_first.into_iter().rev().collect(), more))
+    };
     while through >= first && newest_first.len() < limits.messages {
         let from = through.saturating_sub(window - 1).max(first);
         let room = limits.messages - newest_first.len();
         let mut kept: VecDeque<StoredMessage> = VecDeque::new();
         let mut dropped = false;
-        scan(stream, filter, from, through, |message| {
+        let expected = usize::try_from(through - from + 1).unwrap_or(usize::MAX);
+        scan(stream, filter, from, through, expected, |message| {
             if kept.len() == room {
                 kept.pop_front();
                 dropped = true;
@@ -172,20 +235,21 @@ pub async fn read_backward(
         for message in kept.into_iter().rev() {
             let size = message.payload.len();
             if !newest_first.is_empty() && bytes + size > limits.bytes {
-                return Ok((newest_first.into_iter().rev().collect(), true));
+                return done(newest_first, true);
             }
             bytes += size;
             newest_first.push(message);
         }
         if dropped {
-            return Ok((newest_first.into_iter().rev().collect(), true));
+            return done(newest_first, true);
         }
         if from == first {
-            return Ok((newest_first.into_iter().rev().collect(), false));
+            return done(newest_first, false);
         }
         through = from - 1;
         window = window.saturating_mul(4);
     }
-    let more = through >= first;
-    Ok((newest_first.into_iter().rev().collect(), more))
+    // Full exactly at a window's start: whether anything older matches decides `more`.
+    let more = through >= first && any_match(stream, filter, first, through).await?;
+    done(newest_first, more)
 }

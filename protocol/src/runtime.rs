@@ -6,6 +6,7 @@
 
 use std::io::Write;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
@@ -72,6 +73,40 @@ pub fn log_file(path: &std::path::Path) -> std::io::Result<Mutex<std::fs::File>>
     Ok(Mutex::new(file))
 }
 
+/// How long one connection attempt of [`connect`] may take.
+const CONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause between two connection attempts of [`connect`].
+const CONNECT_RETRY_DELAY: Duration = Duration::from_millis(250);
+
+/// Connects to NATS as `name` (shown by `nats server report connections`), retrying for
+/// up to `patience` so that a binary started together with its server does not fail on
+/// a race, yet one pointed at a wrong address gives up soon (the caller then exits with
+/// [`exit::UNAVAILABLE`]). Once connected, the client reconnects by itself.
+pub async fn connect(
+    url: &str,
+    name: &str,
+    patience: Duration,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let attempt = async_nats::ConnectOptions::new()
+            .name(name)
+            .connection_timeout(CONNECT_ATTEMPT_TIMEOUT)
+            .connect(url)
+            .await;
+        match attempt {
+            Ok(client) => return Ok(client),
+            Err(error) if tokio::time::Instant::now() + CONNECT_RETRY_DELAY >= deadline => {
+                return Err(error)
+            }
+            Err(error) => {
+                tracing::warn!(%url, %error, "cannot reach NATS yet; retrying");
+                tokio::time::sleep(CONNECT_RETRY_DELAY).await;
+            }
+        }
+    }
+}
+
 /// Completes when the process is asked to stop: SIGTERM, or Ctrl-C (SIGINT).
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -93,5 +128,33 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connect_retries_then_gives_up() {
+        // A port nothing listens on: bind one, note it, free it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("nats://127.0.0.1:{port}");
+        assert!(connect(&url, "test", Duration::from_millis(600))
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn connect_reaches_a_server() {
+        let server = test_support::run_server();
+        let client = connect(&server.url(), "test", Duration::from_secs(5))
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
     }
 }

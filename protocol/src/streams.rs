@@ -120,6 +120,48 @@ pub fn presence_bucket_config(replicas: usize, marker_ttl: Duration) -> kv::Conf
     }
 }
 
+/// Internal bucket of the presence worker, **not part of the wire contract**: per
+/// `<room>.<user>` what has been announced on the room stream (online or not) and the
+/// joined/left event being announced, if any ([`crate::body::AnnouncedState`]).
+///
+/// It is the transactional outbox that makes joined/left exactly-once across any
+/// number of workers: a transition is claimed by a compare-and-set on the entry's
+/// revision, and the stored event id makes its publish idempotent. Third parties must
+/// not rely on it; it may change without a contract version bump.
+pub const PRESENCE_USERS_BUCKET: &str = "chat_presence_users";
+
+/// Key of a user's announced state in [`PRESENCE_USERS_BUCKET`]: `<room>.<user>`.
+pub fn presence_users_key(room: &RoomName, user: &UserName) -> String {
+    format!("{room}.{user}")
+}
+
+/// Splits a [`presence_users_key`] into its names.
+pub fn parse_presence_users_key(key: &str) -> Result<(RoomName, UserName), NameError> {
+    let Some((room, user)) = key.split_once('.') else {
+        return Err(NameError::BadChar {
+            kind: "presence",
+            name: crate::display::sanitize(key).into_owned(),
+            found: '.',
+            rule: "an announced-state key is <room>.<user>",
+        });
+    };
+    Ok((RoomName::new(room)?, UserName::new(user)?))
+}
+
+/// The internal announced-state bucket: one value per key, kept until overwritten
+/// (a user's entry is small and is reused on every later transition).
+pub fn presence_users_bucket_config(replicas: usize) -> kv::Config {
+    kv::Config {
+        bucket: PRESENCE_USERS_BUCKET.to_string(),
+        description: "internal to the presence worker: announced state per <room>.<user>"
+            .to_string(),
+        history: 1,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,7 +177,15 @@ mod tests {
         let user = UserName::new("Bob_2").unwrap();
         let session = SessionId::random();
         let key = presence_key(&room, &user, &session);
-        assert_eq!(parse_presence_key(&key).unwrap(), (room, user, session));
+        assert_eq!(
+            parse_presence_key(&key).unwrap(),
+            (room.clone(), user.clone(), session)
+        );
         assert!(parse_presence_key("general.alice").is_err());
+        let key = presence_users_key(&room, &user);
+        assert_eq!(key, "rust-dev.Bob_2");
+        assert_eq!(parse_presence_users_key(&key).unwrap(), (room, user));
+        assert!(parse_presence_users_key("general").is_err());
+        assert!(parse_presence_users_key("general.a.b").is_err());
     }
 }

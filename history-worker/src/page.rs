@@ -1,0 +1,363 @@
+//! One history request, from its subject and body to a bounded page.
+//!
+//! The room comes from the subject, the direction and filter from the body. Reading is
+//! [`chat_protocol::reading`] (bounded in messages and bytes, never a whole room in
+//! memory); this module turns what was read into [`HistoryEntry`]s, leaves out what is
+//! not a valid room message, keeps the serialized page under its byte bound and sets
+//! the `next` cursor.
+
+use async_nats::jetstream::{self, context::GetStreamErrorKind, stream::Stream};
+use chat_protocol::body::{decode_room_payload, HistoryEntry, HistoryPage, HistoryRequest};
+use chat_protocol::display::sanitize;
+use chat_protocol::reading::{self, Limits, ReadError, StoredMessage};
+use chat_protocol::{streams, subjects, RoomName};
+
+use crate::Config;
+
+/// Why a request got an error reply instead of a page.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// The subject does not name a valid room.
+    #[error("bad history subject: {0}")]
+    Subject(#[from] subjects::SubjectError),
+    /// The body is not a HistoryRequest.
+    #[error("malformed history request: {0}")]
+    Body(#[from] serde_json::Error),
+    /// `limit` was zero.
+    #[error(
+        "limit must be at least 1 (default {}, at most {max})",
+        HistoryRequest::DEFAULT_LIMIT
+    )]
+    ZeroLimit {
+        /// The worker's cap, to say what is allowed.
+        max: u32,
+    },
+    /// Both cursors were given.
+    #[error("'before' and 'after' are exclusive: page backwards or forwards, not both")]
+    BothCursors,
+    /// The room has no stream: nobody ever joined it.
+    #[error("room '{0}' does not exist")]
+    NoRoom(RoomName),
+    /// The room's stream could not be looked up.
+    #[error("cannot look up room '{room}': {source}")]
+    Lookup {
+        /// The room.
+        room: RoomName,
+        /// What JetStream said.
+        source: jetstream::context::GetStreamError,
+    },
+    /// The room's stream could not be read.
+    #[error("cannot read room '{room}': {source}")]
+    Read {
+        /// The room.
+        room: RoomName,
+        /// What went wrong.
+        source: ReadError,
+    },
+}
+
+impl PageError {
+    /// The `Nats-Service-Error-Code` of the reply, HTTP style: 400 for a request that
+    /// is wrong, 404 for an unknown room, 500 when the worker could not do its job.
+    pub fn code(&self) -> u16 {
+        match self {
+            Self::Subject(_) | Self::Body(_) | Self::ZeroLimit { .. } | Self::BothCursors => 400,
+            Self::NoRoom(_) => 404,
+            Self::Lookup { .. } | Self::Read { .. } => 500,
+        }
+    }
+}
+
+/// Which way a page reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Oldest first, sequences above `after`.
+    Forward { after: u64 },
+    /// Newest first, sequences below `before` (`None`: the newest page).
+    Backward { before: Option<u64> },
+}
+
+/// A request, checked: what to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Query {
+    room: RoomName,
+    direction: Direction,
+    limit: usize,
+    filter: String,
+}
+
+impl Query {
+    /// Checks the subject and body of a request against the contract and the worker's
+    /// bounds. An empty body asks for the defaults.
+    fn parse(subject: &str, body: &[u8], max_limit: u32) -> Result<Self, PageError> {
+        let room = subjects::parse_history(subject)?;
+        let request: HistoryRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            HistoryRequest::default()
+        } else {
+            serde_json::from_slice(body)?
+        };
+        let limit = match request.limit {
+            Some(0) => return Err(PageError::ZeroLimit { max: max_limit }),
+            Some(limit) => limit.min(max_limit),
+            None => HistoryRequest::DEFAULT_LIMIT.min(max_limit),
+        };
+        let direction = match (request.before, request.after) {
+            (Some(_), Some(_)) => return Err(PageError::BothCursors),
+            (None, Some(after)) => Direction::Forward { after },
+            (before, None) => Direction::Backward { before },
+        };
+        let filter = match &request.user {
+            Some(user) => subjects::room_message(&room, user),
+            None => subjects::room_all(&room),
+        };
+        Ok(Self {
+            room,
+            direction,
+            limit: limit as usize,
+            filter,
+        })
+    }
+}
+
+/// Serves one request: the page asked for on `subject` with `body`, within `config`.
+pub async fn serve(
+    js: &jetstream::Context,
+    config: &Config,
+    subject: &str,
+    body: &[u8],
+) -> Result<HistoryPage, PageError> {
+    let query = Query::parse(subject, body, config.max_limit)?;
+    let stream = open(js, &query.room).await?;
+    let limits = Limits {
+        messages: query.limit,
+        bytes: config.max_page_bytes,
+    };
+    let read = match query.direction {
+        Direction::Forward { after } => {
+            reading::read_forward(
+                &stream,
+                &query.filter,
+                after.saturating_add(1),
+                u64::MAX,
+                limits,
+            )
+            .await
+        }
+        Direction::Backward { before } => {
+            let before = before.unwrap_or(u64::MAX);
+            reading::read_backward(&stream, &query.filter, before, limits).await
+        }
+    };
+    let (stored, more) = read.map_err(|source| PageError::Read {
+        room: query.room.clone(),
+        source,
+    })?;
+    let forward = matches!(query.direction, Direction::Forward { .. });
+    Ok(assemble(
+        query.room,
+        stored,
+        more,
+        forward,
+        config.max_page_bytes,
+    ))
+}
+
+/// The room's stream, or [`PageError::NoRoom`].
+async fn open(js: &jetstream::Context, room: &RoomName) -> Result<Stream, PageError> {
+    js.get_stream(streams::stream_name(room))
+        .await
+        .map_err(|source| match source.kind() {
+            GetStreamErrorKind::JetStream(e)
+                if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                PageError::NoRoom(room.clone())
+            }
+            _ => PageError::Lookup {
+                room: room.clone(),
+                source,
+            },
+        })
+}
+
+/// Turns what was read (ascending) into a page: invalid messages left out, the
+/// serialized page kept under `max_bytes` by dropping the entries farthest from the
+/// cursor's start, and `next` set to the last sequence consumed in the reading
+/// direction when more remain.
+fn assemble(
+    room: RoomName,
+    stored: Vec<StoredMessage>,
+    more: bool,
+    forward: bool,
+    max_bytes: usize,
+) -> HistoryPage {
+    let mut page = HistoryPage {
+        room,
+        messages: Vec::new(),
+        next: Some(u64::MAX),
+    };
+    let mut used = json_len(&page);
+    let mut cursor = None;
+    let mut truncated = false;
+    let ordered: Box<dyn Iterator<Item = StoredMessage>> = if forward {
+        Box::new(stored.into_iter())
+    } else {
+        Box::new(stored.into_iter().rev())
+    };
+    for message in ordered {
+        if let Some(entry) = entry(&message) {
+            // One comma between entries, at most.
+            let size = json_len(&entry) + 1;
+            if !page.messages.is_empty() && used + size > max_bytes {
+                truncated = true;
+                break;
+            }
+            used += size;
+            page.messages.push(entry);
+        }
+        cursor = Some(message.seq);
+    }
+    if !forward {
+        page.messages.reverse();
+    }
+    page.next = if more || truncated { cursor } else { None };
+    page
+}
+
+/// The page entry for a stored message, or `None` (with a warn log line) when it is
+/// not a valid chat message or system event.
+fn entry(message: &StoredMessage) -> Option<HistoryEntry> {
+    let checked = decode_room_payload(&message.subject, &message.payload)
+        .map_err(|e| e.to_string())
+        .and_then(|_| serde_json::from_slice(&message.payload).map_err(|e| e.to_string()));
+    match checked {
+        Ok(body) => Some(HistoryEntry {
+            seq: message.seq,
+            time: message.time,
+            subject: message.subject.clone(),
+            message: body,
+        }),
+        Err(error) => {
+            tracing::warn!(
+                seq = message.seq,
+                subject = %sanitize(&message.subject),
+                %error,
+                "skipping an invalid stored message"
+            );
+            None
+        }
+    }
+}
+
+/// Serialized size of a value of the page.
+fn json_len<T: serde::Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(0, |v| v.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use chrono::Utc;
+
+    const SUBJECT: &str = "chat.history.general";
+
+    fn parse(body: &str) -> Result<Query, PageError> {
+        Query::parse(SUBJECT, body.as_bytes(), 1000)
+    }
+
+    #[test]
+    fn parses_requests() {
+        let q = parse("").unwrap();
+        assert_eq!(q.direction, Direction::Backward { before: None });
+        assert_eq!(q.limit, 100);
+        assert_eq!(q.filter, "chat.room.general.>");
+        let q = parse(r#"{"after":5,"limit":5000,"user":"Bob_2"}"#).unwrap();
+        assert_eq!(q.direction, Direction::Forward { after: 5 });
+        assert_eq!(q.limit, 1000);
+        assert_eq!(q.filter, "chat.room.general.msg.Bob_2");
+        let q = parse(r#"{"before":7,"limit":3}"#).unwrap();
+        assert_eq!(q.direction, Direction::Backward { before: Some(7) });
+        assert_eq!(q.limit, 3);
+    }
+
+    #[test]
+    fn refuses_bad_requests() {
+        assert!(matches!(
+            parse(r#"{"before":1,"after":2}"#),
+            Err(PageError::BothCursors)
+        ));
+        assert!(matches!(
+            parse(r#"{"limit":0}"#),
+            Err(PageError::ZeroLimit { .. })
+        ));
+        assert!(matches!(parse("{"), Err(PageError::Body(_))));
+        assert!(matches!(
+            parse(r#"{"user":"a b"}"#),
+            Err(PageError::Body(_))
+        ));
+        assert!(matches!(parse(r#"{"after":-1}"#), Err(PageError::Body(_))));
+        assert!(matches!(
+            Query::parse("chat.history.Bad!", b"", 10),
+            Err(PageError::Subject(_))
+        ));
+        assert_eq!(PageError::BothCursors.code(), 400);
+    }
+
+    fn stored(seq: u64, subject: &str, payload: &str) -> StoredMessage {
+        StoredMessage {
+            seq,
+            time: Utc::now(),
+            subject: subject.to_string(),
+            payload: Bytes::from(payload.to_string()),
+        }
+    }
+
+    fn room() -> RoomName {
+        RoomName::new("general").unwrap()
+    }
+
+    fn chat(seq: u64, text: &str) -> StoredMessage {
+        stored(
+            seq,
+            "chat.room.general.msg.alice",
+            &format!(r#"{{"text":"{text}"}}"#),
+        )
+    }
+
+    fn seqs(page: &HistoryPage) -> Vec<u64> {
+        page.messages.iter().map(|m| m.seq).collect()
+    }
+
+    #[test]
+    fn skips_invalid_messages_and_moves_the_cursor_past_them() {
+        let read = vec![
+            chat(1, "a"),
+            stored(2, "chat.room.general.msg.bob", "nope"),
+            chat(3, "c"),
+            stored(4, "chat.room.general.msg.x", "{"),
+        ];
+        let page = assemble(room(), read.clone(), true, true, 1 << 20);
+        assert_eq!(seqs(&page), vec![1, 3]);
+        assert_eq!(page.next, Some(4));
+        let page = assemble(room(), read, false, false, 1 << 20);
+        assert_eq!(seqs(&page), vec![1, 3]);
+        assert_eq!(page.next, None);
+    }
+
+    #[test]
+    fn truncates_to_the_byte_bound_keeping_the_cursor_side() {
+        let big = "x".repeat(1000);
+        let read: Vec<_> = (1..=10).map(|s| chat(s, &big)).collect();
+        let forward = assemble(room(), read.clone(), false, true, 3500);
+        assert_eq!(seqs(&forward), vec![1, 2, 3]);
+        assert_eq!(forward.next, Some(3));
+        assert!(serde_json::to_vec(&forward).unwrap().len() <= 3500);
+        let backward = assemble(room(), read, false, false, 3500);
+        assert_eq!(seqs(&backward), vec![8, 9, 10]);
+        assert_eq!(backward.next, Some(8));
+        // A single message larger than the bound still makes a page.
+        let one = assemble(room(), vec![chat(1, &big)], false, true, 10);
+        assert_eq!(seqs(&one), vec![1]);
+        assert_eq!(one.next, None);
+    }
+}

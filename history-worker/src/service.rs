@@ -1,0 +1,177 @@
+//! The NATS service `chat-history`: receiving requests, serving each in its own task,
+//! replying, stopping gracefully.
+//!
+//! The endpoint listens on `chat.history.*` in the service API's default queue group,
+//! so every instance gets a share of the requests, and `nats micro ls`/`ping`/`stats`
+//! see each instance. Each request runs in its own task under a semaphore of
+//! [`Config::concurrency`] slots: a long replay never stalls other requests, and a
+//! flood of requests cannot take unbounded memory.
+
+use std::sync::Arc;
+
+use async_nats::service::{self, Service, ServiceExt};
+use async_nats::{jetstream, HeaderMap};
+use bytes::Bytes;
+use chat_protocol::body::ErrorReply;
+use chat_protocol::display::sanitize;
+use chat_protocol::subjects;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::ConfigError;
+use crate::{page, Config};
+
+/// The service's name, as `nats micro ls` shows it and `$SRV.PING.chat-history` reaches it.
+pub const SERVICE_NAME: &str = "chat-history";
+
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration's bounds make no sense.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The service could not be registered.
+    #[error("cannot start the {SERVICE_NAME} service: {0}")]
+    Service(async_nats::Error),
+    /// The history endpoint could not be subscribed.
+    #[error("cannot listen on {subject}: {0}", subject = subjects::endpoints::HISTORY)]
+    Endpoint(async_nats::Error),
+}
+
+/// A running history worker: one instance of the `chat-history` service.
+///
+/// [`HistoryWorker::stop`] stops it gracefully; dropping it aborts its tasks at once.
+pub struct HistoryWorker {
+    service: Option<Service>,
+    serving: Option<JoinHandle<()>>,
+    client: async_nats::Client,
+    config: Config,
+}
+
+impl HistoryWorker {
+    /// Registers the service on `client` and starts answering history requests.
+    pub async fn start(client: async_nats::Client, config: Config) -> Result<Self, StartError> {
+        config.validate()?;
+        let service = client
+            .service_builder()
+            .description("pages of a chat room's stored messages (HistoryRequest -> HistoryPage)")
+            .start(SERVICE_NAME, env!("CARGO_PKG_VERSION"))
+            .await
+            .map_err(StartError::Service)?;
+        let endpoint = service
+            .endpoint_builder()
+            .name("history")
+            .add(subjects::endpoints::HISTORY)
+            .await
+            .map_err(StartError::Endpoint)?;
+        let serving = tokio::spawn(serve(
+            endpoint,
+            jetstream::new(client.clone()),
+            config.clone(),
+        ));
+        tracing::info!(
+            service = SERVICE_NAME,
+            subject = subjects::endpoints::HISTORY,
+            max_limit = config.max_limit,
+            max_page_bytes = config.max_page_bytes,
+            concurrency = config.concurrency,
+            "history worker started"
+        );
+        Ok(Self {
+            service: Some(service),
+            serving: Some(serving),
+            client,
+            config,
+        })
+    }
+
+    /// Stops gracefully: stops taking requests (other instances get them from now on),
+    /// answers every request already received, waiting up to
+    /// [`Config::drain_timeout`], and flushes the replies.
+    pub async fn stop(mut self) {
+        if let Some(service) = self.service.take() {
+            let _ = service.stop().await;
+        }
+        if let Some(mut serving) = self.serving.take() {
+            if tokio::time::timeout(self.config.drain_timeout, &mut serving)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    timeout = ?self.config.drain_timeout,
+                    "requests still in progress at shutdown were abandoned"
+                );
+                serving.abort();
+            }
+        }
+        if let Err(error) = self.client.flush().await {
+            tracing::warn!(%error, "cannot flush the last replies");
+        }
+        tracing::info!("history worker stopped");
+    }
+}
+
+impl Drop for HistoryWorker {
+    fn drop(&mut self) {
+        if let Some(serving) = self.serving.take() {
+            serving.abort();
+        }
+        if let Some(service) = self.service.take() {
+            // `Service::stop` only signals and aborts; it completes without waiting.
+            let _ = service.stop().now_or_never();
+        }
+    }
+}
+
+/// Takes requests until the endpoint closes, each in its own task, then waits for
+/// those in progress. Aborting this task aborts them all (the [`JoinSet`] drops).
+async fn serve(mut endpoint: service::endpoint::Endpoint, js: jetstream::Context, config: Config) {
+    let slots = Arc::new(Semaphore::new(config.concurrency));
+    let config = Arc::new(config);
+    let mut tasks = JoinSet::new();
+    while let Some(request) = endpoint.next().await {
+        while tasks.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let (js, config) = (js.clone(), config.clone());
+        tasks.spawn(async move {
+            answer(&js, &config, request).await;
+            drop(slot);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Serves one request and replies: the page, or the contract's error body with the
+/// service API's error headers (the API's own error replies have an empty body).
+async fn answer(js: &jetstream::Context, config: &Config, request: service::Request) {
+    let subject = request.message.subject.as_str();
+    let (body, headers) = match page::serve(js, config, subject, &request.message.payload).await {
+        Ok(page) => (serde_json::to_vec(&page), HeaderMap::new()),
+        Err(error) => {
+            let code = error.code();
+            match code {
+                404 => tracing::info!(%error, "history request for an unknown room"),
+                400 => tracing::warn!(%error, "refused a history request"),
+                _ => tracing::error!(%error, "history request failed"),
+            }
+            let mut headers = HeaderMap::new();
+            let status = sanitize(&error.to_string()).into_owned();
+            headers.insert(service::NATS_SERVICE_ERROR, status.as_str());
+            headers.insert(service::NATS_SERVICE_ERROR_CODE, code.to_string().as_str());
+            (serde_json::to_vec(&ErrorReply::new(&error)), headers)
+        }
+    };
+    let body = match body {
+        Ok(body) => Bytes::from(body),
+        Err(error) => {
+            tracing::error!(%error, "cannot serialize a history reply");
+            return;
+        }
+    };
+    if let Err(error) = request.respond_with_headers(Ok(body), headers).await {
+        tracing::debug!(%error, "cannot send a history reply");
+    }
+}

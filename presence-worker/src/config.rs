@@ -1,0 +1,90 @@
+//! The worker's settings: TTLs, how room streams and buckets are created, and the
+//! limits that keep one instance well-behaved under load.
+
+use std::time::Duration;
+
+use chat_protocol::streams::RoomStreamSettings;
+
+/// How a [`crate::PresenceWorker`] runs. Every field has a sensible default; tests
+/// shorten the TTLs so that expiry takes seconds, not minutes.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long a session stays online without a heartbeat (the contract's default is
+    /// 30 s). Clients are told to send a heartbeat every third of it. Whole seconds,
+    /// at least one: that is the resolution of JetStream's per-message TTL.
+    pub ttl: Duration,
+    /// How room streams are created on first join.
+    pub streams: RoomStreamSettings,
+    /// Replicas of the presence buckets (3 in a cluster).
+    pub kv_replicas: usize,
+    /// How long the markers left by an expired or departed session stay in the
+    /// presence bucket. Markers are how expiry reaches the workers; the start-up sweep
+    /// covers markers that aged out while no worker ran, so this only needs to
+    /// outlast a short outage.
+    pub marker_ttl: Duration,
+    /// How long a worker may hold an expiry marker without acknowledging it before
+    /// another worker gets it: bounds how late an expiry is announced when the worker
+    /// holding it crashes.
+    pub ack_wait: Duration,
+    /// Requests handled at once by one instance; more wait (in NATS, not in memory).
+    pub max_concurrent_requests: usize,
+    /// Largest request body accepted; a presence request is well under 200 bytes.
+    pub max_request_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(30),
+            streams: RoomStreamSettings::default(),
+            kv_replicas: 1,
+            marker_ttl: Duration::from_secs(15 * 60),
+            ack_wait: Duration::from_secs(30),
+            max_concurrent_requests: 64,
+            max_request_bytes: 4096,
+        }
+    }
+}
+
+impl Config {
+    /// Seconds between heartbeats that join replies announce: a third of the TTL, so a
+    /// session survives two lost heartbeats; at least one second.
+    pub fn heartbeat_secs(&self) -> u64 {
+        (self.ttl.as_secs() / 3).max(1)
+    }
+
+    /// Checks what JetStream cannot express or the worker cannot work with.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.ttl.as_secs() == 0 || self.ttl.subsec_nanos() != 0 {
+            return Err(format!(
+                "ttl must be a whole number of seconds, at least 1 (got {:?})",
+                self.ttl
+            ));
+        }
+        if self.marker_ttl.as_secs() == 0 {
+            return Err("marker ttl must be at least 1 s".into());
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err("max_concurrent_requests must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_is_a_third_of_the_ttl() {
+        let mut config = Config::default();
+        assert_eq!(config.heartbeat_secs(), 10);
+        config.ttl = Duration::from_secs(2);
+        assert_eq!(config.heartbeat_secs(), 1);
+        assert!(config.validate().is_ok());
+        config.ttl = Duration::from_millis(1500);
+        assert!(config.validate().is_err());
+        config.ttl = Duration::ZERO;
+        assert!(config.validate().is_err());
+    }
+}

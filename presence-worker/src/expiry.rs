@@ -1,0 +1,172 @@
+//! Expiry, also of sessions that died while no worker ran.
+//!
+//! When a session's TTL runs out, the server replaces its key with a `MaxAge` marker;
+//! a leave leaves a purge marker. Every instance pulls from one shared durable consumer
+//! on the sessions bucket's stream, so each marker is handled by exactly one worker
+//! at a time and redelivered if that worker dies before acknowledging it: the marker
+//! is acknowledged only after [`crate::announce::Announcer::reconcile`] succeeded.
+//! Values (joins, heartbeats) are acknowledged right away.
+//!
+//! Markers themselves expire (the bucket's marker TTL). A worker that starts therefore
+//! also [`sweep`]s the internal announced-state bucket: every user announced online
+//! without a live session, or with a pending event, is reconciled.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::message::AckKind;
+use chat_protocol::body::{AnnouncedState, Reason};
+use chat_protocol::streams::{parse_presence_key, parse_presence_users_key};
+use chat_protocol::{RoomName, UserName};
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::listing::{self, ListError, Removal};
+use crate::sessions::Sessions;
+use crate::worker::Ctx;
+
+/// Durable name of the shared expiry consumer (internal to the worker).
+pub const EXPIRY_CONSUMER: &str = "chat-presence-expiry";
+
+/// Messages pulled at once: small, so that a crashed worker strands few of them
+/// until their ack wait runs out.
+const BATCH: usize = 16;
+
+/// How long one pull waits at the server; short so that a dead worker's pulls do not
+/// linger.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
+/// How long a failed reconcile waits before its marker is delivered again.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Creates the shared consumer if it does not exist yet (every instance does this;
+/// the first one creates it, starting at new messages).
+pub(crate) async fn consumer(
+    sessions: &Sessions,
+    config: &Config,
+) -> Result<PullConsumer, async_nats::jetstream::stream::ConsumerError> {
+    sessions
+        .stream()
+        .get_or_create_consumer(
+            EXPIRY_CONSUMER,
+            pull::Config {
+                durable_name: Some(EXPIRY_CONSUMER.to_string()),
+                description: Some("presence workers: announce expired and removed sessions".into()),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                deliver_policy: DeliverPolicy::New,
+                ..Default::default()
+            },
+        )
+        .await
+}
+
+/// Pulls and handles markers until `stop` turns true (finishing the one in hand).
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    mut consumer: PullConsumer,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(BATCH)
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await;
+        match messages {
+            Ok(mut messages) => loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    next = messages.next() => match next {
+                        Some(Ok(message)) => handle(&ctx, message).await,
+                        Some(Err(err)) => {
+                            tracing::warn!(%err, "expiry consumer error; pulling again");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            },
+            Err(err) => tracing::warn!(%err, "cannot pull from the expiry consumer"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(RETRY_DELAY) => {}
+        }
+        // The consumer may have been deleted: create it again.
+        match self::consumer(&ctx.sessions, &ctx.config).await {
+            Ok(fresh) => consumer = fresh,
+            Err(err) => tracing::warn!(%err, "cannot recreate the expiry consumer"),
+        }
+    }
+}
+
+async fn handle(ctx: &Ctx, message: async_nats::jetstream::Message) {
+    let removal = listing::removal(message.headers.as_ref());
+    let key = message.subject.as_str().strip_prefix(ctx.sessions.prefix());
+    if let (Some(removal), Some(key)) = (removal, key) {
+        match parse_presence_key(key) {
+            Ok((room, user, session)) => {
+                if removal == Removal::Expired {
+                    ctx.stats.expiry();
+                    tracing::info!(%room, %user, %session, reason = "timeout", "session expired");
+                }
+                if let Err(err) = ctx
+                    .announcer
+                    .reconcile(&room, &user, removal.reason())
+                    .await
+                {
+                    tracing::warn!(%room, %user, %err, "cannot announce a removal yet; will retry");
+                    if let Err(err) = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await {
+                        tracing::debug!(%err, "nak failed");
+                    }
+                    return;
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "skipping a presence key that breaks the naming rules")
+            }
+        }
+    }
+    if let Err(err) = message.ack().await {
+        tracing::debug!(%err, "ack failed; the marker will come again");
+    }
+}
+
+/// Reconciles every user whose announced state disagrees with the live sessions or
+/// holds a pending event; returns how many were reconciled.
+pub(crate) async fn sweep(ctx: &Ctx) -> Result<usize, ListError> {
+    let store = ctx.announcer.store();
+    let entries = listing::latest(&store.stream, &store.prefix, ">", false).await?;
+    let online: HashSet<(RoomName, UserName)> = ctx
+        .sessions
+        .all_live()
+        .await?
+        .into_iter()
+        .map(|s| (s.room, s.user))
+        .collect();
+    let mut reconciled = 0;
+    for entry in entries.into_iter().filter(|e| e.removal().is_none()) {
+        let (room, user) = match parse_presence_users_key(&entry.key) {
+            Ok(names) => names,
+            Err(err) => {
+                tracing::warn!(%err, "skipping an announced-state key that breaks the naming rules");
+                continue;
+            }
+        };
+        let state: AnnouncedState = serde_json::from_slice(&entry.payload).unwrap_or_default();
+        let has_session = online.contains(&(room.clone(), user.clone()));
+        if state.pending.is_none() && state.online == has_session {
+            continue;
+        }
+        match ctx.announcer.reconcile(&room, &user, Reason::Timeout).await {
+            Ok(_) => reconciled += 1,
+            Err(err) => tracing::warn!(%room, %user, %err, "sweep: cannot reconcile"),
+        }
+    }
+    Ok(reconciled)
+}

@@ -1,0 +1,163 @@
+//! What each endpoint does with one request: decode the subject and body (never
+//! trusting either), act on the buckets, build the reply.
+//!
+//! The user is always the subject's token (`chat.presence.<room>.<user>`), never
+//! anything in the body, so per-user NATS permissions make impersonation impossible.
+
+use bytes::Bytes;
+use chat_protocol::body::{PresenceAction, PresenceReply, PresenceRequest, Reason, UsersReply};
+use chat_protocol::display::sanitize;
+use chat_protocol::subjects::{self, SubjectError};
+use chat_protocol::{RoomName, UserName};
+
+use crate::announce::ReconcileError;
+use crate::listing::ListError;
+use crate::rooms::RoomsError;
+use crate::sessions::{Heartbeat, SessionError};
+use crate::stats::EndpointKind;
+use crate::worker::Ctx;
+
+/// Why a request was refused; becomes `{"ok": false, "error": ...}`.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The subject breaks the contract's shape or naming rules.
+    #[error(transparent)]
+    Subject(#[from] SubjectError),
+    /// The body is larger than any valid request.
+    #[error("request body is {len} bytes; at most {max} are accepted")]
+    TooLarge {
+        /// Size received.
+        len: usize,
+        /// Largest accepted.
+        max: usize,
+    },
+    /// The body is not a valid request.
+    #[error("malformed request body: {0}")]
+    Body(String),
+    /// The sessions bucket could not be updated.
+    #[error("presence is unavailable: {0}")]
+    Session(#[from] SessionError),
+    /// Listing the sessions failed.
+    #[error("presence is unavailable: {0}")]
+    List(#[from] ListError),
+    /// Announcing a transition failed (it is finished later).
+    #[error("presence is unavailable: {0}")]
+    Reconcile(#[from] ReconcileError),
+    /// The room stream could not be created.
+    #[error("cannot create the room stream: {0}")]
+    Room(#[from] async_nats::jetstream::context::CreateStreamError),
+    /// Summarising the rooms failed.
+    #[error("rooms are unavailable: {0}")]
+    Rooms(#[from] RoomsError),
+}
+
+impl RequestError {
+    /// Code for the `Nats-Service-Error-Code` header: 400 when the request is at
+    /// fault, 503 when the worker's backend is.
+    pub fn code(&self) -> u16 {
+        match self {
+            RequestError::Subject(_) | RequestError::TooLarge { .. } | RequestError::Body(_) => 400,
+            _ => 503,
+        }
+    }
+
+    /// The message, safe to log, print and put in a header (no control characters).
+    pub fn text(&self) -> String {
+        sanitize(&self.to_string()).into_owned()
+    }
+}
+
+/// Handles one request of `endpoint` and returns the reply body.
+pub(crate) async fn handle(
+    ctx: &Ctx,
+    endpoint: EndpointKind,
+    subject: &str,
+    body: &[u8],
+) -> Result<Bytes, RequestError> {
+    if body.len() > ctx.config.max_request_bytes {
+        return Err(RequestError::TooLarge {
+            len: body.len(),
+            max: ctx.config.max_request_bytes,
+        });
+    }
+    let reply = match endpoint {
+        EndpointKind::Presence => {
+            let (room, user) = subjects::parse_presence(subject)?;
+            let request: PresenceRequest =
+                serde_json::from_slice(body).map_err(|e| RequestError::Body(e.to_string()))?;
+            serde_json::to_vec(&presence(ctx, &room, &user, request).await?)
+        }
+        EndpointKind::Users => {
+            let room = subjects::parse_users(subject)?;
+            let users = ctx.sessions.users(&room).await?;
+            serde_json::to_vec(&UsersReply { room, users })
+        }
+        EndpointKind::Rooms => {
+            if subject != subjects::ROOMS {
+                return Err(SubjectError::Shape(sanitize(subject).into_owned()).into());
+            }
+            serde_json::to_vec(&ctx.rooms.summary(&ctx.sessions).await?)
+        }
+    };
+    Ok(reply.expect("replies always serialize").into())
+}
+
+async fn presence(
+    ctx: &Ctx,
+    room: &RoomName,
+    user: &UserName,
+    request: PresenceRequest,
+) -> Result<PresenceReply, RequestError> {
+    let session = request.session;
+    let reply = |users: usize, welcome: String, rejoined: bool| PresenceReply {
+        ok: true,
+        room: room.clone(),
+        users: users as u64,
+        welcome,
+        heartbeat: ctx.config.heartbeat_secs(),
+        rejoined,
+    };
+    match request.action {
+        PresenceAction::Join => {
+            ctx.rooms.ensure(room).await?;
+            ctx.sessions.join(room, user, &session).await?;
+            let done = ctx.announcer.reconcile(room, user, Reason::Join).await?;
+            ctx.stats.join();
+            tracing::info!(%room, %user, %session, reason = "join", users = done.users.len(), "session joined");
+            let n = done.users.len();
+            Ok(reply(n, welcome(room, user, n), false))
+        }
+        PresenceAction::Heartbeat => match ctx.sessions.heartbeat(room, user, &session).await? {
+            Heartbeat::Refreshed => {
+                ctx.stats.heartbeat(false);
+                tracing::debug!(%room, %user, %session, "heartbeat");
+                let n = ctx.sessions.users(room).await?.len();
+                Ok(reply(n, String::new(), false))
+            }
+            Heartbeat::Rejoined => {
+                ctx.rooms.ensure(room).await?;
+                let done = ctx.announcer.reconcile(room, user, Reason::Join).await?;
+                ctx.stats.heartbeat(true);
+                tracing::info!(%room, %user, %session, reason = "rejoin", users = done.users.len(), "expired session registered again");
+                let n = done.users.len();
+                Ok(reply(n, welcome(room, user, n), true))
+            }
+        },
+        PresenceAction::Leave => {
+            ctx.sessions.leave(room, user, &session).await?;
+            let done = ctx.announcer.reconcile(room, user, Reason::Leave).await?;
+            ctx.stats.leave();
+            tracing::info!(%room, %user, %session, reason = "leave", users = done.users.len(), "session left");
+            Ok(reply(done.users.len(), String::new(), false))
+        }
+    }
+}
+
+fn welcome(room: &RoomName, user: &UserName, users: usize) -> String {
+    let others = match users {
+        0 | 1 => "you are the only one here".to_string(),
+        2 => "1 other user is online".to_string(),
+        n => format!("{} other users are online", n - 1),
+    };
+    format!("Welcome to #{room}, {user}! {users} online ({others}).")
+}

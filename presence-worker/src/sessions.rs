@@ -1,0 +1,226 @@
+//! The `chat_presence` bucket: one key per online session, `<room>.<user>.<session>`,
+//! written with a per-message TTL so that a session whose client died disappears by
+//! itself, even while no worker runs.
+//!
+//! Joins and heartbeats publish the key with `Nats-TTL`; a leave purges it (with a
+//! TTL, so tombstones do not pile up). Who is online is the set of keys whose latest
+//! message is a value, not a marker.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishErrorKind, kv, message::PublishMessage};
+use chat_protocol::body::PresenceRecord;
+use chat_protocol::streams::{self, parse_presence_key, presence_filter, presence_key};
+use chat_protocol::{RoomName, SessionId, UserName};
+use chrono::Utc;
+
+use crate::listing::{self, ListError};
+
+/// Why a session could not be written or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Reading the session's current entry failed.
+    #[error("cannot read the session: {0}")]
+    Read(#[from] kv::EntryError),
+    /// JetStream did not store the write.
+    #[error("cannot store the session: {0}")]
+    Write(#[from] jetstream::context::PublishError),
+    /// The leave's purge failed.
+    #[error("cannot remove the session: {0}")]
+    Remove(#[from] kv::PurgeError),
+    /// The record could not be encoded (never expected).
+    #[error("cannot encode the session: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The session was alive; its TTL starts again.
+    Refreshed,
+    /// The session had expired (or never existed) and was registered again.
+    Rejoined,
+}
+
+/// A live session, as listed from the bucket.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LiveSession {
+    /// Its room.
+    pub room: RoomName,
+    /// Its user.
+    pub user: UserName,
+    /// The session.
+    pub session: SessionId,
+}
+
+/// Handle on the sessions bucket.
+#[derive(Clone)]
+pub(crate) struct Sessions {
+    js: jetstream::Context,
+    store: kv::Store,
+    ttl: Duration,
+    marker_ttl: Duration,
+}
+
+impl Sessions {
+    /// Creates (or updates) the bucket.
+    pub async fn open(
+        js: jetstream::Context,
+        replicas: usize,
+        ttl: Duration,
+        marker_ttl: Duration,
+    ) -> Result<Self, jetstream::context::CreateKeyValueError> {
+        let store = js
+            .create_or_update_key_value(streams::presence_bucket_config(replicas, marker_ttl))
+            .await?;
+        Ok(Self {
+            js,
+            store,
+            ttl,
+            marker_ttl,
+        })
+    }
+
+    /// The bucket's stream, where the expiry consumer reads markers.
+    pub fn stream(&self) -> &jetstream::stream::Stream {
+        &self.store.stream
+    }
+
+    /// Subject prefix of the bucket's keys (`$KV.<bucket>.`).
+    pub fn prefix(&self) -> &str {
+        &self.store.prefix
+    }
+
+    async fn write(
+        &self,
+        key: &str,
+        record: &PresenceRecord,
+        expect_revision: Option<u64>,
+    ) -> Result<(), jetstream::context::PublishError> {
+        let payload = serde_json::to_vec(record).map_err(|e| {
+            jetstream::context::PublishError::with_source(PublishErrorKind::Other, e)
+        })?;
+        let mut message = PublishMessage::build()
+            .payload(payload.into())
+            .ttl(self.ttl);
+        if let Some(revision) = expect_revision {
+            message = message.expected_last_subject_sequence(revision);
+        }
+        let subject = format!(
+            "{}{key}",
+            self.store
+                .put_prefix
+                .as_deref()
+                .unwrap_or(&self.store.prefix)
+        );
+        self.js.send_publish(subject, message).await?.await?;
+        Ok(())
+    }
+
+    /// Registers a session (again): its key is written with the TTL.
+    pub async fn join(
+        &self,
+        room: &RoomName,
+        user: &UserName,
+        session: &SessionId,
+    ) -> Result<(), SessionError> {
+        let now = Utc::now();
+        let record = PresenceRecord {
+            room: room.clone(),
+            user: user.clone(),
+            session: *session,
+            joined_at: now,
+            last_seen: now,
+        };
+        self.write(&presence_key(room, user, session), &record, None)
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps a session alive, or registers it again if it had expired.
+    ///
+    /// A live session is rewritten only if it is still the latest entry of its key
+    /// (`Nats-Expected-Last-Subject-Sequence`): if it expired between the read and
+    /// the write, the heartbeat is a rejoin, so that the caller announces it.
+    pub async fn heartbeat(
+        &self,
+        room: &RoomName,
+        user: &UserName,
+        session: &SessionId,
+    ) -> Result<Heartbeat, SessionError> {
+        let key = presence_key(room, user, session);
+        let now = Utc::now();
+        if let Some(entry) = self.store.entry(key.as_str()).await? {
+            if !listing::is_removal(entry.operation) {
+                let joined_at = serde_json::from_slice::<PresenceRecord>(&entry.value)
+                    .map(|r| r.joined_at)
+                    .unwrap_or(now);
+                let record = PresenceRecord {
+                    room: room.clone(),
+                    user: user.clone(),
+                    session: *session,
+                    joined_at,
+                    last_seen: now,
+                };
+                match self.write(&key, &record, Some(entry.revision)).await {
+                    Ok(()) => return Ok(Heartbeat::Refreshed),
+                    Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        self.join(room, user, session).await?;
+        Ok(Heartbeat::Rejoined)
+    }
+
+    /// Removes a session. The purge marker itself expires after the marker TTL.
+    pub async fn leave(
+        &self,
+        room: &RoomName,
+        user: &UserName,
+        session: &SessionId,
+    ) -> Result<(), SessionError> {
+        self.store
+            .purge_with_ttl(presence_key(room, user, session), self.marker_ttl)
+            .await?;
+        Ok(())
+    }
+
+    /// Every live session matching a key filter (see [`presence_filter`]); keys that
+    /// break the naming rules (written by someone else) are logged and skipped.
+    pub async fn live(&self, filter: &str) -> Result<Vec<LiveSession>, ListError> {
+        let latest = listing::latest(self.stream(), self.prefix(), filter, true).await?;
+        Ok(latest
+            .into_iter()
+            .filter(|entry| entry.removal().is_none())
+            .filter_map(|entry| match parse_presence_key(&entry.key) {
+                Ok((room, user, session)) => Some(LiveSession {
+                    room,
+                    user,
+                    session,
+                }),
+                Err(err) => {
+                    tracing::warn!(%err, "skipping a presence key that breaks the naming rules");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// Every live session of every room.
+    pub async fn all_live(&self) -> Result<Vec<LiveSession>, ListError> {
+        self.live(">").await
+    }
+
+    /// Distinct users online in `room`, sorted.
+    pub async fn users(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
+        let sessions = self.live(&presence_filter(room, None)).await?;
+        let users: BTreeSet<UserName> = sessions
+            .into_iter()
+            .filter(|s| &s.room == room)
+            .map(|s| s.user)
+            .collect();
+        Ok(users.into_iter().collect())
+    }
+}

@@ -1,0 +1,152 @@
+//! [`PresenceWorker`]: wires the buckets, the expiry consumer and the NATS service
+//! together, and stops them gracefully (or abruptly, on drop).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::CreateKeyValueError};
+use async_nats::service::Service;
+use futures::FutureExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::announce::Announcer;
+use crate::config::Config;
+use crate::expiry;
+use crate::rooms::Rooms;
+use crate::service;
+use crate::sessions::Sessions;
+use crate::stats::Stats;
+
+/// How long [`PresenceWorker::stop`] waits for the expiry task to finish its marker.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Everything a request or a marker handler needs; shared by all tasks of one instance.
+pub(crate) struct Ctx {
+    pub config: Config,
+    pub sessions: Sessions,
+    pub announcer: Announcer,
+    pub rooms: Arc<Rooms>,
+    pub stats: Arc<Stats>,
+}
+
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The presence buckets could not be created (is JetStream enabled?).
+    #[error("cannot create the presence buckets: {0}")]
+    Buckets(#[from] CreateKeyValueError),
+    /// The shared expiry consumer could not be created.
+    #[error("cannot create the expiry consumer: {0}")]
+    Consumer(#[from] async_nats::jetstream::stream::ConsumerError),
+    /// The NATS service could not be started.
+    #[error("cannot start the NATS service: {0}")]
+    Service(async_nats::Error),
+}
+
+/// One running instance of the presence worker. Any number may run side by side
+/// (against the same NATS); all state is in JetStream.
+///
+/// Dropping it aborts its tasks at once, as a crash would (tests rely on that; give
+/// each instance its own `async_nats::Client` so its connection goes too).
+pub struct PresenceWorker {
+    service: Option<Service>,
+    serving: Vec<JoinHandle<()>>,
+    expiry: Option<JoinHandle<()>>,
+    sweep: Option<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+}
+
+impl PresenceWorker {
+    /// Creates the buckets and the expiry consumer if needed, starts the NATS service
+    /// and its tasks, and sweeps for transitions missed while no worker ran.
+    pub async fn start(client: async_nats::Client, config: Config) -> Result<Self, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let js = jetstream::new(client.clone());
+        let stats = Arc::new(Stats::default());
+        let sessions = Sessions::open(
+            js.clone(),
+            config.kv_replicas,
+            config.ttl,
+            config.marker_ttl,
+        )
+        .await?;
+        let rooms = Arc::new(Rooms::new(js.clone(), config.streams.clone()));
+        let announcer = Announcer::open(
+            js,
+            config.kv_replicas,
+            sessions.clone(),
+            rooms.clone(),
+            stats.clone(),
+        )
+        .await?;
+        let consumer = expiry::consumer(&sessions, &config).await?;
+        let ctx = Arc::new(Ctx {
+            config,
+            sessions,
+            announcer,
+            rooms,
+            stats,
+        });
+        let (service, serving) = service::start(&client, ctx.clone())
+            .await
+            .map_err(StartError::Service)?;
+        let (stop, stopped) = watch::channel(false);
+        let expiry = tokio::spawn(expiry::run(ctx.clone(), consumer, stopped));
+        let sweep = tokio::spawn(async move {
+            match expiry::sweep(&ctx).await {
+                Ok(0) => tracing::debug!("start-up sweep: nothing to do"),
+                Ok(n) => tracing::info!(reconciled = n, "start-up sweep reconciled users"),
+                Err(err) => tracing::warn!(%err, "start-up sweep failed"),
+            }
+        });
+        tracing::info!(service = service::SERVICE_NAME, "presence worker started");
+        Ok(Self {
+            service: Some(service),
+            serving,
+            expiry: Some(expiry),
+            sweep: Some(sweep),
+            stop,
+        })
+    }
+
+    /// Graceful: stops taking requests, finishes the ones in flight and the marker in
+    /// hand. Whatever is left (a pending event, an unacknowledged marker) is finished
+    /// by another instance or the next start.
+    pub async fn stop(mut self) {
+        if let Some(service) = self.service.take() {
+            let _ = service.stop().await;
+        }
+        for task in self.serving.drain(..) {
+            let _ = task.await;
+        }
+        let _ = self.stop.send(true);
+        if let Some(sweep) = self.sweep.take() {
+            sweep.abort();
+        }
+        if let Some(expiry) = self.expiry.take() {
+            let _ = tokio::time::timeout(STOP_GRACE, expiry).await;
+        }
+        tracing::info!("presence worker stopped");
+    }
+}
+
+impl Drop for PresenceWorker {
+    fn drop(&mut self) {
+        if let Some(service) = self.service.take() {
+            // `Service::stop` does not wait for anything; one poll completes it.
+            let _ = service.stop().now_or_never();
+        }
+        for task in self
+            .serving
+            .drain(..)
+            .chain(self.expiry.take())
+            .chain(self.sweep.take())
+        {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Hostile requests get `{"ok": false}` replies with the service error headers, are
+//! counted in `$SRV.STATS`, and the worker keeps answering.
+
+mod common;
+
+use chat_protocol::SessionId;
+use common::*;
+use test_support::run_server;
+
+#[tokio::test]
+async fn hostile_requests_are_refused_and_the_worker_keeps_answering() {
+    let server = run_server();
+    let _worker = worker(&server).await;
+    let client = server.client().await;
+    let session = SessionId::random().to_string();
+    let valid = format!(r#"{{"type":"join","session":"{session}"}}"#);
+    let cases: Vec<(String, Vec<u8>)> = vec![
+        ("chat.presence.general.alice".into(), b"not json".to_vec()),
+        (
+            "chat.presence.general.alice".into(),
+            b"\xff\xfe\x00".to_vec(),
+        ),
+        ("chat.presence.general.alice".into(), b"".to_vec()),
+        (
+            "chat.presence.general.alice".into(),
+            br#"{"type":"dance","session":"x"}"#.to_vec(),
+        ),
+        (
+            "chat.presence.general.alice".into(),
+            br#"{"type":"join","session":"nope"}"#.to_vec(),
+        ),
+        (
+            "chat.presence.general.alice".into(),
+            br#"{"type":"join","session":5}"#.to_vec(),
+        ),
+        (
+            "chat.presence.General.alice".into(),
+            valid.clone().into_bytes(),
+        ),
+        (
+            "chat.presence.general.al\u{1b}[31m".into(),
+            valid.clone().into_bytes(),
+        ),
+        (
+            "chat.presence.-bad.alice".into(),
+            valid.clone().into_bytes(),
+        ),
+        ("chat.users.UPPER".into(), b"".to_vec()),
+        ("chat.presence.general.alice".into(), vec![b'{'; 512 * 1024]),
+    ];
+    for (subject, body) in &cases {
+        let (reply, headers) = raw(&client, subject.clone(), body.clone()).await;
+        assert_eq!(reply["ok"], false, "{subject}: {reply}");
+        let error = reply["error"].as_str().expect("error text");
+        assert!(!error.is_empty() && !error.contains('\u{1b}'), "{error}");
+        let headers = headers.expect("service error headers");
+        assert!(headers.get("Nats-Service-Error").is_some());
+        let code = headers.get("Nats-Service-Error-Code").unwrap().as_str();
+        assert_eq!(code, "400", "{subject}: {reply}");
+    }
+    // The body's user is ignored: the subject's token is the user.
+    let spoof = format!(r#"{{"type":"join","session":"{session}","user":"mallory"}}"#);
+    let (reply, _) = raw(&client, "chat.presence.general.alice", spoof).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(users(&client, &room("general")).await, ["alice"]);
+
+    // $SRV.STATS counts the failures in the endpoint's data.
+    let stats = client
+        .request("$SRV.STATS.chat-presence", "".into())
+        .await
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&stats.payload).unwrap();
+    let endpoints = stats["endpoints"].as_array().unwrap();
+    let failures = |name: &str| {
+        endpoints
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["data"]["failures"].as_u64().unwrap())
+            .unwrap()
+    };
+    assert_eq!(failures("presence"), cases.len() as u64 - 1);
+    assert_eq!(failures("users"), 1);
+}
