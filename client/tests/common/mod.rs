@@ -56,7 +56,12 @@ pub async fn wait_for<T>(
 }
 
 /// Joins `room` and waits for the welcome.
-pub async fn join(chat: &Chat, events: &mut mpsc::Receiver<Event>, room: &RoomName, history: usize) {
+pub async fn join(
+    chat: &Chat,
+    events: &mut mpsc::Receiver<Event>,
+    room: &RoomName,
+    history: usize,
+) {
     assert!(chat.join(room, history));
     wait_for(events, |e| match e {
         Event::Welcome { room: r, .. } if r == room => Some(()),
@@ -94,55 +99,21 @@ pub async fn messages(
 
 /// Asserts that no chat message of `room` arrives within a short while.
 pub async fn no_more_messages(events: &mut mpsc::Receiver<Event>, room: &RoomName) {
-    let extra = tokio::time::timeout(Duration::from_millis(500), wait_for(events, message_in(room))).await;
+    let extra = tokio::time::timeout(
+        Duration::from_millis(500),
+        wait_for(events, message_in(room)),
+    )
+    .await;
     assert!(extra.is_err(), "unexpected extra message: {extra:?}");
 }
 
-/// Starts a presence worker in-process with a short TTL.
-pub async fn presence(server: &NatsServer) -> stand_in::Presence {
-    stand_in::Presence::start(server).await
-}
-
-/// A minimal presence responder until the real worker lands on main.
-pub mod stand_in {
-    use chat_protocol::body::{PresenceReply, UsersReply};
-    use chat_protocol::streams::{room_stream_config, RoomStreamSettings};
-    use chat_protocol::subjects;
-    use futures::StreamExt;
-    use test_support::NatsServer;
-
-    pub struct Presence(tokio::task::JoinHandle<()>);
-
-    impl Drop for Presence {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
-
-    impl Presence {
-        pub async fn start(server: &NatsServer) -> Self {
-            let client = server.client().await;
-            let js = async_nats::jetstream::new(client.clone());
-            let mut presence = client.subscribe(subjects::endpoints::PRESENCE).await.unwrap();
-            let mut users = client.subscribe(subjects::endpoints::USERS).await.unwrap();
-            client.flush().await.unwrap();
-            Self(tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        Some(m) = presence.next() => {
-                            let (room, _) = subjects::parse_presence(&m.subject).unwrap();
-                            js.create_or_update_stream(room_stream_config(&room, &RoomStreamSettings::default())).await.unwrap();
-                            let reply = PresenceReply { ok: true, room, users: 1, welcome: "welcome".into(), heartbeat: 1, rejoined: false };
-                            client.publish(m.reply.unwrap(), serde_json::to_vec(&reply).unwrap().into()).await.unwrap();
-                        }
-                        Some(m) = users.next() => {
-                            let room = subjects::parse_users(&m.subject).unwrap();
-                            let reply = UsersReply { room, users: vec![] };
-                            client.publish(m.reply.unwrap(), serde_json::to_vec(&reply).unwrap().into()).await.unwrap();
-                        }
-                    }
-                }
-            }))
-        }
-    }
+/// Starts a presence worker in-process with a short TTL (heartbeats every second).
+pub async fn presence(server: &NatsServer) -> presence_worker::PresenceWorker {
+    let config = presence_worker::Config {
+        ttl: Duration::from_secs(3),
+        ..Default::default()
+    };
+    presence_worker::PresenceWorker::start(server.client().await, config)
+        .await
+        .expect("presence worker starts")
 }
