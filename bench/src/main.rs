@@ -1,0 +1,187 @@
+//! `chat-bench`: flags in, figures out. All the work is in the library.
+
+use std::path::PathBuf;
+
+use chat_bench::{options::Scenario, progress::Progress, scenarios, BenchError, Settings, Sizes};
+use chat_protocol::runtime::{self, exit, LogFormat};
+use clap::Parser;
+
+/// Measures the chat's real client and workers against raw NATS of the same shape, in
+/// one run, and prints a Markdown table (and, with --json, every figure as JSON).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Use this NATS server instead of starting one (pinned nats-server, temporary store).
+    #[arg(long, env = "CHAT_BENCH_NATS_URL")]
+    nats_url: Option<String>,
+    /// Small sizes: finishes in well under a minute on 2 cores.
+    #[arg(long)]
+    quick: bool,
+    /// Scenarios to run (comma-separated); all by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Scenario>,
+    /// Write every figure, the sizes and the machine to this JSON file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Where presence-worker, history-worker and chat-client are (default: next to chat-bench).
+    #[arg(long, env = "CHAT_BENCH_BIN_DIR")]
+    bin_dir: Option<PathBuf>,
+    /// Publish: messages per side.
+    #[arg(long)]
+    publish_messages: Option<usize>,
+    /// Characters of text per chat message.
+    #[arg(long)]
+    text_chars: Option<usize>,
+    /// Fan-out: rooms.
+    #[arg(long)]
+    fanout_rooms: Option<usize>,
+    /// Fan-out: members per room.
+    #[arg(long)]
+    fanout_members: Option<usize>,
+    /// Fan-out: messages per second, all rooms together.
+    #[arg(long)]
+    fanout_rate: Option<u64>,
+    /// Fan-out: seconds of sending.
+    #[arg(long)]
+    fanout_secs: Option<f64>,
+    /// Presence: sessions (the big room has this many users).
+    #[arg(long)]
+    presence_sessions: Option<usize>,
+    /// Presence: small rooms.
+    #[arg(long)]
+    presence_rooms: Option<usize>,
+    /// Presence: joins in flight at once.
+    #[arg(long)]
+    join_concurrency: Option<usize>,
+    /// Presence: /users requests timed.
+    #[arg(long)]
+    users_requests: Option<usize>,
+    /// Presence: sessions crashed and timed until gone.
+    #[arg(long)]
+    crashed_sessions: Option<usize>,
+    /// Presence: the presence worker's session TTL, seconds.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    presence_ttl: Option<u64>,
+    /// History: messages in the replayed room.
+    #[arg(long)]
+    history_messages: Option<usize>,
+    /// Footprint: seconds of each idle measurement.
+    #[arg(long)]
+    idle_secs: Option<f64>,
+    /// Internal: run as the idle raw async-nats client of the footprint scenario.
+    #[arg(long, hide = true)]
+    idle_raw_client: Option<String>,
+    /// Internal: what the idle raw client subscribes to.
+    #[arg(long, hide = true, requires = "idle_raw_client")]
+    idle_subject: Option<String>,
+}
+
+impl Args {
+    fn sizes(&self) -> Sizes {
+        let mut s = if self.quick { Sizes::quick() } else { Sizes::full() };
+        macro_rules! apply {
+            ($($field:ident <- $arg:ident),* $(,)?) => {
+                $(if let Some(v) = self.$arg { s.$field = v; })*
+            };
+        }
+        apply!(
+            publish_messages <- publish_messages,
+            text_chars <- text_chars,
+            fanout_rooms <- fanout_rooms,
+            fanout_members <- fanout_members,
+            fanout_rate <- fanout_rate,
+            fanout_secs <- fanout_secs,
+            presence_sessions <- presence_sessions,
+            presence_rooms <- presence_rooms,
+            join_concurrency <- join_concurrency,
+            users_requests <- users_requests,
+            crashed_sessions <- crashed_sessions,
+            presence_ttl_secs <- presence_ttl,
+            history_messages <- history_messages,
+            idle_secs <- idle_secs,
+        );
+        s
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    // The library's info lines (one per connection) would drown the progress line.
+    if std::env::var_os("LOG_LEVEL").is_none() && std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("LOG_LEVEL", "warn");
+    }
+    runtime::init_logging(LogFormat::Pretty);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("chat-bench: cannot start the async runtime: {err}");
+            std::process::exit(exit::FAILURE);
+        }
+    };
+    std::process::exit(runtime.block_on(async {
+        match &args.idle_raw_client {
+            Some(url) => idle(url, args.idle_subject.as_deref().unwrap_or(">")).await,
+            None => run(args).await,
+        }
+    }));
+}
+
+async fn idle(url: &str, subject: &str) -> i32 {
+    match scenarios::footprint::idle_raw_client(url, subject).await {
+        Ok(()) => exit::OK,
+        Err(err) => {
+            eprintln!("chat-bench: {err}");
+            exit::UNAVAILABLE
+        }
+    }
+}
+
+async fn run(args: Args) -> i32 {
+    let sizes = args.sizes();
+    if sizes.fanout_rooms == 0 || sizes.fanout_members == 0 || sizes.presence_sessions == 0 {
+        eprintln!("chat-bench: rooms, members and sessions must be at least 1");
+        return exit::USAGE;
+    }
+    let settings = Settings {
+        nats_url: args.nats_url.clone(),
+        bin_dir: args.bin_dir.clone(),
+        scenarios: if args.only.is_empty() {
+            Scenario::ALL.to_vec()
+        } else {
+            args.only.clone()
+        },
+        sizes,
+        quick: args.quick,
+    };
+    let report = match chat_bench::run(settings, Progress::new()).await {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("chat-bench: {err}");
+            return match err {
+                BenchError::Locate(_) => exit::USAGE,
+                _ => exit::FAILURE,
+            };
+        }
+    };
+    if let Some(path) = &args.json {
+        let written = serde_json::to_vec_pretty(&report)
+            .map_err(std::io::Error::other)
+            .and_then(|json| std::fs::write(path, json));
+        if let Err(err) = written {
+            eprintln!("chat-bench: cannot write {}: {err}", path.display());
+            return exit::FAILURE;
+        }
+    }
+    let meta = &report.meta;
+    println!(
+        "{} on {}; load {} before, {} after; {} build, {:.0} s\n",
+        meta.nats_server,
+        meta.machine,
+        meta.load_before,
+        meta.load_after,
+        if meta.release_build { "release" } else { "debug" },
+        meta.seconds
+    );
+    println!("{}", report.markdown());
+    exit::OK
+}

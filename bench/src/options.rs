@@ -1,0 +1,142 @@
+//! What to run and how big: the scenarios selected and the [`Sizes`] of each.
+//!
+//! Two presets exist: the full run that produces the published figures, and `--quick`,
+//! small enough to finish in well under a minute on a 2-core machine (the crate's test
+//! runs it). Every size can be overridden on its own from the command line.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// One measured scenario, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// Chat messages sent through the client library vs raw JetStream async publish.
+    Publish,
+    /// Rooms × members receiving every message: latency and delivered rate.
+    Fanout,
+    /// Reading a whole room through `#all_messages` vs a raw ordered consumer.
+    History,
+    /// Joins, `/users` in a big room, and crashed sessions going away.
+    Presence,
+    /// Memory and CPU of an idle client and of the workers.
+    Footprint,
+}
+
+impl Scenario {
+    /// Every scenario, in running order.
+    pub const ALL: [Scenario; 5] = [
+        Scenario::Publish,
+        Scenario::Fanout,
+        Scenario::History,
+        Scenario::Presence,
+        Scenario::Footprint,
+    ];
+
+    /// The name used in flags, the JSON and the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Publish => "publish",
+            Scenario::Fanout => "fanout",
+            Scenario::History => "history",
+            Scenario::Presence => "presence",
+            Scenario::Footprint => "footprint",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How big each scenario is. Recorded in the JSON so that figures can be compared
+/// only with figures of the same sizes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sizes {
+    /// Publish: messages sent by each side.
+    pub publish_messages: usize,
+    /// Characters of text per chat message (fan-out and publish); raw bodies have the
+    /// size of the whole chat message JSON.
+    pub text_chars: usize,
+    /// Fan-out: rooms.
+    pub fanout_rooms: usize,
+    /// Fan-out: members per room (each its own connection).
+    pub fanout_members: usize,
+    /// Fan-out: messages per second, all rooms together.
+    pub fanout_rate: u64,
+    /// Fan-out: seconds of sending.
+    pub fanout_secs: f64,
+    /// Presence: sessions (distinct users, each its own connection); every one joins
+    /// the big room and one of the small rooms, so the big room has this many users.
+    pub presence_sessions: usize,
+    /// Presence: small rooms the sessions spread over.
+    pub presence_rooms: usize,
+    /// Presence: joins in flight at once.
+    pub join_concurrency: usize,
+    /// Presence: `/users` requests timed, one after the other.
+    pub users_requests: usize,
+    /// Presence: sessions crashed (dropped without leaving) and timed until gone.
+    pub crashed_sessions: usize,
+    /// Presence: the presence worker's session TTL in seconds.
+    pub presence_ttl_secs: u64,
+    /// History: messages in the replayed room.
+    pub history_messages: usize,
+    /// Footprint: seconds each idle measurement lasts.
+    pub idle_secs: f64,
+}
+
+impl Sizes {
+    /// The full run: the sizes the issue asks for.
+    pub fn full() -> Self {
+        Self {
+            publish_messages: 50_000,
+            text_chars: 100,
+            fanout_rooms: 4,
+            fanout_members: 25,
+            fanout_rate: 1_000,
+            fanout_secs: 20.0,
+            presence_sessions: 1_000,
+            presence_rooms: 10,
+            join_concurrency: 50,
+            users_requests: 500,
+            crashed_sessions: 100,
+            presence_ttl_secs: 30,
+            history_messages: 100_000,
+            idle_secs: 10.0,
+        }
+    }
+
+    /// `--quick`: everything small, a few seconds per scenario.
+    pub fn quick() -> Self {
+        Self {
+            publish_messages: 2_000,
+            text_chars: 100,
+            fanout_rooms: 2,
+            fanout_members: 4,
+            fanout_rate: 200,
+            fanout_secs: 2.0,
+            presence_sessions: 40,
+            presence_rooms: 4,
+            join_concurrency: 20,
+            users_requests: 50,
+            crashed_sessions: 10,
+            presence_ttl_secs: 2,
+            history_messages: 3_000,
+            idle_secs: 2.0,
+        }
+    }
+
+    /// Fan-out sending time.
+    pub fn fanout_duration(&self) -> Duration {
+        Duration::from_secs_f64(self.fanout_secs)
+    }
+
+    /// Idle measurement time.
+    pub fn idle_duration(&self) -> Duration {
+        Duration::from_secs_f64(self.idle_secs)
+    }
+}

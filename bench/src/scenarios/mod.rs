@@ -1,0 +1,8 @@
+//! The five scenarios, one file each; every one measures the chat through its real
+//! client and workers and, in the same run, raw NATS of the same shape.
+
+pub mod fanout;
+pub mod footprint;
+pub mod history;
+pub mod presence;
+pub mod publish;

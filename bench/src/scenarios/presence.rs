@@ -1,0 +1,305 @@
+//! Scenario 3, presence: S sessions (distinct users, each its own connection) join the
+//! big room and one of P small rooms through [`Chat::join`], a bounded number at a
+//! time; then `/users` of the big room is timed; then C sessions crash (dropped
+//! without leaving) and the time until `/users` no longer lists them is measured.
+//!
+//! Baselines of the same shape, raw async-nats in the bench process: for a join, a
+//! request answered after one KV put (the least a join must do); for `/users`, a
+//! request answered with a reply of the same size from memory; for the crash, the
+//! session TTL itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use chat_client::Chat;
+use chat_protocol::RoomName;
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::report::{latency_rows, Row, Target};
+use crate::setup::{self, BenchError, Stage};
+use crate::stats::{rate, Percentiles};
+
+/// A joined session and the task draining its events.
+type Session = (Chat, JoinHandle<()>);
+
+/// Runs the scenario.
+pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
+    let s = &stage.sizes;
+    let big = stage.room("big")?;
+    let small: Vec<RoomName> = (0..s.presence_rooms.max(1))
+        .map(|i| stage.room(&format!("small-{i}")))
+        .collect::<Result<_, _>>()?;
+
+    stage
+        .progress
+        .phase(format!("presence: connecting {} sessions", s.presence_sessions));
+    let connected: Vec<_> = futures::stream::iter(0..s.presence_sessions)
+        .map(|i| async move { stage.chat(&format!("p{i}")).await })
+        .buffered(s.join_concurrency.max(1))
+        .try_collect()
+        .await?;
+
+    stage.progress.phase(format!(
+        "presence: {} joins, {} at a time",
+        2 * s.presence_sessions,
+        s.join_concurrency
+    ));
+    let started = Instant::now();
+    let sessions: Vec<Session> = futures::stream::iter(connected.into_iter().enumerate())
+        .map(|(i, (chat, mut events))| {
+            let (big, small) = (big.clone(), small[i % small.len()].clone());
+            async move {
+                setup::join(&chat, &mut events, &big).await?;
+                setup::join(&chat, &mut events, &small).await?;
+                Ok::<_, BenchError>((chat, setup::drain(events)))
+            }
+        })
+        .buffer_unordered(s.join_concurrency.max(1))
+        .try_collect()
+        .await?;
+    let join_time = started.elapsed();
+    let joins = 2 * sessions.len() as u64;
+    let raw = RawPresence::start(stage).await?;
+    stage.progress.phase("presence: raw joins (request + KV put)");
+    let raw_join_time = raw.joins(joins as usize, s.join_concurrency.max(1)).await?;
+
+    stage.progress.phase(format!(
+        "presence: /users of a {}-user room",
+        sessions.len()
+    ));
+    let asker = &sessions[0].0;
+    let mut listed = 0;
+    let mut users = Vec::with_capacity(s.users_requests);
+    let mut reply_len = 0;
+    for _ in 0..s.users_requests {
+        let started = Instant::now();
+        let reply = asker.users(&big).await.map_err(BenchError::nats)?;
+        users.push(micros(started.elapsed()));
+        listed = reply.users.len();
+        reply_len = serde_json::to_vec(&reply).map_or(0, |v| v.len());
+    }
+    let raw_users = raw.users(s.users_requests, reply_len).await?;
+
+    let crash = crash(stage).await?;
+
+    stage.progress.phase("presence: leaving");
+    futures::stream::iter(sessions)
+        .for_each_concurrent(s.join_concurrency.max(1), |(chat, drained)| async move {
+            chat.close().await;
+            drained.abort();
+        })
+        .await;
+
+    let mut rows = vec![Row::new("join rate", "joins/s", Some(rate(joins, join_time)))
+        .baseline("request + KV put", Some(rate(joins, raw_join_time)))
+        .target(Target::AtLeast(1000.0))
+        .note(format!(
+            "{} sessions joining 2 rooms each ({} at a time): presence request to the welcome event, stream opened",
+            s.presence_sessions, s.join_concurrency
+        ))];
+    let users = Percentiles::of(users);
+    rows.extend(
+        latency_rows(
+            &format!("/users ({listed} users)"),
+            users,
+            "request/reply of the same size",
+            raw_users,
+            Some(Target::Below(5.0)),
+        )
+        .into_iter()
+        .filter(|row| row.figure.ends_with("p50") || row.figure.ends_with("p99")),
+    );
+    rows.push(
+        Row::new("crashed sessions gone after", "s", crash)
+            .baseline("session TTL", Some(s.presence_ttl_secs as f64))
+            .note(format!(
+                "{} sessions dropped without leaving, until /users lists none of them",
+                s.crashed_sessions
+            )),
+    );
+    Ok(rows)
+}
+
+/// Crashes `crashed_sessions` joined sessions and returns the seconds until `/users`
+/// no longer lists any of them.
+async fn crash(stage: &Stage) -> Result<Option<f64>, BenchError> {
+    let s = &stage.sizes;
+    let room = stage.room("crash")?;
+    stage.progress.phase(format!(
+        "presence: {} sessions join, then crash",
+        s.crashed_sessions
+    ));
+    let doomed: Vec<Session> = futures::stream::iter(0..s.crashed_sessions)
+        .map(|i| {
+            let room = room.clone();
+            async move {
+                let (chat, mut events) = stage.chat(&format!("c{i}")).await?;
+                setup::join(&chat, &mut events, &room).await?;
+                Ok::<_, BenchError>((chat, setup::drain(events)))
+            }
+        })
+        .buffer_unordered(s.join_concurrency.max(1))
+        .try_collect()
+        .await?;
+    let (observer, _events) = stage.chat("observer").await?;
+    let online = observer.users(&room).await.map_err(BenchError::nats)?;
+    if online.users.len() != s.crashed_sessions {
+        return Err(BenchError::nats(format!(
+            "{} of {} sessions online before the crash",
+            online.users.len(),
+            s.crashed_sessions
+        )));
+    }
+    for (chat, drained) in doomed {
+        drop(chat);
+        drained.abort();
+    }
+    let started = Instant::now();
+    stage.progress.phase("presence: waiting for the crashed sessions to go");
+    let gone = setup::poll_until(Duration::from_millis(50), "crashed sessions to expire", || {
+        let (observer, room) = (&observer, &room);
+        async move {
+            match observer.users(room).await {
+                Ok(reply) => {
+                    stage
+                        .progress
+                        .update(format!("{} still listed", reply.users.len()));
+                    reply.users.is_empty()
+                }
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    Ok(gone.ok().map(|()| started.elapsed().as_secs_f64()))
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The raw baselines: responders on the bench's own subjects.
+struct RawPresence {
+    client: async_nats::Client,
+    join_subject: String,
+    users_subject: String,
+    users_reply: mpsc::UnboundedSender<Bytes>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for RawPresence {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl RawPresence {
+    async fn start(stage: &Stage) -> Result<Self, BenchError> {
+        let tag = stage.room("raw")?;
+        let join_subject = format!("bench.{tag}.join");
+        let users_subject = format!("bench.{tag}.users");
+        let responder = stage.raw().await?;
+        let js = jetstream::new(responder.clone());
+        let store = js
+            .create_key_value(kv::Config {
+                bucket: format!("bench_{}", tag.as_str().replace('-', "_")),
+                history: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(BenchError::nats)?;
+        let mut joins = responder
+            .queue_subscribe(join_subject.clone(), "bench".into())
+            .await
+            .map_err(BenchError::nats)?;
+        let mut users = responder
+            .subscribe(users_subject.clone())
+            .await
+            .map_err(BenchError::nats)?;
+        responder.flush().await.map_err(BenchError::nats)?;
+        let (users_reply, mut reply_body) = mpsc::unbounded_channel::<Bytes>();
+        let join_task = {
+            let responder = responder.clone();
+            tokio::spawn(async move {
+                while let Some(request) = joins.next().await {
+                    let (responder, store) = (responder.clone(), store.clone());
+                    tokio::spawn(async move {
+                        let key = String::from_utf8_lossy(&request.payload).into_owned();
+                        let _ = store.put(key, request.payload.clone()).await;
+                        if let Some(reply) = request.reply {
+                            let _ = responder.publish(reply, Bytes::from_static(b"{}")).await;
+                        }
+                    });
+                }
+            })
+        };
+        let users_task = {
+            let responder = responder.clone();
+            tokio::spawn(async move {
+                let mut body = Bytes::new();
+                while let Some(request) = users.next().await {
+                    while let Ok(b) = reply_body.try_recv() {
+                        body = b;
+                    }
+                    if let Some(reply) = request.reply {
+                        let _ = responder.publish(reply, body.clone()).await;
+                    }
+                }
+            })
+        };
+        Ok(Self {
+            client: responder,
+            join_subject,
+            users_subject,
+            users_reply,
+            tasks: vec![join_task, users_task],
+        })
+    }
+
+    /// `total` join-shaped requests from `concurrency` connections; the time taken.
+    async fn joins(&self, total: usize, concurrency: usize) -> Result<Duration, BenchError> {
+        let started = Instant::now();
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let workers = (0..concurrency).map(|_| {
+            let next = next.clone();
+            let subject = self.join_subject.clone();
+            let client = self.client.clone();
+            async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= total {
+                        return Ok::<_, BenchError>(());
+                    }
+                    let key = format!("r{}.u{i}.s{i}", i % 7);
+                    client
+                        .request(subject.clone(), Bytes::from(key))
+                        .await
+                        .map_err(BenchError::nats)?;
+                }
+            }
+        });
+        futures::future::try_join_all(workers).await?;
+        Ok(started.elapsed())
+    }
+
+    /// `n` sequential requests answered with `len` bytes from memory.
+    async fn users(&self, n: usize, len: usize) -> Result<Option<Percentiles>, BenchError> {
+        let _ = self.users_reply.send(Bytes::from(vec![b' '; len]));
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            let started = Instant::now();
+            self.client
+                .request(self.users_subject.clone(), Bytes::new())
+                .await
+                .map_err(BenchError::nats)?;
+            samples.push(micros(started.elapsed()));
+        }
+        Ok(Percentiles::of(samples))
+    }
+}

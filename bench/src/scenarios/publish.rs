@@ -1,0 +1,130 @@
+//! Scenario 1, publish: N chat messages through [`Chat::send`] (validation, JSON,
+//! JetStream publish with ack and message id, the publisher's pipelining) against
+//! raw JetStream async publish of bodies of the same size, acks awaited concurrently.
+//!
+//! The chat's sender is joined to its room, as every sender is, so its own feed
+//! receives what it sends while it sends; the raw side has no subscriber. Each side
+//! writes to its own stream of the same configuration.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use chat_client::Chat;
+use chat_protocol::body::MessageKind;
+use chat_protocol::{streams, subjects, RoomName, UserName};
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+
+use crate::report::{Row, Target};
+use crate::setup::{self, BenchError, Stage};
+use crate::stamp;
+use crate::stats::rate;
+
+/// Runs the scenario.
+pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
+    let n = stage.sizes.publish_messages;
+    let warmup = (n / 10).clamp(1, 1000);
+    let room = stage.room("pub")?;
+    let raw_room = stage.room("pub-raw")?;
+    let user = UserName::new("sender")?;
+    let body_len = stamp::chat_body_len(&room, &user, stage.sizes.text_chars);
+
+    stage.progress.phase("publish: joining");
+    let (chat, mut events) = stage.chat(user.as_str()).await?;
+    setup::join(&chat, &mut events, &room).await?;
+    let drained = setup::drain(events);
+
+    let raw = stage.raw().await?;
+    let js = jetstream::new(raw.clone());
+    js.create_stream(streams::room_stream_config(
+        &raw_room,
+        &streams::RoomStreamSettings::default(),
+    ))
+    .await
+    .map_err(BenchError::nats)?;
+    let raw_subject = subjects::room_message(&raw_room, &user);
+
+    stage.progress.phase("publish: warming up");
+    raw_publish(&js, &raw_subject, warmup, body_len).await?;
+    chat_publish(&chat, &room, warmup, stage.sizes.text_chars).await?;
+
+    stage
+        .progress
+        .phase(format!("publish: raw JetStream, {n} messages"));
+    let raw_time = raw_publish(&js, &raw_subject, n, body_len).await?;
+    stage
+        .progress
+        .phase(format!("publish: chat client, {n} messages"));
+    let chat_time = chat_publish(&chat, &room, n, stage.sizes.text_chars).await?;
+
+    chat.close().await;
+    drained.abort();
+    let chat_rate = rate(n as u64, chat_time);
+    let raw_rate = rate(n as u64, raw_time);
+    Ok(vec![Row::new("acknowledged publishes", "msg/s", Some(chat_rate))
+        .baseline("raw JetStream async publish", Some(raw_rate))
+        .target(Target::RatioAtLeast(0.9))
+        .note(format!(
+            "{n} messages of {body_len} bytes of JSON each side, after {warmup} warm-up messages"
+        ))])
+}
+
+/// Sends `n` messages through the client library and waits until JetStream
+/// acknowledged every one.
+async fn chat_publish(
+    chat: &Chat,
+    room: &RoomName,
+    n: usize,
+    chars: usize,
+) -> Result<Duration, BenchError> {
+    let started = Instant::now();
+    for _ in 0..n {
+        chat.send(room, MessageKind::Chat, &stamp::text(chars))
+            .map_err(BenchError::nats)?;
+    }
+    let failed = chat.flush().await;
+    if let Some(err) = failed.first() {
+        return Err(BenchError::nats(format!(
+            "{} chat messages unconfirmed: {err}",
+            failed.len()
+        )));
+    }
+    Ok(started.elapsed())
+}
+
+/// Publishes `n` bodies of `len` bytes with raw JetStream async publish, awaiting
+/// the acks concurrently, and waits for every ack.
+async fn raw_publish(
+    js: &jetstream::Context,
+    subject: &str,
+    n: usize,
+    len: usize,
+) -> Result<Duration, BenchError> {
+    let started = Instant::now();
+    let (acks, mut pending) =
+        tokio::sync::mpsc::unbounded_channel::<jetstream::context::PublishAckFuture>();
+    let confirmer = tokio::spawn(async move {
+        let mut inflight = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                Some(ack) = pending.recv() => inflight.push(std::future::IntoFuture::into_future(ack)),
+                Some(done) = inflight.next(), if !inflight.is_empty() => {
+                    done.map_err(BenchError::nats)?;
+                }
+                else => return Ok::<_, BenchError>(()),
+            }
+        }
+    });
+    for _ in 0..n {
+        let ack = js
+            .publish(subject.to_string(), stamp::body(len))
+            .await
+            .map_err(BenchError::nats)?;
+        if acks.send(ack).is_err() {
+            break;
+        }
+    }
+    drop(acks);
+    confirmer.await.map_err(BenchError::nats)??;
+    Ok(started.elapsed())
+}
