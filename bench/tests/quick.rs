@@ -1,0 +1,82 @@
+//! `chat-bench --quick` keeps working: it runs every scenario against its own
+//! nats-server and the real worker and client binaries, and writes a JSON document
+//! with every scenario's figures. Timings are never asserted; only that each figure
+//! was measured, and that the chat lost nothing.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+const SCENARIOS: [&str; 5] = ["publish", "fanout", "history", "presence", "footprint"];
+
+/// Builds the binaries the bench drives, in the profile of this test, so that the
+/// bench never measures stale ones (a no-op when they are fresh).
+fn build_binaries(bench: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target_dir = bench
+        .parent()
+        .and_then(Path::parent)
+        .expect("chat-bench lives in target/<profile>/");
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "-p", "presence-worker", "-p", "history-worker", "-p", "chat-client"])
+        .env("CARGO_TARGET_DIR", target_dir);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "building the worker and client binaries failed");
+}
+
+#[test]
+fn quick_run_reports_every_scenario() {
+    let bench = Path::new(env!("CARGO_BIN_EXE_chat-bench"));
+    build_binaries(bench);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("figures.json");
+    let output = Command::new(bench)
+        .args(["--quick", "--json"])
+        .arg(&json)
+        // Smaller still than --quick: this test runs in debug builds on busy machines.
+        .args(["--fanout-secs", "1", "--history-messages", "1000", "--idle-secs", "1"])
+        .args(["--presence-sessions", "20", "--crashed-sessions", "5"])
+        .output()
+        .expect("run chat-bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "chat-bench failed:\n{stderr}");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("| scenario | figure |"), "no table:\n{table}");
+
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["meta"]["quick"], true);
+    assert!(report["meta"]["nats_server"]
+        .as_str()
+        .unwrap()
+        .starts_with("nats-server"));
+    for scenario in SCENARIOS {
+        let rows = report["scenarios"][scenario]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {scenario} figures in {report:#}"));
+        assert!(!rows.is_empty(), "{scenario} has no figures");
+        for row in rows {
+            assert!(
+                row["chat"].as_f64().is_some_and(f64::is_finite),
+                "{scenario}: {row} was not measured"
+            );
+            if row["baseline_name"].is_string() {
+                assert!(
+                    row["baseline"].as_f64().is_some_and(f64::is_finite),
+                    "{scenario}: the baseline of {row} was not measured"
+                );
+            }
+        }
+        // The chat loses nothing, whatever the timings.
+        for row in rows.iter().filter(|row| {
+            let figure = row["figure"].as_str().unwrap_or_default();
+            figure == "chat: deliveries missing" || figure == "replayed messages missing"
+        }) {
+            assert_eq!(row["chat"], 0.0, "{scenario}: {row}");
+        }
+    }
+}
