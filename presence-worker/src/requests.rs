@@ -89,7 +89,7 @@ pub(crate) async fn handle(
         }
         EndpointKind::Users => {
             let room = subjects::parse_users(subject)?;
-            let users = ctx.sessions.users(&room).await?;
+            let users = ctx.sessions.users_snapshot(&room).await?;
             serde_json::to_vec(&UsersReply { room, users })
         }
         EndpointKind::Rooms => {
