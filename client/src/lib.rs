@@ -1,1 +1,35 @@
-//! placeholder
+//! # chat-client: the terminal chat, as a library
+//!
+//! A person types in one terminal and others see it in theirs, through NATS JetStream
+//! only. This crate is the client; the `chat-client` binary is a thin shell around it,
+//! and tests and the benchmark drive the same [`Chat`] API a person uses.
+//!
+//! ## A tour
+//!
+//! - [`command`]: one input line becomes a [`command::Command`] or a clear error.
+//! - [`event`]: the [`Event`]s a UI shows (also the `--json` line format).
+//! - [`chat`]: the [`Chat`] handle: connect, join, send, leave, users, rooms, history,
+//!   close.
+//! - [`publish`]: reliable publishing: pipelined, acknowledged, retried with the same id.
+//! - `room` (private): one room's feed, replay then live, no gap and no duplicate.
+//! - `presence` (private): join with retry, heartbeats, leave.
+//! - `history` (private): paging the history worker for `#all_messages` and
+//!   `#my_messages`.
+//! - [`service`]: requests to the workers and their errors.
+//! - [`render`]: events as terminal text, always sanitized.
+//! - [`ui`]: the two front ends: line mode (stdin not a terminal) and interactive.
+
+pub mod chat;
+pub mod command;
+pub mod event;
+mod history;
+mod presence;
+pub mod publish;
+pub mod render;
+mod room;
+pub mod service;
+pub mod ui;
+
+pub use chat::{Chat, ConnectError, Options};
+pub use event::{Event, State};
+pub use publish::{RetryPolicy, SendError, SendHandle};

@@ -1,1 +1,92 @@
-fn main() {}
+//! `chat-client`: parses arguments, sets up logging, picks the UI. Everything else is
+//! in the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use chat_client::ui::{self, Settings};
+use chat_client::{Chat, Options};
+use chat_protocol::runtime::{self, exit, LogFormat};
+use chat_protocol::{RoomName, UserName};
+use clap::Parser;
+
+/// Chat over NATS JetStream from a terminal (or a script, when stdin is not a terminal).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Your user name: 1-32 characters of A-Z, a-z, 0-9, '-' and '_'.
+    #[arg(long, env = "CHAT_USER", value_parser = parse_user)]
+    user: UserName,
+    /// The room to join first: 1-64 characters of a-z, 0-9, '-' and '_'.
+    #[arg(long, env = "CHAT_ROOM", default_value = "general", value_parser = parse_room)]
+    room: RoomName,
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Past messages replayed on join (0 for none).
+    #[arg(long, env = "CHAT_HISTORY", default_value_t = 50)]
+    history: usize,
+    /// Line mode: one JSON object per event.
+    #[arg(long)]
+    json: bool,
+    /// Log file (interactive default: chat-client-<user>.log in the temp dir; line
+    /// mode logs to stderr unless this is given).
+    #[arg(long, env = "CHAT_LOG_FILE")]
+    log_file: Option<PathBuf>,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+}
+
+fn parse_user(s: &str) -> Result<UserName, String> {
+    UserName::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_room(s: &str) -> Result<RoomName, String> {
+    RoomName::parse_input(s).map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let interactive = std::io::stdin().is_terminal() && !args.json;
+    let log_file = args.log_file.clone().or_else(|| {
+        interactive.then(|| std::env::temp_dir().join(format!("chat-client-{}.log", args.user)))
+    });
+    match &log_file {
+        Some(path) => match runtime::log_file(path) {
+            Ok(file) => runtime::init_logging_to(args.log_format, file),
+            Err(err) => {
+                eprintln!("cannot open log file {}: {err}", path.display());
+                std::process::exit(exit::FAILURE);
+            }
+        },
+        None => runtime::init_logging(args.log_format),
+    }
+    let (chat, events) = match Chat::connect(Options::new(&args.nats_url, args.user.clone())).await
+    {
+        Ok(connected) => connected,
+        Err(err) => {
+            eprintln!("chat-client: {err}");
+            std::process::exit(exit::UNAVAILABLE);
+        }
+    };
+    let settings = Settings {
+        room: args.room,
+        history: args.history,
+        json: args.json,
+    };
+    let code = if interactive {
+        match ui::interactive::run(chat, events, settings).await {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("chat-client: {err}");
+                exit::FAILURE
+            }
+        }
+    } else {
+        ui::lines::run(chat, events, settings).await
+    };
+    // The line editor's thread may still be blocked reading the terminal.
+    std::process::exit(code);
+}

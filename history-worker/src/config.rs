@@ -47,6 +47,14 @@ pub enum ConfigError {
     /// `concurrency` is zero.
     #[error("concurrency must be at least 1")]
     ZeroConcurrency,
+    /// Pages of `max_page_bytes` would not fit the server's max payload.
+    #[error("max_page_bytes ({page}) must stay under the server's max payload ({max_payload})")]
+    PageOverPayload {
+        /// The configured page bound.
+        page: usize,
+        /// What the server accepts.
+        max_payload: usize,
+    },
 }
 
 impl Config {
@@ -60,6 +68,19 @@ impl Config {
         }
         if self.concurrency == 0 {
             return Err(ConfigError::ZeroConcurrency);
+        }
+        Ok(())
+    }
+
+    /// Checks the page bound against the server's max payload (`max_payload` 0: not
+    /// known yet, nothing to check).
+    pub fn validate_for_server(&self, max_payload: usize) -> Result<(), ConfigError> {
+        self.validate()?;
+        if max_payload > 0 && self.max_page_bytes >= max_payload {
+            return Err(ConfigError::PageOverPayload {
+                page: self.max_page_bytes,
+                max_payload,
+            });
         }
         Ok(())
     }
@@ -83,5 +104,12 @@ mod tests {
             bad(|c| c.max_page_bytes = 1000),
             ConfigError::PageTooSmall(1000)
         );
+        let config = Config::default();
+        assert_eq!(config.validate_for_server(1024 * 1024), Ok(()));
+        assert_eq!(config.validate_for_server(0), Ok(()));
+        assert!(matches!(
+            config.validate_for_server(128 * 1024),
+            Err(ConfigError::PageOverPayload { .. })
+        ));
     }
 }

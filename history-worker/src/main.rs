@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chat_protocol::runtime::{self, exit, LogFormat};
 use clap::Parser;
-use history_worker::{Config, HistoryWorker};
+use history_worker::{Config, HistoryWorker, StartError};
 
 /// How long to keep trying to reach NATS at start before exiting with 69.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
@@ -64,7 +64,10 @@ async fn run(args: Args) -> i32 {
         Ok(worker) => worker,
         Err(error) => {
             tracing::error!(%error, "cannot start");
-            return exit::FAILURE;
+            return match error {
+                StartError::Config(_) => exit::USAGE,
+                _ => exit::FAILURE,
+            };
         }
     };
     runtime::shutdown_signal().await;

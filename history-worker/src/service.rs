@@ -52,7 +52,7 @@ pub struct HistoryWorker {
 impl HistoryWorker {
     /// Registers the service on `client` and starts answering history requests.
     pub async fn start(client: async_nats::Client, config: Config) -> Result<Self, StartError> {
-        config.validate()?;
+        config.validate_for_server(client.server_info().max_payload)?;
         let service = client
             .service_builder()
             .description("pages of a chat room's stored messages (HistoryRequest -> HistoryPage)")
@@ -131,7 +131,13 @@ async fn serve(mut endpoint: service::endpoint::Endpoint, js: jetstream::Context
     let config = Arc::new(config);
     let mut tasks = JoinSet::new();
     while let Some(request) = endpoint.next().await {
-        while tasks.try_join_next().is_some() {}
+        while let Some(done) = tasks.try_join_next() {
+            log_failure(done);
+        }
+        if request.message.reply.is_none() {
+            tracing::warn!("ignored a history request without a reply subject");
+            continue;
+        }
         let Ok(slot) = slots.clone().acquire_owned().await else {
             break;
         };
@@ -141,7 +147,16 @@ async fn serve(mut endpoint: service::endpoint::Endpoint, js: jetstream::Context
             drop(slot);
         });
     }
-    while tasks.join_next().await.is_some() {}
+    while let Some(done) = tasks.join_next().await {
+        log_failure(done);
+    }
+}
+
+/// Logs a request task that panicked (a bug: nothing from the wire may panic).
+fn log_failure(done: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = done {
+        tracing::error!(%error, "a history request task failed");
+    }
 }
 
 /// Serves one request and replies: the page, or the contract's error body with the
@@ -149,7 +164,15 @@ async fn serve(mut endpoint: service::endpoint::Endpoint, js: jetstream::Context
 async fn answer(js: &jetstream::Context, config: &Config, request: service::Request) {
     let subject = request.message.subject.as_str();
     let (body, headers) = match page::serve(js, config, subject, &request.message.payload).await {
-        Ok(page) => (serde_json::to_vec(&page), HeaderMap::new()),
+        Ok(page) => {
+            tracing::debug!(
+                room = %page.room,
+                messages = page.messages.len(),
+                next = ?page.next,
+                "served a history page"
+            );
+            (serde_json::to_vec(&page), HeaderMap::new())
+        }
         Err(error) => {
             let code = error.code();
             match code {
@@ -172,6 +195,6 @@ async fn answer(js: &jetstream::Context, config: &Config, request: service::Requ
         }
     };
     if let Err(error) = request.respond_with_headers(Ok(body), headers).await {
-        tracing::debug!(%error, "cannot send a history reply");
+        tracing::warn!(%error, "cannot send a history reply");
     }
 }

@@ -46,6 +46,17 @@ async fn answers_ping_and_exits_cleanly_on_sigterm() {
     };
     let pong: serde_json::Value = serde_json::from_slice(&pong.payload).unwrap();
     assert_eq!(pong["name"], SERVICE_NAME);
+    // What `nats micro info` shows: the endpoint, in the default queue group.
+    let info = client
+        .request(format!("$SRV.INFO.{SERVICE_NAME}"), "".into())
+        .await
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.payload).unwrap();
+    assert_eq!(
+        info["endpoints"][0]["subject"],
+        chat_protocol::subjects::endpoints::HISTORY
+    );
+    assert_eq!(info["endpoints"][0]["queue_group"], "q");
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

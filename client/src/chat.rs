@@ -1,0 +1,339 @@
+//! The [`Chat`] handle: one connected session of one user, in any number of rooms.
+//!
+//! This is the library API that the terminal UIs, the tests and the benchmark drive.
+//! [`Chat::connect`] returns the handle and the receiver of every [`Event`] to show;
+//! everything else is a method: join, send, leave, users, rooms, history, close.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use chat_protocol::body::{ChatMessage, MessageKind, PresenceAction, RoomsReply, UsersReply};
+use chat_protocol::{subjects, RoomName, SessionId, UserName};
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
+
+use crate::event::{Event, State};
+use crate::history;
+use crate::presence::Presence;
+use crate::publish::{Publisher, RetryPolicy, SendError, SendHandle};
+use crate::room::Feed;
+use crate::service::{self, RequestError};
+
+/// How to connect and how patient to be.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// NATS server URL(s), comma-separated.
+    pub url: String,
+    /// Who this session is.
+    pub user: UserName,
+    /// How long to wait for a worker's reply.
+    pub request_timeout: Duration,
+    /// How publishes are confirmed and retried.
+    pub retry: RetryPolicy,
+    /// Events buffered for a slow UI before the feeds wait for it.
+    pub event_buffer: usize,
+}
+
+impl Options {
+    /// Defaults for `user` at `url`.
+    pub fn new(url: impl Into<String>, user: UserName) -> Self {
+        Self {
+            url: url.into(),
+            user,
+            request_timeout: Duration::from_secs(3),
+            retry: RetryPolicy::default(),
+            event_buffer: 1024,
+        }
+    }
+}
+
+/// Why the client could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// NATS did not accept the connection.
+    #[error("cannot reach NATS at {url}: {reason}")]
+    Unreachable {
+        /// The URL tried.
+        url: String,
+        /// What async-nats said.
+        reason: String,
+    },
+}
+
+/// One connected chat session; cheap to clone (all clones share the session).
+#[derive(Clone)]
+pub struct Chat {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    user: UserName,
+    session: SessionId,
+    options: Options,
+    publisher: Publisher,
+    events: mpsc::Sender<Event>,
+    reconnects: watch::Receiver<u64>,
+    rooms: Mutex<BTreeMap<RoomName, AbortHandle>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in self
+            .rooms
+            .lock()
+            .map(|r| r.values().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Chat {
+    /// Connects to NATS. Connection losses later are survived (and reported as
+    /// `status` events); only an unreachable server at start is an error.
+    pub async fn connect(options: Options) -> Result<(Chat, mpsc::Receiver<Event>), ConnectError> {
+        let (events, rx) = mpsc::channel(options.event_buffer.max(1));
+        let (reconnected, reconnects) = watch::channel(0u64);
+        let callback_events = events.clone();
+        let down = Arc::new(AtomicBool::new(false));
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("chat-client {}", options.user))
+            .connection_timeout(Duration::from_secs(5))
+            .event_callback(move |event| {
+                let events = callback_events.clone();
+                let down = down.clone();
+                let reconnected = reconnected.clone();
+                async move {
+                    let status = match event {
+                        async_nats::Event::Disconnected => {
+                            down.store(true, Ordering::SeqCst);
+                            Event::status(
+                                State::Disconnected,
+                                None,
+                                "disconnected from NATS, reconnecting…",
+                            )
+                        }
+                        async_nats::Event::Connected if down.swap(false, Ordering::SeqCst) => {
+                            reconnected.send_modify(|n| *n += 1);
+                            Event::status(State::Reconnected, None, "reconnected")
+                        }
+                        other => {
+                            tracing::info!("NATS connection event: {other}");
+                            return;
+                        }
+                    };
+                    tracing::info!("{status:?}");
+                    let _ = events.send(status).await;
+                }
+            })
+            .connect(&options.url)
+            .await
+            .map_err(|err| ConnectError::Unreachable {
+                url: options.url.clone(),
+                reason: err.to_string(),
+            })?;
+        let js = jetstream::new(client.clone());
+        let publisher = Publisher::start(js.clone(), options.retry, events.clone());
+        let inner = Inner {
+            client,
+            js,
+            user: options.user.clone(),
+            session: SessionId::random(),
+            options,
+            publisher,
+            events,
+            reconnects,
+            rooms: Mutex::new(BTreeMap::new()),
+        };
+        Ok((
+            Chat {
+                inner: Arc::new(inner),
+            },
+            rx,
+        ))
+    }
+
+    /// This session's user.
+    pub fn user(&self) -> &UserName {
+        &self.inner.user
+    }
+
+    /// This process's presence session id.
+    pub fn session(&self) -> SessionId {
+        self.inner.session
+    }
+
+    /// The rooms joined, sorted.
+    pub fn joined(&self) -> Vec<RoomName> {
+        self.rooms().keys().cloned().collect()
+    }
+
+    /// Whether `room` is joined.
+    pub fn is_joined(&self, room: &RoomName) -> bool {
+        self.rooms().contains_key(room)
+    }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, BTreeMap<RoomName, AbortHandle>> {
+        // A panic elsewhere while holding the lock leaves a usable map.
+        self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn presence(&self, room: &RoomName) -> Presence {
+        Presence {
+            client: self.inner.client.clone(),
+            room: room.clone(),
+            user: self.inner.user.clone(),
+            session: self.inner.session,
+            timeout: self.inner.options.request_timeout,
+        }
+    }
+
+    /// Joins `room` in the background: join request (retried while no presence
+    /// worker answers), `welcome` event, replay of the last `history` chat messages,
+    /// then live events and heartbeats until [`Chat::leave`]. Everything published
+    /// after the `welcome` event is shown live. Returns false if the room was already
+    /// joined.
+    pub fn join(&self, room: &RoomName, history: usize) -> bool {
+        let mut rooms = self.rooms();
+        if rooms.contains_key(room) {
+            return false;
+        }
+        let presence = self.presence(room);
+        let events = self.inner.events.clone();
+        let feed = Feed {
+            js: self.inner.js.clone(),
+            room: room.clone(),
+            history,
+            events: events.clone(),
+            reconnects: self.inner.reconnects.clone(),
+        };
+        let task = tokio::spawn(async move {
+            let reply = presence.join(&events).await;
+            let welcome = Event::Welcome {
+                room: presence.room.clone(),
+                user: presence.user.clone(),
+                users: reply.users,
+                text: reply.welcome,
+            };
+            let every = Duration::from_secs(reply.heartbeat.max(1));
+            tokio::join!(presence.heartbeats(every, &events), feed.run(welcome));
+        });
+        rooms.insert(room.clone(), task.abort_handle());
+        true
+    }
+
+    /// Queues a message for `room`. It is published behind every message queued before
+    /// it; await the handle to learn whether JetStream stored it.
+    pub fn send(
+        &self,
+        room: &RoomName,
+        kind: MessageKind,
+        text: &str,
+    ) -> Result<SendHandle, SendError> {
+        if !self.is_joined(room) {
+            return Err(SendError::NotJoined(room.clone()));
+        }
+        let message = ChatMessage::new(room, &self.inner.user, kind, text)?;
+        let subject = subjects::room_message(room, &self.inner.user);
+        Ok(self.inner.publisher.send(room, subject, &message))
+    }
+
+    /// Waits until every message sent so far is confirmed or given up on; returns
+    /// those given up on since the last call.
+    pub async fn flush(&self) -> Vec<SendError> {
+        self.inner.publisher.flush().await
+    }
+
+    /// Leaves `room`: stops its feed and heartbeats and tells the presence worker.
+    /// Returns false if the room was not joined.
+    pub async fn leave(&self, room: &RoomName) -> bool {
+        let Some(task) = self.rooms().remove(room) else {
+            return false;
+        };
+        task.abort();
+        if let Err(err) = self.presence(room).request(PresenceAction::Leave).await {
+            tracing::warn!(%room, "leave request failed: {err}");
+        }
+        let message = format!("you left {room}");
+        let _ = self
+            .inner
+            .events
+            .send(Event::status(State::Left, Some(room), message))
+            .await;
+        true
+    }
+
+    /// Who is online in `room`.
+    pub async fn users(&self, room: &RoomName) -> Result<UsersReply, RequestError> {
+        self.ask("presence", subjects::users(room)).await
+    }
+
+    /// Every room with its online users and stored messages.
+    pub async fn list_rooms(&self) -> Result<RoomsReply, RequestError> {
+        self.ask("presence", subjects::ROOMS.to_string()).await
+    }
+
+    async fn ask<T: serde::de::DeserializeOwned>(
+        &self,
+        service: &'static str,
+        subject: String,
+    ) -> Result<T, RequestError> {
+        let timeout = self.inner.options.request_timeout;
+        service::request(
+            &self.inner.client,
+            service,
+            subject,
+            bytes::Bytes::new(),
+            timeout,
+        )
+        .await
+    }
+
+    /// `#all_messages`: sends every stored message of `room` as a `message` event
+    /// (`replay: true`), then `history_end`. Returns the count.
+    pub async fn all_messages(&self, room: &RoomName) -> Result<u64, RequestError> {
+        let timeout = self.inner.options.request_timeout;
+        history::all_messages(&self.inner.client, room, timeout, &self.inner.events).await
+    }
+
+    /// `#my_messages`: this user's messages in every joined room, merged by time, then
+    /// `history_end` naming `current`. Returns the count.
+    pub async fn my_messages(&self, current: &RoomName) -> Result<u64, RequestError> {
+        let timeout = self.inner.options.request_timeout;
+        let rooms = self.joined();
+        let user = &self.inner.user;
+        history::my_messages(
+            &self.inner.client,
+            user,
+            &rooms,
+            current,
+            timeout,
+            &self.inner.events,
+        )
+        .await
+    }
+
+    /// Shows `event` in order with everything else (for UIs reporting their own errors).
+    pub async fn notify(&self, event: Event) {
+        let _ = self.inner.events.send(event).await;
+    }
+
+    /// Ends the session: waits for every outstanding ack, leaves every room, flushes
+    /// the connection. Returns the messages that could not be confirmed.
+    pub async fn close(&self) -> Vec<SendError> {
+        let unconfirmed = self.flush().await;
+        for room in self.joined() {
+            self.leave(&room).await;
+        }
+        if let Err(err) = self.inner.client.flush().await {
+            tracing::warn!("final flush failed: {err}");
+        }
+        unconfirmed
+    }
+}

@@ -1,0 +1,93 @@
+//! This session's presence in one room: join (retried until a presence worker
+//! answers), heartbeats at the pace the worker asks for, and leave.
+
+use std::time::Duration;
+
+use chat_protocol::body::{PresenceAction, PresenceReply, PresenceRequest};
+use chat_protocol::{subjects, RoomName, SessionId, UserName};
+use tokio::sync::mpsc;
+
+use crate::event::{Event, State};
+use crate::service::{self, RequestError};
+
+/// Longest pause between two join attempts.
+const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Who is present where: everything a presence request needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Presence {
+    pub client: async_nats::Client,
+    pub room: RoomName,
+    pub user: UserName,
+    pub session: SessionId,
+    pub timeout: Duration,
+}
+
+impl Presence {
+    /// One presence request.
+    pub async fn request(&self, action: PresenceAction) -> Result<PresenceReply, RequestError> {
+        let body = PresenceRequest {
+            action,
+            session: self.session,
+        };
+        service::request(
+            &self.client,
+            "presence",
+            subjects::presence(&self.room, &self.user),
+            service::body(&body),
+            self.timeout,
+        )
+        .await
+    }
+
+    /// Joins, retrying with backoff while no presence worker answers; the user is told
+    /// once per outage. Never gives up: the room is useless without a join.
+    pub async fn join(&self, events: &mpsc::Sender<Event>) -> PresenceReply {
+        let mut backoff = Duration::from_millis(250);
+        let mut told = false;
+        loop {
+            match self.request(PresenceAction::Join).await {
+                Ok(reply) => return reply,
+                Err(err) => {
+                    tracing::warn!(room = %self.room, "join failed: {err}; retrying in {backoff:?}");
+                    if !told {
+                        told = true;
+                        let message = format!("{err}; presence service unavailable, retrying");
+                        let _ = events
+                            .send(Event::status(
+                                State::PresenceUnavailable,
+                                Some(&self.room),
+                                message,
+                            ))
+                            .await;
+                    }
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_JOIN_BACKOFF);
+        }
+    }
+
+    /// Sends a heartbeat every `every` forever; tells the user when one re-registered
+    /// an expired session. Failures are logged and the next beat tried.
+    pub async fn heartbeats(&self, every: Duration, events: &mpsc::Sender<Event>) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            match self.request(PresenceAction::Heartbeat).await {
+                Ok(reply) if reply.rejoined => {
+                    let message = format!(
+                        "your session in {} had expired; it is registered again",
+                        self.room
+                    );
+                    let _ = events
+                        .send(Event::status(State::Rejoined, Some(&self.room), message))
+                        .await;
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(room = %self.room, "heartbeat failed: {err}"),
+            }
+        }
+    }
+}

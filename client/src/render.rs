@@ -1,0 +1,199 @@
+//! Events as terminal text: one line per event, every string from the wire passed
+//! through [`chat_protocol::display::sanitize`], names optionally in colour.
+
+use chat_protocol::body::{MessageKind, Reason, SystemKind};
+use chat_protocol::display::sanitize;
+use chat_protocol::{RoomName, UserName};
+use chrono::Local;
+
+use crate::event::Event;
+
+/// How to render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    /// Colour names with ANSI escapes (interactive terminals only).
+    pub color: bool,
+    /// Show `history_progress` events (they are for people, not for line mode).
+    pub progress: bool,
+}
+
+/// Colours a name gets, chosen by a stable hash of the name.
+const PALETTE: [u8; 12] = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96];
+
+/// The ANSI colour code of `name`: the same name always gets the same colour.
+pub fn color_of(name: &str) -> u8 {
+    // FNV-1a: stable across runs and platforms, unlike std's RandomState.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    PALETTE[(hash % PALETTE.len() as u64) as usize]
+}
+
+fn name(user: &UserName, style: Style) -> String {
+    if style.color {
+        format!("\x1b[1;{}m{user}\x1b[0m", color_of(user.as_str()))
+    } else {
+        user.to_string()
+    }
+}
+
+/// `[room] ` for lines of another room than the current one.
+fn room_tag(room: &RoomName, current: Option<&RoomName>) -> String {
+    if Some(room) == current {
+        String::new()
+    } else {
+        format!("[{room}] ")
+    }
+}
+
+/// The line showing `event`, or none if this style does not show it.
+/// `current` is the room messages go to; lines of other rooms name their room.
+pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<String> {
+    Some(match event {
+        Event::Message {
+            room,
+            user,
+            kind,
+            text,
+            ts,
+            replay,
+            spoofed,
+            ..
+        } => {
+            let time = ts.with_timezone(&Local).format("%H:%M");
+            let mark = if *replay { "·" } else { " " };
+            let flag = if *spoofed {
+                " (body claimed another sender)"
+            } else {
+                ""
+            };
+            let who = name(user, style);
+            let text = sanitize(text);
+            let tag = room_tag(room, current);
+            match kind {
+                MessageKind::Chat => format!("{time}{mark}{tag}{who}{flag}: {text}"),
+                MessageKind::Me => format!("{time}{mark}{tag}* {who}{flag} {text}"),
+            }
+        }
+        Event::System {
+            room,
+            user,
+            kind,
+            reason,
+            users,
+            ..
+        } => {
+            let what = match (kind, reason) {
+                (SystemKind::Joined, _) => "joined",
+                (SystemKind::Left, Reason::Timeout) => "left (timed out)",
+                (SystemKind::Left, _) => "left",
+            };
+            format!(
+                "-- {}{} {what} {room} ({users} online)",
+                room_tag(room, current),
+                name(user, style)
+            )
+        }
+        Event::Welcome {
+            room, users, text, ..
+        } => {
+            let text = sanitize(text);
+            format!("== [{room}] {text} ({users} online)")
+        }
+        Event::Users { room, users } => {
+            let names: Vec<String> = users.iter().map(|u| name(u, style)).collect();
+            format!("users in {room} ({}): {}", users.len(), names.join(", "))
+        }
+        Event::Rooms { rooms } => {
+            if rooms.is_empty() {
+                "no rooms yet".to_string()
+            } else {
+                let list: Vec<String> = rooms
+                    .iter()
+                    .map(|r| format!("{} ({} online, {} messages)", r.room, r.users, r.messages))
+                    .collect();
+                format!("rooms: {}", list.join(", "))
+            }
+        }
+        Event::Help { commands } => format!("commands: {}", commands.join(" | ")),
+        Event::Error { message } => format!("error: {}", sanitize(message)),
+        Event::Status { message, .. } => format!("** {}", sanitize(message)),
+        Event::HistoryProgress { room, count } if style.progress => {
+            format!(".. {count} messages of {room} replayed so far")
+        }
+        Event::HistoryProgress { .. } => return None,
+        Event::HistoryEnd { room, user, count } => match user {
+            Some(user) => format!("== end of {user}'s messages: {count}"),
+            None => format!("== end of the history of {room}: {count} messages"),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    const PLAIN: Style = Style {
+        color: false,
+        progress: false,
+    };
+
+    fn message(text: &str, room: &str) -> Event {
+        Event::Message {
+            room: RoomName::new(room).unwrap(),
+            user: UserName::new("alice").unwrap(),
+            kind: MessageKind::Chat,
+            text: text.into(),
+            id: "i".into(),
+            seq: 1,
+            ts: Utc::now(),
+            replay: false,
+            spoofed: false,
+        }
+    }
+
+    #[test]
+    fn no_escape_reaches_the_terminal() {
+        let current = RoomName::new("general").unwrap();
+        let out = line(
+            &message("\x1b[2J\x1b]0;pwned\x07hi\nthere", "general"),
+            Some(&current),
+            PLAIN,
+        )
+        .unwrap();
+        assert!(
+            !out.contains('\x1b') && !out.contains('\n') && !out.contains('\x07'),
+            "{out:?}"
+        );
+        assert!(out.contains("alice: ") && out.contains("hi"), "{out}");
+        let err = line(&Event::error("bad \x1b[31m"), None, PLAIN).unwrap();
+        assert!(!err.contains('\x1b'));
+    }
+
+    #[test]
+    fn other_rooms_are_named() {
+        let current = RoomName::new("general").unwrap();
+        let here = line(&message("x", "general"), Some(&current), PLAIN).unwrap();
+        let there = line(&message("x", "random"), Some(&current), PLAIN).unwrap();
+        assert!(!here.contains("[general]"));
+        assert!(there.contains("[random] alice: x"), "{there}");
+    }
+
+    #[test]
+    fn colours_are_stable_and_only_when_asked() {
+        assert_eq!(color_of("alice"), color_of("alice"));
+        let colored = Style {
+            color: true,
+            progress: true,
+        };
+        let out = line(&message("x", "general"), None, colored).unwrap();
+        assert!(out.contains(&format!("\x1b[1;{}malice\x1b[0m", color_of("alice"))));
+        let progress = Event::HistoryProgress {
+            room: RoomName::new("general").unwrap(),
+            count: 5,
+        };
+        assert!(line(&progress, None, PLAIN).is_none());
+        assert!(line(&progress, None, colored).is_some());
+    }
+}

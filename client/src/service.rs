@@ -1,0 +1,62 @@
+//! Asking a worker something: one core NATS request with a timeout, a JSON reply, and
+//! errors that say which service failed and how.
+//!
+//! The workers are NATS services, so "nobody is listening" is told apart from "it did
+//! not answer in time": the first means the service is not running at all.
+
+use std::time::Duration;
+
+use async_nats::RequestErrorKind;
+use bytes::Bytes;
+use chat_protocol::body::{decode_reply, ReplyError};
+use serde::de::DeserializeOwned;
+
+/// Why a request to a worker failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// No worker listens on the subject.
+    #[error("{0} service unavailable: no {0} worker is running")]
+    Unavailable(&'static str),
+    /// A worker listens but did not answer in time.
+    #[error("{0} service did not answer within {1:?}")]
+    TimedOut(&'static str, Duration),
+    /// The worker answered with an error.
+    #[error("{0} service refused the request: {1}")]
+    Refused(&'static str, String),
+    /// The reply was not what the contract says.
+    #[error("{0} service sent a malformed reply: {1}")]
+    Malformed(&'static str, String),
+    /// NATS itself failed.
+    #[error("{0} request failed: {1}")]
+    Nats(&'static str, String),
+}
+
+/// Sends `body` to `subject` and decodes the worker's reply as `T`.
+pub(crate) async fn request<T: DeserializeOwned>(
+    client: &async_nats::Client,
+    service: &'static str,
+    subject: String,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<T, RequestError> {
+    let reply = match tokio::time::timeout(timeout, client.request(subject, body)).await {
+        Err(_) => return Err(RequestError::TimedOut(service, timeout)),
+        Ok(Err(err)) => {
+            return Err(match err.kind() {
+                RequestErrorKind::NoResponders => RequestError::Unavailable(service),
+                RequestErrorKind::TimedOut => RequestError::TimedOut(service, timeout),
+                _ => RequestError::Nats(service, err.to_string()),
+            })
+        }
+        Ok(Ok(reply)) => reply,
+    };
+    decode_reply(&reply.payload).map_err(|err| match err {
+        ReplyError::Refused(why) => RequestError::Refused(service, why),
+        ReplyError::Malformed(err) => RequestError::Malformed(service, err.to_string()),
+    })
+}
+
+/// Serializes a request body.
+pub(crate) fn body<T: serde::Serialize>(value: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("request bodies serialize"))
+}

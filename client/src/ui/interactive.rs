@@ -1,0 +1,124 @@
+//! Interactive mode (stdin is a terminal): rustyline edits the input line, and
+//! incoming events are printed above the prompt through its external printer, so a
+//! half-typed line is never broken. Names are coloured, times are local. Logs never
+//! come here (the binary sends them to a file).
+
+use chat_protocol::runtime::shutdown_signal;
+use chat_protocol::{RoomName, UserName};
+use rustyline::error::ReadlineError;
+use rustyline::{DefaultEditor, ExternalPrinter};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{Flow, Session, Settings};
+use crate::event::Event;
+use crate::render::{self, Style};
+use crate::Chat;
+
+/// Why interactive mode could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the line editor: {0}")]
+pub struct EditorError(#[from] ReadlineError);
+
+/// Runs the interactive chat until `/quit`, Ctrl-D, Ctrl-C or SIGTERM; returns the
+/// exit code.
+pub async fn run(
+    chat: Chat,
+    events: mpsc::Receiver<Event>,
+    settings: Settings,
+) -> Result<i32, EditorError> {
+    let mut editor = DefaultEditor::new()?;
+    let printer = editor.create_external_printer()?;
+    let user = chat.user().clone();
+    let mut session = Session::new(chat, settings.history, true);
+    let current = session.current_room();
+    let (done, finished) = oneshot::channel();
+    let printer = tokio::spawn(print(events, current.clone(), printer, finished));
+    let (lines_tx, mut lines) = mpsc::channel(16);
+    // rustyline blocks; it gets its own thread, which ends with the process.
+    std::thread::spawn(move || read_lines(editor, user, current, lines_tx));
+    session
+        .run(crate::command::Command::Join(vec![settings.room]))
+        .await;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let line = tokio::select! {
+            line = lines.recv() => line,
+            _ = &mut stop => None,
+        };
+        let Some(line) = line else { break };
+        if session.handle_line(&line).await == Flow::Quit {
+            break;
+        }
+    }
+    let code = session.finish().await;
+    let _ = done.send(());
+    let _ = printer.await;
+    Ok(code)
+}
+
+fn prompt(user: &UserName, current: &watch::Receiver<Option<RoomName>>) -> String {
+    match current.borrow().as_ref() {
+        Some(room) => format!("[{room}] {user}> "),
+        None => format!("[no room] {user}> "),
+    }
+}
+
+/// Reads lines until end of input or Ctrl-C, sending each to the session.
+fn read_lines(
+    mut editor: DefaultEditor,
+    user: UserName,
+    current: watch::Receiver<Option<RoomName>>,
+    lines: mpsc::Sender<String>,
+) {
+    loop {
+        match editor.readline(&prompt(&user, &current)) {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                }
+                if lines.blocking_send(line).is_err() {
+                    return;
+                }
+            }
+            Err(ReadlineError::Interrupted | ReadlineError::Eof) => return,
+            Err(err) => {
+                tracing::error!("line editor failed: {err}");
+                return;
+            }
+        }
+    }
+}
+
+/// Prints events above the prompt until `finished`, then whatever is still queued.
+async fn print(
+    mut events: mpsc::Receiver<Event>,
+    current: watch::Receiver<Option<RoomName>>,
+    mut printer: impl ExternalPrinter + Send + 'static,
+    mut finished: oneshot::Receiver<()>,
+) {
+    let style = Style {
+        color: true,
+        progress: true,
+    };
+    let mut show = |event: &Event| {
+        let current = current.borrow().clone();
+        if let Some(line) = render::line(event, current.as_ref(), style) {
+            if let Err(err) = printer.print(line) {
+                tracing::warn!("cannot print: {err}");
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => show(&event),
+                None => return,
+            },
+            _ = &mut finished => break,
+        }
+    }
+    while let Ok(event) = events.try_recv() {
+        show(&event);
+    }
+}

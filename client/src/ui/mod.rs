@@ -1,0 +1,184 @@
+//! The two front ends and what they share.
+//!
+//! - [`lines`]: stdin is not a terminal: one input line per message or command, one
+//!   output line (or JSON object) per event.
+//! - [`interactive`]: a line editor whose prompt survives incoming messages.
+//!
+//! Both feed input lines to a [`Session`], which turns commands into [`Chat`] calls,
+//! and print events from one channel, in order, in one task.
+
+pub mod interactive;
+pub mod lines;
+
+use chat_protocol::runtime::exit;
+use chat_protocol::RoomName;
+use tokio::sync::watch;
+
+use crate::command::{self, Command};
+use crate::event::Event;
+use crate::Chat;
+
+/// Whether to go on reading input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Read the next line.
+    Continue,
+    /// The user asked to quit.
+    Quit,
+}
+
+/// What a UI needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The room to join first.
+    pub room: RoomName,
+    /// Past messages replayed on each join.
+    pub history: usize,
+    /// One JSON object per event (line mode).
+    pub json: bool,
+}
+
+/// The user's side of a chat: the current room and the commands typed.
+pub struct Session {
+    chat: Chat,
+    history: usize,
+    current: watch::Sender<Option<RoomName>>,
+    /// Run history replays in the background (interactive) or in input order (line mode).
+    background: bool,
+}
+
+impl Session {
+    /// A session on `chat` that joins rooms with `history` replayed messages.
+    pub fn new(chat: Chat, history: usize, background: bool) -> Self {
+        let (current, _) = watch::channel(None);
+        Self {
+            chat,
+            history,
+            current,
+            background,
+        }
+    }
+
+    /// The room messages go to, as it changes (for printers and prompts).
+    pub fn current_room(&self) -> watch::Receiver<Option<RoomName>> {
+        self.current.subscribe()
+    }
+
+    fn current(&self) -> Option<RoomName> {
+        self.current.borrow().clone()
+    }
+
+    /// Handles one input line.
+    pub async fn handle_line(&mut self, line: &str) -> Flow {
+        match command::parse(line) {
+            Ok(command) => self.run(command).await,
+            Err(err) => {
+                self.chat.notify(Event::error(err)).await;
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Carries out one command.
+    pub async fn run(&mut self, command: Command) -> Flow {
+        let no_room = || Event::error("you are in no room; /join one first");
+        match command {
+            Command::Quit => return Flow::Quit,
+            Command::Join(rooms) => {
+                for room in &rooms {
+                    self.chat.join(room, self.history);
+                }
+                self.current.send_replace(rooms.last().cloned());
+            }
+            Command::Help => {
+                let commands = command::help_lines().collect();
+                self.chat.notify(Event::Help { commands }).await;
+            }
+            command => {
+                let Some(current) = self.current() else {
+                    self.chat.notify(no_room()).await;
+                    return Flow::Continue;
+                };
+                self.in_room(command, current).await;
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn in_room(&mut self, command: Command, current: RoomName) {
+        let chat = self.chat.clone();
+        let result = match command {
+            Command::Say(kind, text) => chat
+                .send(&current, kind, &text)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Command::Users => match chat.users(&current).await {
+                Ok(reply) => {
+                    let users = reply.users;
+                    chat.notify(Event::Users {
+                        room: reply.room,
+                        users,
+                    })
+                    .await;
+                    Ok(())
+                }
+                Err(err) => Err(err.to_string()),
+            },
+            Command::Rooms => match chat.list_rooms().await {
+                Ok(reply) => {
+                    chat.notify(Event::Rooms { rooms: reply.rooms }).await;
+                    Ok(())
+                }
+                Err(err) => Err(err.to_string()),
+            },
+            Command::Leave(room) => {
+                let room = room.unwrap_or(current.clone());
+                if chat.leave(&room).await {
+                    if room == current {
+                        self.current.send_replace(chat.joined().pop());
+                    }
+                    Ok(())
+                } else {
+                    Err(format!("you are not in room {room}"))
+                }
+            }
+            Command::AllMessages | Command::MyMessages => {
+                let replay = async move {
+                    let result = if command == Command::AllMessages {
+                        chat.all_messages(&current).await
+                    } else {
+                        chat.my_messages(&current).await
+                    };
+                    if let Err(err) = result {
+                        chat.notify(Event::error(err)).await;
+                    }
+                };
+                if self.background {
+                    tokio::spawn(replay);
+                } else {
+                    replay.await;
+                }
+                Ok(())
+            }
+            Command::Quit | Command::Join(_) | Command::Help => Ok(()),
+        };
+        if let Err(message) = result {
+            self.chat.notify(Event::error(message)).await;
+        }
+    }
+
+    /// Ends the session: waits for outstanding acks, leaves every room. Returns the
+    /// exit code: 1 if some message could not be confirmed (each is named).
+    pub async fn finish(self) -> i32 {
+        let unconfirmed = self.chat.close().await;
+        if unconfirmed.is_empty() {
+            return exit::OK;
+        }
+        for err in &unconfirmed {
+            self.chat
+                .notify(Event::error(format!("not sent: {err}")))
+                .await;
+        }
+        exit::FAILURE
+    }
+}

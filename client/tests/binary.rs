@@ -1,0 +1,125 @@
+//! The `chat-client` binary in `--json` line mode, driven through stdin like a script.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::*;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+fn client(url: &str, user: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chat-client"));
+    command
+        .args([
+            "--json",
+            "--history",
+            "0",
+            "--user",
+            user,
+            "--nats-url",
+            url,
+        ])
+        .env_remove("CHAT_ROOM")
+        .env_remove("CHAT_LOG_FILE")
+        .env("LOG_LEVEL", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+async fn next_event(lines: &mut Lines<BufReader<ChildStdout>>, kind: &str) -> Value {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("output ended early");
+            let value: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"));
+            if value["event"] == kind {
+                return value;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {kind} event in time"))
+}
+
+fn spawn(command: &mut Command) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut child = command.spawn().unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
+#[tokio::test]
+async fn json_line_mode_end_to_end() {
+    let server = test_support::run_server();
+    let _presence = presence(&server).await;
+    let (mut alice, mut out) = spawn(&mut client(&server.url(), "alice"));
+    let welcome = next_event(&mut out, "welcome").await;
+    assert_eq!(
+        (welcome["room"].as_str(), welcome["user"].as_str()),
+        (Some("general"), Some("alice"))
+    );
+    assert_eq!(welcome["users"], 1);
+
+    let mut stdin = alice.stdin.take().unwrap();
+    stdin
+        .write_all(b"hello there\n/me waves\n/users\n/frobnicate\n")
+        .await
+        .unwrap();
+    let hello = next_event(&mut out, "message").await;
+    assert_eq!(hello["text"], "hello there");
+    assert_eq!(hello["user"], "alice");
+    assert_eq!(hello["type"], "chat");
+    assert_eq!(hello["replay"], false);
+    assert!(hello["seq"].as_u64().unwrap() > 0);
+    assert!(hello["id"].as_str().is_some() && hello["ts"].as_str().is_some());
+    let waves = next_event(&mut out, "message").await;
+    assert_eq!(
+        (waves["type"].as_str(), waves["text"].as_str()),
+        (Some("me"), Some("waves"))
+    );
+    let users = next_event(&mut out, "users").await;
+    assert_eq!(users["users"], serde_json::json!(["alice"]));
+    let error = next_event(&mut out, "error").await;
+    assert!(error["message"].as_str().unwrap().contains("/frobnicate"));
+
+    drop(stdin);
+    let status = tokio::time::timeout(PATIENCE, alice.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn bad_arguments_and_unreachable_nats() {
+    let mut bad_user = client("nats://127.0.0.1:1", "al ice");
+    let output = bad_user.output().await.unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("user name") && stderr.contains("A-Z"),
+        "{stderr}"
+    );
+
+    let mut bad_room = client("nats://127.0.0.1:1", "alice");
+    let output = bad_room.args(["--room", "no.dots"]).output().await.unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("room name"));
+
+    // A port nothing listens on: taken from a server that is then stopped.
+    let mut server = test_support::run_server();
+    let url = server.url();
+    server.stop();
+    let output = client(&url, "alice").output().await.unwrap();
+    assert_eq!(output.status.code(), Some(69));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&url), "{stderr}");
+}

@@ -1,0 +1,119 @@
+//! Shared by the client's integration tests: workers started in-process against a
+//! real nats-server, and waiting for events with a generous timeout.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use chat_client::{Chat, Event, Options};
+use chat_protocol::{RoomName, UserName};
+use test_support::NatsServer;
+use tokio::sync::mpsc;
+
+/// Long enough for anything that should happen; reaching it means it did not.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn room(name: &str) -> RoomName {
+    RoomName::new(name).unwrap()
+}
+
+pub fn user(name: &str) -> UserName {
+    UserName::new(name).unwrap()
+}
+
+/// Options for tests: short timeouts so failures surface fast.
+pub fn options(server: &NatsServer, name: &str) -> Options {
+    let mut options = Options::new(server.url(), user(name));
+    options.retry.ack_timeout = Duration::from_secs(2);
+    options.retry.max_attempts = 15;
+    options
+}
+
+/// A connected chat for `name`.
+pub async fn connect(server: &NatsServer, name: &str) -> (Chat, mpsc::Receiver<Event>) {
+    if std::env::var_os("LOG_LEVEL").is_some() {
+        chat_protocol::runtime::init_logging(chat_protocol::runtime::LogFormat::Pretty);
+    }
+    Chat::connect(options(server, name)).await.unwrap()
+}
+
+/// Waits for the first event matching `pick`, skipping others.
+pub async fn wait_for<T>(
+    events: &mut mpsc::Receiver<Event>,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let event = events.recv().await.expect("event channel open");
+            tracing::debug!("test saw {event:?}");
+            if let Some(found) = pick(&event) {
+                return found;
+            }
+        }
+    })
+    .await
+    .expect("the expected event did not arrive in time")
+}
+
+/// Joins `room` and waits for the welcome.
+pub async fn join(
+    chat: &Chat,
+    events: &mut mpsc::Receiver<Event>,
+    room: &RoomName,
+    history: usize,
+) {
+    assert!(chat.join(room, history));
+    wait_for(events, |e| match e {
+        Event::Welcome { room: r, .. } if r == room => Some(()),
+        _ => None,
+    })
+    .await;
+}
+
+/// `(seq, text, replay)` of a chat message event of `room`.
+pub fn message_in(room: &RoomName) -> impl FnMut(&Event) -> Option<(u64, String, bool)> + '_ {
+    move |e| match e {
+        Event::Message {
+            room: r,
+            seq,
+            text,
+            replay,
+            ..
+        } if r == room => Some((*seq, text.clone(), *replay)),
+        _ => None,
+    }
+}
+
+/// Collects events until `count` chat messages of `room` arrived.
+pub async fn messages(
+    events: &mut mpsc::Receiver<Event>,
+    room: &RoomName,
+    count: usize,
+) -> Vec<(u64, String, bool)> {
+    let mut out = Vec::new();
+    while out.len() < count {
+        out.push(wait_for(events, message_in(room)).await);
+    }
+    out
+}
+
+/// Asserts that no chat message of `room` arrives within a short while.
+pub async fn no_more_messages(events: &mut mpsc::Receiver<Event>, room: &RoomName) {
+    let extra = tokio::time::timeout(
+        Duration::from_millis(500),
+        wait_for(events, message_in(room)),
+    )
+    .await;
+    assert!(extra.is_err(), "unexpected extra message: {extra:?}");
+}
+
+/// Starts a presence worker in-process with a short TTL (heartbeats every second).
+pub async fn presence(server: &NatsServer) -> presence_worker::PresenceWorker {
+    let config = presence_worker::Config {
+        ttl: Duration::from_secs(3),
+        ..Default::default()
+    };
+    presence_worker::PresenceWorker::start(server.client().await, config)
+        .await
+        .expect("presence worker starts")
+}
