@@ -44,7 +44,7 @@ impl Default for Config {
             streams: RoomStreamSettings::default(),
             kv_replicas: 1,
             marker_ttl: Duration::from_secs(15 * 60),
-            ack_wait: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(10),
             max_concurrent_requests: 64,
             max_concurrent_listings: 32,
             max_request_bytes: 4096,
