@@ -135,6 +135,9 @@ async fn presence(
                 Ok(reply(n, String::new(), false))
             }
             Heartbeat::Rejoined => {
+                // If the expiry was not announced yet (its marker still queued), the
+                // user never stopped being announced online: the reply says
+                // `rejoined`, and no left/joined pair is written.
                 ctx.rooms.ensure(room).await?;
                 let done = ctx.announcer.reconcile(room, user, Reason::Join).await?;
                 ctx.stats.heartbeat(true);
