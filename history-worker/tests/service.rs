@@ -165,3 +165,29 @@ async fn a_long_replay_does_not_stall_other_requests() {
     let (entries, _) = replay.await.unwrap();
     assert_eq!(seqs(&entries), (1..=20_000).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn keeps_serving_after_the_server_restarts() {
+    let mut s = setup(Config::default()).await;
+    let general = room("general");
+    let alice = user("alice");
+    create_room(&s.js, &general).await;
+    store(&s.js, &general, chats(&[&alice], 5)).await;
+    s.server.restart();
+    // Both connections reconnect by themselves; wait (generously) until a page comes.
+    let body = serde_json::to_vec(&HistoryRequest::default()).unwrap();
+    let deadline = tokio::time::Instant::now() + REPLY_TIMEOUT;
+    let page: HistoryPage = loop {
+        let attempt = s
+            .client
+            .request(subjects::history(&general), body.clone().into());
+        let reply = tokio::time::timeout(Duration::from_secs(1), attempt).await;
+        match reply.map(|r| r.map(|r| decode_reply::<HistoryPage>(&r.payload))) {
+            Ok(Ok(Ok(page))) => break page,
+            other if tokio::time::Instant::now() > deadline => panic!("no page: {other:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    assert_eq!(seqs(&page.messages), vec![1, 2, 3, 4, 5]);
+    s.worker.stop().await;
+}

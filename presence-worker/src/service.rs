@@ -50,6 +50,12 @@ pub(crate) async fn start(
             limit.clone(),
         )));
     }
+    // A round trip through the server on this connection: the server handles a
+    // connection's messages in order, so once the answer is back the subscriptions
+    // are in place and requests from any connection reach this instance.
+    async_nats::jetstream::new(client.clone())
+        .query_account()
+        .await?;
     Ok((service, tasks))
 }
 

@@ -31,7 +31,7 @@ pub mod rfc3339 {
         t.to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 
-    /// Serde serializer for [`format`].
+    /// Serde serializer for [`format()`].
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format(t))
     }
