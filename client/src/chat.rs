@@ -138,7 +138,11 @@ impl Chat {
                 url: options.url.clone(),
                 reason: err.to_string(),
             })?;
-        let js = jetstream::new(client.clone());
+        // JetStream API calls (consumer creation, stream info) give up as quickly as
+        // worker requests do, so a call lost in a reconnect is retried soon.
+        let js = jetstream::context::ContextBuilder::new()
+            .timeout(options.request_timeout)
+            .build(client.clone());
         let publisher = Publisher::start(js.clone(), options.retry, events.clone());
         let inner = Inner {
             client,

@@ -21,6 +21,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::event::Event;
 
+/// Most messages awaiting their ack at once; later ones wait in the queue, in order.
+/// Well under the JetStream context's own limit on unawaited acks (5,000).
+const MAX_INFLIGHT: usize = 1000;
+
 /// How hard a publish is tried.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -150,7 +154,9 @@ async fn run(
     let mut open = true;
     while open || !inflight.is_empty() {
         tokio::select! {
-            job = jobs.recv(), if open => match job {
+            // Bounded: the JetStream context blocks new publishes while too many acks
+            // are unawaited, and the acks are only awaited in the other branch.
+            job = jobs.recv(), if open && inflight.len() < MAX_INFLIGHT => match job {
                 Some(Job::Send(out)) => {
                     let first = publish(&js, &out).await;
                     inflight.push(confirm(js.clone(), policy, out, first));

@@ -13,8 +13,9 @@ use crate::event::Event;
 pub struct Style {
     /// Colour names with ANSI escapes (interactive terminals only).
     pub color: bool,
-    /// Show `history_progress` events (they are for people, not for line mode).
-    pub progress: bool,
+    /// For a person at a terminal: `history_progress` events are shown and `/help`
+    /// takes one line per command (line mode keeps one line per event).
+    pub interactive: bool,
 }
 
 /// Colours a name gets, chosen by a stable hash of the name.
@@ -96,10 +97,10 @@ pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<S
         }
         Event::Welcome {
             room, users, text, ..
-        } => {
-            let text = sanitize(text);
-            format!("== [{room}] {text} ({users} online)")
-        }
+        } => match sanitize(text) {
+            text if text.is_empty() => format!("== [{room}] joined ({users} online)"),
+            text => format!("== [{room}] {text}"),
+        },
         Event::Users { room, users } => {
             let names: Vec<String> = users.iter().map(|u| name(u, style)).collect();
             format!("users in {room} ({}): {}", users.len(), names.join(", "))
@@ -115,10 +116,11 @@ pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<S
                 format!("rooms: {}", list.join(", "))
             }
         }
+        Event::Help { commands } if style.interactive => commands.join("\n"),
         Event::Help { commands } => format!("commands: {}", commands.join(" | ")),
         Event::Error { message } => format!("error: {}", sanitize(message)),
         Event::Status { message, .. } => format!("** {}", sanitize(message)),
-        Event::HistoryProgress { room, count } if style.progress => {
+        Event::HistoryProgress { room, count } if style.interactive => {
             format!(".. {count} messages of {room} replayed so far")
         }
         Event::HistoryProgress { .. } => return None,
@@ -136,7 +138,7 @@ mod tests {
 
     const PLAIN: Style = Style {
         color: false,
-        progress: false,
+        interactive: false,
     };
 
     fn message(text: &str, room: &str) -> Event {
@@ -185,7 +187,7 @@ mod tests {
         assert_eq!(color_of("alice"), color_of("alice"));
         let colored = Style {
             color: true,
-            progress: true,
+            interactive: true,
         };
         let out = line(&message("x", "general"), None, colored).unwrap();
         assert!(out.contains(&format!("\x1b[1;{}malice\x1b[0m", color_of("alice"))));

@@ -289,7 +289,7 @@ async fn hostile_payloads_neither_crash_nor_inject_escapes() {
     }
     let style = Style {
         color: true,
-        progress: true,
+        interactive: true,
     };
     for event in &shown {
         let line = render::line(event, Some(&general), style).unwrap();

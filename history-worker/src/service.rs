@@ -13,7 +13,6 @@ use async_nats::service::{self, Service, ServiceExt};
 use async_nats::{jetstream, HeaderMap};
 use bytes::Bytes;
 use chat_protocol::body::ErrorReply;
-use chat_protocol::display::sanitize;
 use chat_protocol::subjects;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
@@ -180,11 +179,8 @@ async fn answer(js: &jetstream::Context, config: &Config, request: service::Requ
                 400 => tracing::warn!(%error, "refused a history request"),
                 _ => tracing::error!(%error, "history request failed"),
             }
-            let mut headers = HeaderMap::new();
-            let status = sanitize(&error.to_string()).into_owned();
-            headers.insert(service::NATS_SERVICE_ERROR, status.as_str());
-            headers.insert(service::NATS_SERVICE_ERROR_CODE, code.to_string().as_str());
-            (serde_json::to_vec(&ErrorReply::new(&error)), headers)
+            let (body, headers) = ErrorReply::new(&error).into_service_reply(code);
+            (Ok(body.to_vec()), headers)
         }
     };
     let body = match body {

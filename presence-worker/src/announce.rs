@@ -16,26 +16,38 @@
 //!
 //! Any number of workers may run this for the same user at once; a worker killed
 //! between the steps leaves a pending event that the next reconcile publishes with the
-//! same id.
+//! same id. If that happens later than half the room stream's duplicate window, the
+//! stream is first searched for the id, so the event is never stored twice.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::ErrorCode as JsError;
 use async_nats::jetstream::{
     self,
     context::{CreateKeyValueError, CreateStreamError, PublishError, PublishErrorKind},
     kv,
     message::PublishMessage,
 };
-use chat_protocol::body::{AnnouncedState, Reason, SystemEvent, SystemKind, VERSION};
-use chat_protocol::streams::{presence_users_bucket_config, presence_users_key};
+use chat_protocol::body::{rfc3339, AnnouncedState, Reason, SystemEvent, SystemKind, VERSION};
+use chat_protocol::streams::{presence_users_bucket_config, presence_users_key, stream_name};
 use chat_protocol::{subjects, RoomName, UserName};
 use chrono::Utc;
+use futures::StreamExt;
 
 use crate::listing::{self, ListError};
 use crate::rooms::Rooms;
 use crate::sessions::Sessions;
 use crate::stats::Stats;
+
+/// How far before a pending event's time stamp the stream is searched for it
+/// (clocks of workers and server may differ a little).
+const STORED_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// How long the search waits for the next stored event.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often a publish is retried (same `Nats-Msg-Id`) before giving up for now.
 const PUBLISH_ATTEMPTS: u32 = 4;
@@ -60,6 +72,9 @@ pub enum ReconcileError {
     /// The event was not stored by the room stream.
     #[error("cannot publish the event: {0}")]
     Publish(#[from] PublishError),
+    /// Looking for an old pending event in the room stream failed.
+    #[error("cannot look for a pending event in the room stream: {0}")]
+    Lookup(String),
     /// Encoding failed (never expected).
     #[error("cannot encode: {0}")]
     Encode(#[from] serde_json::Error),
@@ -121,7 +136,7 @@ impl Announcer {
         loop {
             let (state, revision) = self.read(&key).await?;
             if let Some(event) = &state.pending {
-                self.publish(event).await?;
+                self.finish(event).await?;
                 let cleared = AnnouncedState {
                     online: state.online,
                     pending: None,
@@ -214,6 +229,59 @@ impl Announcer {
         }
     }
 
+    /// Publishes an event left pending by an earlier reconcile (maybe by a worker that
+    /// died). Within the stream's duplicate window the stream itself drops a repeat;
+    /// an older event is first looked for in the stream, so that even a worker that
+    /// died long ago cannot cause a duplicate.
+    async fn finish(&self, event: &SystemEvent) -> Result<(), ReconcileError> {
+        let window = self.rooms.duplicate_window();
+        let recent = event
+            .ts
+            .is_some_and(|ts| (Utc::now() - ts).to_std().is_ok_and(|age| age < window / 2));
+        if !recent && self.stored(event).await? {
+            tracing::info!(id = %event.id, room = %event.room, user = %event.user, "pending event was already stored");
+            return Ok(());
+        }
+        self.publish(event).await
+    }
+
+    /// Whether the room stream already holds `event` (by its `Nats-Msg-Id`), looking
+    /// at system events stored since shortly before the event was created.
+    async fn stored(&self, event: &SystemEvent) -> Result<bool, ReconcileError> {
+        let stream = match self.js.get_stream(stream_name(&event.room)).await {
+            Ok(stream) => stream,
+            Err(err)
+                if matches!(err.kind(), GetStreamErrorKind::JetStream(ref e)
+                    if e.error_code() == JsError::STREAM_NOT_FOUND) =>
+            {
+                return Ok(false)
+            }
+            Err(err) => return Err(ReconcileError::Lookup(err.to_string())),
+        };
+        let since = event.ts.unwrap_or_default() - STORED_SLACK;
+        let start_time = async_nats::datetime::parse_rfc3339(&rfc3339::format(&since))
+            .map_err(|e| ReconcileError::Lookup(e.to_string()))?;
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: subjects::room_system(&event.room),
+                deliver_policy: DeliverPolicy::ByStartTime { start_time },
+                headers_only: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ReconcileError::Lookup(e.to_string()))?;
+        let name = consumer.cached_info().name.clone();
+        let found = if consumer.cached_info().num_pending > 0 {
+            holds_id(consumer, &event.id).await
+        } else {
+            Ok(false)
+        };
+        if let Err(err) = stream.delete_consumer(&name).await {
+            tracing::debug!(%err, consumer = %name, "cannot delete a lookup consumer");
+        }
+        found
+    }
+
     /// Stores the event in its room stream, retrying with the same `Nats-Msg-Id` so
     /// that it is stored once however often it is sent.
     async fn publish(&self, event: &SystemEvent) -> Result<(), ReconcileError> {
@@ -242,6 +310,33 @@ impl Announcer {
                 }
                 Err(err) => return Err(err.into()),
             }
+        }
+    }
+}
+
+/// Whether a consumer's messages include one with `Nats-Msg-Id` = `id`.
+async fn holds_id(
+    consumer: async_nats::jetstream::consumer::Consumer<pull::OrderedConfig>,
+    id: &str,
+) -> Result<bool, ReconcileError> {
+    let lookup = |e: &dyn std::fmt::Display| ReconcileError::Lookup(e.to_string());
+    let mut messages = consumer.messages().await.map_err(|e| lookup(&e))?;
+    loop {
+        let message = tokio::time::timeout(LOOKUP_TIMEOUT, messages.next())
+            .await
+            .map_err(|e| lookup(&e))?
+            .ok_or_else(|| lookup(&"consumer ended"))?
+            .map_err(|e| lookup(&e))?;
+        let found = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .is_some_and(|found| found.as_str() == id);
+        if found {
+            return Ok(true);
+        }
+        if message.info().map_err(|e| lookup(&e))?.pending == 0 {
+            return Ok(false);
         }
     }
 }

@@ -28,6 +28,11 @@ pub struct Config {
     pub ack_wait: Duration,
     /// Requests handled at once by one instance; more wait (in NATS, not in memory).
     pub max_concurrent_requests: usize,
+    /// Consumer-based listings (who is online, before announcing a transition) run at
+    /// once by one instance. Each uses a short-lived consumer, and the server caps a
+    /// stream's consumers (1000 by default), so this stays well below that divided by
+    /// the number of instances.
+    pub max_concurrent_listings: usize,
     /// Largest request body accepted; a presence request is well under 200 bytes.
     pub max_request_bytes: usize,
 }
@@ -39,8 +44,9 @@ impl Default for Config {
             streams: RoomStreamSettings::default(),
             kv_replicas: 1,
             marker_ttl: Duration::from_secs(15 * 60),
-            ack_wait: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(10),
             max_concurrent_requests: 64,
+            max_concurrent_listings: 32,
             max_request_bytes: 4096,
         }
     }
@@ -64,8 +70,10 @@ impl Config {
         if self.marker_ttl.as_secs() == 0 {
             return Err("marker ttl must be at least 1 s".into());
         }
-        if self.max_concurrent_requests == 0 {
-            return Err("max_concurrent_requests must be at least 1".into());
+        if self.max_concurrent_requests == 0 || self.max_concurrent_listings == 0 {
+            return Err(
+                "max_concurrent_requests and max_concurrent_listings must be at least 1".into(),
+            );
         }
         Ok(())
     }

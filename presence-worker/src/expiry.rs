@@ -141,7 +141,11 @@ async fn handle(ctx: &Ctx, message: async_nats::jetstream::Message) {
 /// holds a pending event; returns how many were reconciled.
 pub(crate) async fn sweep(ctx: &Ctx) -> Result<usize, ListError> {
     let store = ctx.announcer.store();
-    let entries = listing::latest(&store.stream, &store.prefix, ">", false).await?;
+    let entries = ctx
+        .sessions
+        .lister()
+        .latest(&store.stream, &store.prefix, ">", false)
+        .await?;
     let online: HashSet<(RoomName, UserName)> = ctx
         .sessions
         .all_live()

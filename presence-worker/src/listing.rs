@@ -1,11 +1,12 @@
 //! Reading the latest message of every subject matching a filter: how the worker
 //! lists the live keys of a bucket (`<room>.*.*`, `<room>.<user>.*`, `>`).
 //!
-//! This is what async-nats' `kv.keys()` does for a whole bucket, narrowed to a filter:
-//! an ordered consumer with `DeliverPolicy::LastPerSubject`, optionally headers only.
-//! Each listing creates a short-lived ephemeral consumer; the server removes it when
-//! it goes idle.
+//! Two ways: [`latest`] is what async-nats' `kv.keys()` does for a whole bucket,
+//! narrowed to a filter (an ordered consumer with `DeliverPolicy::LastPerSubject`),
+//! consistent with the stream's leader; [`snapshot`] asks JetStream's direct get for
+//! the last message of each matching subject in one request, without a consumer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy, ReplayPolicy};
@@ -14,12 +15,16 @@ use async_nats::jetstream::stream::Stream;
 use async_nats::HeaderMap;
 use chat_protocol::body::Reason;
 use futures::StreamExt;
+use tokio::sync::Semaphore;
 
 /// How long a listing waits for its next message.
 const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// NATS KV's operation header (async-nats keeps its name private).
 const KV_OPERATION: &str = "KV-Operation";
+
+/// JetStream's direct-get API (ADR-31), followed by the stream name.
+const DIRECT_GET: &str = "$JS.API.DIRECT.GET.";
 
 /// Why a listing failed.
 #[derive(Debug, thiserror::Error)]
@@ -97,27 +102,128 @@ pub(crate) fn is_removal(operation: Operation) -> bool {
     operation != Operation::Put
 }
 
-/// The latest message of every subject matching `prefix` + `filter`, keys stripped
-/// of `prefix`.
-pub(crate) async fn latest(
-    stream: &Stream,
-    prefix: &str,
-    filter: &str,
-    headers_only: bool,
-) -> Result<Vec<Latest>, ListError> {
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: format!("{prefix}{filter}"),
-            deliver_policy: DeliverPolicy::LastPerSubject,
-            replay_policy: ReplayPolicy::Instant,
-            headers_only,
-            ..Default::default()
-        })
-        .await?;
-    let mut out = Vec::new();
-    if consumer.cached_info().num_pending == 0 {
-        return Ok(out);
+/// Lists keys, with at most a fixed number of consumer-based listings at once.
+#[derive(Clone)]
+pub(crate) struct Lister {
+    client: async_nats::Client,
+    permits: Arc<Semaphore>,
+}
+
+impl Lister {
+    /// A lister running at most `concurrent` consumer-based listings at once.
+    pub(crate) fn new(client: async_nats::Client, concurrent: usize) -> Self {
+        Self {
+            client,
+            permits: Arc::new(Semaphore::new(concurrent)),
+        }
     }
+
+    /// The latest message of every subject matching `prefix` + `filter`, keys stripped
+    /// of `prefix`, read through an ordered consumer on the stream's leader: consistent
+    /// with every write acknowledged before the call, which is what decisions (who is
+    /// online before announcing a transition) need.
+    ///
+    /// At most `permits` listings run at once per worker (the server caps a stream's
+    /// consumers), and each one deletes its consumer when done.
+    pub(crate) async fn latest(
+        &self,
+        stream: &Stream,
+        prefix: &str,
+        filter: &str,
+        headers_only: bool,
+    ) -> Result<Vec<Latest>, ListError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ListError::Messages("closed".into()))?;
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: format!("{prefix}{filter}"),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                replay_policy: ReplayPolicy::Instant,
+                headers_only,
+                ..Default::default()
+            })
+            .await?;
+        let name = consumer.cached_info().name.clone();
+        let pending = consumer.cached_info().num_pending;
+        let result = if pending == 0 {
+            Ok(Vec::new())
+        } else {
+            read_all(consumer, prefix).await
+        };
+        if let Err(err) = stream.delete_consumer(&name).await {
+            tracing::debug!(%err, consumer = %name, "cannot delete a listing consumer");
+        }
+        result
+    }
+
+    /// Like [`latest`], but in one direct-get request (`multi_last`) without creating a
+    /// consumer: cheap enough for every heartbeat and `/users`. In a cluster a replica
+    /// may answer and lag slightly behind, which is fine for showing a count, not for
+    /// deciding a transition. Falls back to [`latest`] when more keys match than one
+    /// request may return.
+    pub(crate) async fn snapshot(
+        &self,
+        stream: &Stream,
+        prefix: &str,
+        filter: &str,
+    ) -> Result<Vec<Latest>, ListError> {
+        let client = &self.client;
+        let inbox = client.new_inbox();
+        let mut replies = client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| ListError::Messages(e.to_string()))?;
+        let request = serde_json::json!({ "multi_last": [format!("{prefix}{filter}")] });
+        let subject = format!("{DIRECT_GET}{}", stream.cached_info().config.name);
+        client
+            .publish_with_reply(subject, inbox, request.to_string().into())
+            .await
+            .map_err(|e| ListError::Messages(e.to_string()))?;
+        let mut out = Vec::new();
+        loop {
+            let message = tokio::time::timeout(LIST_TIMEOUT, replies.next())
+                .await
+                .map_err(|_| ListError::Timeout)?
+                .ok_or_else(|| ListError::Messages("subscription ended".into()))?;
+            match message.status {
+                None => {
+                    let headers = message.headers.unwrap_or_default();
+                    let subject = headers
+                        .get(async_nats::header::NATS_SUBJECT)
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default();
+                    if let Some(key) = subject.strip_prefix(prefix) {
+                        out.push(Latest {
+                            key: key.to_string(),
+                            headers: Some(headers.clone()),
+                            payload: message.payload,
+                        });
+                    }
+                }
+                Some(status) if status.as_u16() == 204 => return Ok(out),
+                Some(status) if status.as_u16() == 404 => return Ok(out),
+                Some(status) if status.as_u16() == 413 => {
+                    return self.latest(stream, prefix, filter, true).await;
+                }
+                Some(status) => {
+                    return Err(ListError::Messages(format!(
+                        "direct get answered {status}: {}",
+                        message.description.unwrap_or_default()
+                    )))
+                }
+            }
+        }
+    }
+}
+
+async fn read_all(
+    consumer: async_nats::jetstream::consumer::Consumer<pull::OrderedConfig>,
+    prefix: &str,
+) -> Result<Vec<Latest>, ListError> {
+    let mut out = Vec::new();
     let mut messages = consumer
         .messages()
         .await

@@ -89,7 +89,7 @@ pub(crate) async fn handle(
         }
         EndpointKind::Users => {
             let room = subjects::parse_users(subject)?;
-            let users = ctx.sessions.users(&room).await?;
+            let users = ctx.sessions.users_snapshot(&room).await?;
             serde_json::to_vec(&UsersReply { room, users })
         }
         EndpointKind::Rooms => {
@@ -135,6 +135,9 @@ async fn presence(
                 Ok(reply(n, String::new(), false))
             }
             Heartbeat::Rejoined => {
+                // If the expiry was not announced yet (its marker still queued), the
+                // user never stopped being announced online: the reply says
+                // `rejoined`, and no left/joined pair is written.
                 ctx.rooms.ensure(room).await?;
                 let done = ctx.announcer.reconcile(room, user, Reason::Join).await?;
                 ctx.stats.heartbeat(true);

@@ -64,6 +64,12 @@ impl Rooms {
         Ok(())
     }
 
+    /// The room streams' duplicate window: how long a repeated `Nats-Msg-Id` is
+    /// recognised.
+    pub fn duplicate_window(&self) -> std::time::Duration {
+        self.settings.duplicate_window
+    }
+
     /// Forgets that a room's stream exists (someone deleted it), so that the next
     /// [`Rooms::ensure`] creates it again.
     pub fn forget(&self, room: &RoomName) {

@@ -50,6 +50,12 @@ pub(crate) async fn start(
             limit.clone(),
         )));
     }
+    // A round trip through the server on this connection: the server handles a
+    // connection's messages in order, so once the answer is back the subscriptions
+    // are in place and requests from any connection reach this instance.
+    async_nats::jetstream::new(client.clone())
+        .query_account()
+        .await?;
     Ok((service, tasks))
 }
 
@@ -86,14 +92,7 @@ async fn respond(ctx: &Ctx, kind: EndpointKind, request: service::Request) {
                 error = %text,
                 "request refused"
             );
-            let mut headers = HeaderMap::new();
-            headers.insert(service::NATS_SERVICE_ERROR, text.as_str());
-            headers.insert(
-                service::NATS_SERVICE_ERROR_CODE,
-                err.code().to_string().as_str(),
-            );
-            let body = serde_json::to_vec(&ErrorReply::new(text)).unwrap_or_default();
-            (body.into(), headers)
+            ErrorReply::new(text).into_service_reply(err.code())
         }
     };
     if message.reply.is_none() {

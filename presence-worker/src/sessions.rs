@@ -15,7 +15,7 @@ use chat_protocol::streams::{self, parse_presence_key, presence_filter, presence
 use chat_protocol::{RoomName, SessionId, UserName};
 use chrono::Utc;
 
-use crate::listing::{self, ListError};
+use crate::listing::{self, Latest, ListError, Lister};
 
 /// Why a session could not be written or removed.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,7 @@ pub struct LiveSession {
 pub(crate) struct Sessions {
     js: jetstream::Context,
     store: kv::Store,
+    lister: Lister,
     ttl: Duration,
     marker_ttl: Duration,
 }
@@ -67,6 +68,7 @@ impl Sessions {
     /// Creates (or updates) the bucket.
     pub async fn open(
         js: jetstream::Context,
+        lister: Lister,
         replicas: usize,
         ttl: Duration,
         marker_ttl: Duration,
@@ -77,6 +79,7 @@ impl Sessions {
         Ok(Self {
             js,
             store,
+            lister,
             ttl,
             marker_ttl,
         })
@@ -85,6 +88,11 @@ impl Sessions {
     /// The bucket's stream, where the expiry consumer reads markers.
     pub fn stream(&self) -> &jetstream::stream::Stream {
         &self.store.stream
+    }
+
+    /// The lister shared by this worker's listings.
+    pub fn lister(&self) -> &Lister {
+        &self.lister
     }
 
     /// Subject prefix of the bucket's keys (`$KV.<bucket>.`).
@@ -187,25 +195,14 @@ impl Sessions {
         Ok(())
     }
 
-    /// Every live session matching a key filter (see [`presence_filter`]); keys that
-    /// break the naming rules (written by someone else) are logged and skipped.
+    /// Every live session matching a key filter (see [`presence_filter`]), consistent
+    /// with every write acknowledged before the call.
     pub async fn live(&self, filter: &str) -> Result<Vec<LiveSession>, ListError> {
-        let latest = listing::latest(self.stream(), self.prefix(), filter, true).await?;
-        Ok(latest
-            .into_iter()
-            .filter(|entry| entry.removal().is_none())
-            .filter_map(|entry| match parse_presence_key(&entry.key) {
-                Ok((room, user, session)) => Some(LiveSession {
-                    room,
-                    user,
-                    session,
-                }),
-                Err(err) => {
-                    tracing::warn!(%err, "skipping a presence key that breaks the naming rules");
-                    None
-                }
-            })
-            .collect())
+        let latest = self
+            .lister
+            .latest(self.stream(), self.prefix(), filter, true)
+            .await?;
+        Ok(live_sessions(latest))
     }
 
     /// Every live session of every room.
@@ -213,14 +210,50 @@ impl Sessions {
         self.live(">").await
     }
 
-    /// Distinct users online in `room`, sorted.
+    /// Distinct users online in `room`, sorted; consistent (for decisions).
     pub async fn users(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
-        let sessions = self.live(&presence_filter(room, None)).await?;
-        let users: BTreeSet<UserName> = sessions
-            .into_iter()
-            .filter(|s| &s.room == room)
-            .map(|s| s.user)
-            .collect();
-        Ok(users.into_iter().collect())
+        Ok(distinct_users(
+            room,
+            self.live(&presence_filter(room, None)).await?,
+        ))
     }
+
+    /// Distinct users online in `room`, sorted, from a cheap snapshot that may lag a
+    /// little in a cluster (for showing, e.g. `/users` and heartbeat replies).
+    pub async fn users_snapshot(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
+        let latest = self
+            .lister
+            .snapshot(self.stream(), self.prefix(), &presence_filter(room, None))
+            .await?;
+        Ok(distinct_users(room, live_sessions(latest)))
+    }
+}
+
+/// The live sessions among listed entries; keys that break the naming rules (written
+/// by someone else) are logged and skipped.
+fn live_sessions(latest: Vec<Latest>) -> Vec<LiveSession> {
+    latest
+        .into_iter()
+        .filter(|entry| entry.removal().is_none())
+        .filter_map(|entry| match parse_presence_key(&entry.key) {
+            Ok((room, user, session)) => Some(LiveSession {
+                room,
+                user,
+                session,
+            }),
+            Err(err) => {
+                tracing::warn!(%err, "skipping a presence key that breaks the naming rules");
+                None
+            }
+        })
+        .collect()
+}
+
+fn distinct_users(room: &RoomName, sessions: Vec<LiveSession>) -> Vec<UserName> {
+    let users: BTreeSet<UserName> = sessions
+        .into_iter()
+        .filter(|s| &s.room == room)
+        .map(|s| s.user)
+        .collect();
+    users.into_iter().collect()
 }

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::announce::Announcer;
 use crate::config::Config;
 use crate::expiry;
+use crate::listing::Lister;
 use crate::rooms::Rooms;
 use crate::service;
 use crate::sessions::Sessions;
@@ -67,8 +68,10 @@ impl PresenceWorker {
         config.validate().map_err(StartError::Config)?;
         let js = jetstream::new(client.clone());
         let stats = Arc::new(Stats::default());
+        let lister = Lister::new(client.clone(), config.max_concurrent_listings);
         let sessions = Sessions::open(
             js.clone(),
+            lister,
             config.kv_replicas,
             config.ttl,
             config.marker_ttl,

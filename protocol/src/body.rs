@@ -335,12 +335,27 @@ pub struct ErrorReply {
 }
 
 impl ErrorReply {
-    /// An error reply saying `why`.
+    /// An error reply saying `why` (sanitized: it also goes into a header and logs).
     pub fn new(why: impl std::fmt::Display) -> Self {
         Self {
             ok: false,
-            error: why.to_string(),
+            error: crate::display::sanitize(&why.to_string()).into_owned(),
         }
+    }
+
+    /// The reply message of a failed service request: this JSON body plus the NATS
+    /// service API's `Nats-Service-Error` / `Nats-Service-Error-Code` headers, so that
+    /// generic service tooling sees the failure too. (The service API's own error
+    /// responses carry an empty body, which would break the contract.)
+    pub fn into_service_reply(self, code: u16) -> (bytes::Bytes, async_nats::HeaderMap) {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(async_nats::service::NATS_SERVICE_ERROR, self.error.as_str());
+        headers.insert(
+            async_nats::service::NATS_SERVICE_ERROR_CODE,
+            code.to_string().as_str(),
+        );
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        (body.into(), headers)
     }
 }
 

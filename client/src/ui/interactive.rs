@@ -46,10 +46,12 @@ pub async fn run(
             line = lines.recv() => line,
             _ = &mut stop => None,
         };
-        let Some(line) = line else { break };
+        let Some((line, handled)) = line else { break };
         if session.handle_line(&line).await == Flow::Quit {
+            // Dropping `handled` ends the editor thread without a new prompt.
             break;
         }
+        let _ = handled.send(());
     }
     let code = session.finish().await;
     let _ = done.send(());
@@ -64,12 +66,16 @@ fn prompt(user: &UserName, current: &watch::Receiver<Option<RoomName>>) -> Strin
     }
 }
 
-/// Reads lines until end of input or Ctrl-C, sending each to the session.
+/// An input line, and how the session says it has handled it.
+type Line = (String, oneshot::Sender<()>);
+
+/// Reads lines until end of input or Ctrl-C, sending each to the session. The next
+/// prompt waits until the line is handled, so it names the room a `/join` switched to.
 fn read_lines(
     mut editor: DefaultEditor,
     user: UserName,
     current: watch::Receiver<Option<RoomName>>,
-    lines: mpsc::Sender<String>,
+    lines: mpsc::Sender<Line>,
 ) {
     loop {
         match editor.readline(&prompt(&user, &current)) {
@@ -77,7 +83,8 @@ fn read_lines(
                 if !line.trim().is_empty() {
                     let _ = editor.add_history_entry(line.as_str());
                 }
-                if lines.blocking_send(line).is_err() {
+                let (handled, done) = oneshot::channel();
+                if lines.blocking_send((line, handled)).is_err() || done.blocking_recv().is_err() {
                     return;
                 }
             }
@@ -99,11 +106,14 @@ async fn print(
 ) {
     let style = Style {
         color: true,
-        progress: true,
+        interactive: true,
     };
     let mut show = |event: &Event| {
         let current = current.borrow().clone();
-        if let Some(line) = render::line(event, current.as_ref(), style) {
+        if let Some(mut line) = render::line(event, current.as_ref(), style) {
+            // While rustyline is not reading, the printer writes straight to the
+            // terminal and adds no line end of its own.
+            line.push('\n');
             if let Err(err) = printer.print(line) {
                 tracing::warn!("cannot print: {err}");
             }

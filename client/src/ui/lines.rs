@@ -66,7 +66,7 @@ async fn print(
 ) {
     let style = Style {
         color: false,
-        progress: false,
+        interactive: false,
     };
     let show = |event: &Event| {
         let current = current.borrow().clone();

@@ -117,3 +117,10 @@ pub async fn presence(server: &NatsServer) -> presence_worker::PresenceWorker {
         .await
         .expect("presence worker starts")
 }
+
+/// Starts a history worker in-process.
+pub async fn history(server: &NatsServer) -> history_worker::HistoryWorker {
+    history_worker::HistoryWorker::start(server.client().await, history_worker::Config::default())
+        .await
+        .expect("history worker starts")
+}

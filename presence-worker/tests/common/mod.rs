@@ -138,3 +138,52 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A worker with a custom configuration, on its own connection.
+pub async fn worker_with(server: &NatsServer, config: Config) -> PresenceWorker {
+    PresenceWorker::start(server.client().await, config)
+        .await
+        .expect("worker starts")
+}
+
+/// Waits until the shared expiry consumer has handed out and had acknowledged every
+/// marker: after this, no worker has an announcement left to make.
+pub async fn settled(js: &jetstream::Context) {
+    let kv = js
+        .get_key_value(chat_protocol::streams::PRESENCE_BUCKET)
+        .await
+        .unwrap();
+    eventually("the expiry consumer to be idle", || {
+        let stream = kv.stream.clone();
+        async move {
+            let mut consumer: jetstream::consumer::PullConsumer = stream
+                .get_consumer(presence_worker::expiry::EXPIRY_CONSUMER)
+                .await
+                .ok()?;
+            let info = consumer.info().await.ok()?;
+            (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+        }
+    })
+    .await;
+}
+
+/// Waits until `user`'s events in `room` are exactly `expected`.
+pub async fn wait_for_events(
+    js: &jetstream::Context,
+    room: &RoomName,
+    user: &UserName,
+    expected: &[(SystemKind, chat_protocol::body::Reason)],
+) {
+    eventually(
+        &format!("events of {user} in {room}: {expected:?}"),
+        || async {
+            let got = events_of(js, room, user).await;
+            assert!(
+                got.len() <= expected.len() && got[..] == expected[..got.len()],
+                "unexpected events: {got:?}, expected {expected:?}"
+            );
+            (got.len() == expected.len()).then_some(())
+        },
+    )
+    .await
+}
