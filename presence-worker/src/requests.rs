@@ -131,7 +131,9 @@ async fn presence(
             Heartbeat::Refreshed => {
                 ctx.stats.heartbeat(false);
                 tracing::debug!(%room, %user, %session, "heartbeat");
-                let n = ctx.sessions.users(room).await?.len();
+                // Only shown, never decided on: the cheap snapshot, not a consumer
+                // listing (which made every heartbeat cost O(users in the room)).
+                let n = ctx.sessions.users_snapshot(room).await?.len();
                 Ok(reply(n, String::new(), false))
             }
             Heartbeat::Rejoined => {
