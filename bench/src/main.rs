@@ -78,7 +78,11 @@ struct Args {
 
 impl Args {
     fn sizes(&self) -> Sizes {
-        let mut s = if self.quick { Sizes::quick() } else { Sizes::full() };
+        let mut s = if self.quick {
+            Sizes::quick()
+        } else {
+            Sizes::full()
+        };
         macro_rules! apply {
             ($($field:ident <- $arg:ident),* $(,)?) => {
                 $(if let Some(v) = self.$arg { s.$field = v; })*
@@ -179,7 +183,11 @@ async fn run(args: Args) -> i32 {
         meta.machine,
         meta.load_before,
         meta.load_after,
-        if meta.release_build { "release" } else { "debug" },
+        if meta.release_build {
+            "release"
+        } else {
+            "debug"
+        },
         meta.seconds
     );
     println!("{}", report.markdown());

@@ -122,7 +122,8 @@ pub fn latency_rows(
     baseline: Option<Percentiles>,
     p99_target: Option<Target>,
 ) -> Vec<Row> {
-    let pick: [(&str, fn(&Percentiles) -> f64); 4] = [
+    type Pick = fn(&Percentiles) -> f64;
+    let pick: [(&str, Pick); 4] = [
         ("p50", |p| p.p50),
         ("p90", |p| p.p90),
         ("p99", |p| p.p99),

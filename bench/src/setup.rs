@@ -87,9 +87,13 @@ impl Stage {
             Some(_) => None,
             None => {
                 progress.phase("starting nats-server");
-                Some(tokio::task::spawn_blocking(test_support::run_server).await.map_err(
-                    |e| BenchError::Spawn("nats-server".into(), std::io::Error::other(e)),
-                )?)
+                Some(
+                    tokio::task::spawn_blocking(test_support::run_server)
+                        .await
+                        .map_err(|e| {
+                            BenchError::Spawn("nats-server".into(), std::io::Error::other(e))
+                        })?,
+                )
             }
         };
         let url = url.unwrap_or_else(|| server.as_ref().expect("started").url());
@@ -185,9 +189,12 @@ pub async fn join(
     room: &RoomName,
 ) -> Result<(), BenchError> {
     chat.join(room, 0);
-    until(events, |e| matches!(e, Event::Welcome { room: r, .. } if r == room))
-        .await
-        .map_err(|_| BenchError::Timeout(format!("the welcome to {room}")))
+    until(
+        events,
+        |e| matches!(e, Event::Welcome { room: r, .. } if r == room),
+    )
+    .await
+    .map_err(|_| BenchError::Timeout(format!("the welcome to {room}")))
 }
 
 /// Waits (at most [`PATIENCE`]) for an event matching `pick`, skipping others.

@@ -50,7 +50,10 @@ impl Samples {
     /// Records one latency.
     pub fn record(&self, latency: Duration) {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(micros);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(micros);
     }
 
     /// How many were recorded so far.

@@ -20,13 +20,33 @@ fn build_binaries(bench: &Path) {
         .expect("chat-bench lives in target/<profile>/");
     let mut build = Command::new(cargo);
     build
-        .args(["build", "-p", "presence-worker", "-p", "history-worker", "-p", "chat-client"])
+        .args([
+            "build",
+            "-p",
+            "presence-worker",
+            "-p",
+            "history-worker",
+            "-p",
+            "chat-client",
+        ])
         .env("CARGO_TARGET_DIR", target_dir);
+    // What cargo sets for this test (package name, manifest dir, ...) would look like
+    // changed build-script inputs to the nested build and rebuild half the tree.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let inherited = name.starts_with("CARGO_") || name.starts_with("__CARGO");
+        if inherited && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR" {
+            build.env_remove(name.as_ref());
+        }
+    }
     if !cfg!(debug_assertions) {
         build.arg("--release");
     }
     let status = build.status().expect("run cargo build");
-    assert!(status.success(), "building the worker and client binaries failed");
+    assert!(
+        status.success(),
+        "building the worker and client binaries failed"
+    );
 }
 
 #[test]
@@ -39,14 +59,24 @@ fn quick_run_reports_every_scenario() {
         .args(["--quick", "--json"])
         .arg(&json)
         // Smaller still than --quick: this test runs in debug builds on busy machines.
-        .args(["--fanout-secs", "1", "--history-messages", "1000", "--idle-secs", "1"])
+        .args([
+            "--fanout-secs",
+            "1",
+            "--history-messages",
+            "1000",
+            "--idle-secs",
+            "1",
+        ])
         .args(["--presence-sessions", "20", "--crashed-sessions", "5"])
         .output()
         .expect("run chat-bench");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "chat-bench failed:\n{stderr}");
     let table = String::from_utf8_lossy(&output.stdout);
-    assert!(table.contains("| scenario | figure |"), "no table:\n{table}");
+    assert!(
+        table.contains("| scenario | figure |"),
+        "no table:\n{table}"
+    );
 
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["meta"]["quick"], true);

@@ -108,9 +108,13 @@ pub async fn run(stage: &Stage) -> Result<(Vec<Row>, WorkersUnderLoad), BenchErr
         Row::new("delivered rate", "msg/s", Some(chat.rate))
             .baseline("raw JetStream ordered consumers", Some(raw.rate))
             .target(Target::RatioAtLeast(0.9))
-            .note(format!("{shape}; every member receives every message of its room")),
+            .note(format!(
+                "{shape}; every member receives every message of its room"
+            )),
     );
-    rows.push(Row::new("delivered rate", "msg/s", Some(chat.rate)).baseline("core NATS", Some(core.rate)));
+    rows.push(
+        Row::new("delivered rate", "msg/s", Some(chat.rate)).baseline("core NATS", Some(core.rate)),
+    );
     rows.extend(latency_rows(
         "latency",
         chat.latency,
@@ -118,13 +122,23 @@ pub async fn run(stage: &Stage) -> Result<(Vec<Row>, WorkersUnderLoad), BenchErr
         raw.latency,
         Some(Target::RatioAtMost(1.5)),
     ));
-    rows.extend(latency_rows("latency", chat.latency, "core NATS", core.latency, None));
+    rows.extend(latency_rows(
+        "latency",
+        chat.latency,
+        "core NATS",
+        core.latency,
+        None,
+    ));
     for (name, outcome) in [("chat", chat), ("raw JetStream", raw), ("core NATS", core)] {
         let expected = outcome.sent * s.fanout_members as u64;
         let lost = expected.saturating_sub(outcome.delivered);
         rows.push(
-            Row::new(format!("{name}: deliveries missing"), "msg", Some(lost as f64))
-                .note(format!("{} of {expected} delivered", outcome.delivered)),
+            Row::new(
+                format!("{name}: deliveries missing"),
+                "msg",
+                Some(lost as f64),
+            )
+            .note(format!("{} of {expected} delivered", outcome.delivered)),
         );
     }
     Ok((rows, under_load))
@@ -396,7 +410,12 @@ where
             .progress
             .update(format!("sent {sent}, delivered {seen} of {expected}"));
     }
-    let last = Duration::from_micros(tally.last.load(Ordering::Relaxed).saturating_sub(base_micros));
+    let last = Duration::from_micros(
+        tally
+            .last
+            .load(Ordering::Relaxed)
+            .saturating_sub(base_micros),
+    );
     Ok(Outcome {
         sent,
         delivered: seen,

@@ -50,23 +50,26 @@ pub async fn run(
     let mut raw = Process::spawn(
         "idle-raw-client",
         &bench,
-        &["--idle-raw-client", &stage.url, "--idle-subject", &subjects::room_all(&room)],
+        &[
+            "--idle-raw-client",
+            &stage.url,
+            "--idle-subject",
+            &subjects::room_all(&room),
+        ],
         stage.logs.path(),
         (Stdio::piped(), Stdio::piped()),
     )
     .map_err(|e| BenchError::Spawn("idle raw client".into(), e))?;
     // Holding stdin open keeps both running; their output is drained in the background.
     let _client_stdin = ready(&mut client, |line| {
-        serde_json::from_str::<serde_json::Value>(line)
-            .is_ok_and(|v| v["event"] == "welcome")
+        serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v["event"] == "welcome")
     })
     .await?;
     let _raw_stdin = ready(&mut raw, |line| line == READY).await?;
 
-    stage.progress.phase(format!(
-        "footprint: idle for {} s",
-        stage.sizes.idle_secs
-    ));
+    stage
+        .progress
+        .phase(format!("footprint: idle for {} s", stage.sizes.idle_secs));
     let measured = [&client, &raw, &stage.presence, &stage.history];
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let before = measured.map(|p| p.sample());
@@ -86,14 +89,18 @@ pub async fn run(
             .baseline(raw_name, raw_idle.map(|r| r.rss_mb))
             .target(Target::Below(20.0))
             .note("chat-client --json in one room, nobody talking; VmRSS"),
-        Row::new("idle client CPU", "% of a core", chat.map(|c| c.cpu_percent))
-            .baseline(raw_name, raw_idle.map(|r| r.cpu_percent))
-            .target(Target::Below(0.5))
-            .note(format!(
-                "over {} s of silence (heartbeats every {} s)",
-                stage.sizes.idle_secs,
-                (stage.sizes.presence_ttl_secs / 3).max(1)
-            )),
+        Row::new(
+            "idle client CPU",
+            "% of a core",
+            chat.map(|c| c.cpu_percent),
+        )
+        .baseline(raw_name, raw_idle.map(|r| r.cpu_percent))
+        .target(Target::Below(0.5))
+        .note(format!(
+            "over {} s of silence (heartbeats every {} s)",
+            stage.sizes.idle_secs,
+            (stage.sizes.presence_ttl_secs / 3).max(1)
+        )),
     ];
     let under_load = under_load.unwrap_or_default();
     for (i, name, loaded) in [
@@ -101,16 +108,32 @@ pub async fn run(
         (3, "history worker", under_load.history),
     ] {
         let rest = idle(i);
-        rows.push(Row::new(format!("{name} at rest: memory"), "MiB", rest.map(|r| r.rss_mb)));
-        rows.push(Row::new(format!("{name} at rest: CPU"), "% of a core", rest.map(|r| r.cpu_percent)));
+        rows.push(Row::new(
+            format!("{name} at rest: memory"),
+            "MiB",
+            rest.map(|r| r.rss_mb),
+        ));
+        rows.push(Row::new(
+            format!("{name} at rest: CPU"),
+            "% of a core",
+            rest.map(|r| r.cpu_percent),
+        ));
         let note = "while the chat side of the fan-out ran (peak VmRSS, average CPU)";
         rows.push(
-            Row::new(format!("{name} under fan-out: memory"), "MiB", loaded.map(|l| l.rss_mb))
-                .note(note),
+            Row::new(
+                format!("{name} under fan-out: memory"),
+                "MiB",
+                loaded.map(|l| l.rss_mb),
+            )
+            .note(note),
         );
         rows.push(
-            Row::new(format!("{name} under fan-out: CPU"), "% of a core", loaded.map(|l| l.cpu_percent))
-                .note(note),
+            Row::new(
+                format!("{name} under fan-out: CPU"),
+                "% of a core",
+                loaded.map(|l| l.cpu_percent),
+            )
+            .note(note),
         );
     }
     Ok(rows)

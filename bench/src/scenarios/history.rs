@@ -1,5 +1,5 @@
 //! Scenario 4, history: a room of H messages (written through the client library),
-//! replayed whole with `#all_messages` ([`Chat::all_messages`]: the client pages the
+//! replayed whole with `#all_messages` ([`chat_client::Chat::all_messages`]: the client pages the
 //! history worker) against a raw ordered consumer reading the same stream, and the
 //! history worker's peak memory.
 
@@ -36,7 +36,11 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         let chunk = FILL_CHUNK.min(total - written);
         for _ in 0..chunk {
             writer
-                .send(&room, MessageKind::Chat, &stamp::text(stage.sizes.text_chars))
+                .send(
+                    &room,
+                    MessageKind::Chat,
+                    &stamp::text(stage.sizes.text_chars),
+                )
                 .map_err(BenchError::nats)?;
         }
         if let Some(err) = writer.flush().await.first() {

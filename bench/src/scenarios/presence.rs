@@ -34,9 +34,10 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         .map(|i| stage.room(&format!("small-{i}")))
         .collect::<Result<_, _>>()?;
 
-    stage
-        .progress
-        .phase(format!("presence: connecting {} sessions", s.presence_sessions));
+    stage.progress.phase(format!(
+        "presence: connecting {} sessions",
+        s.presence_sessions
+    ));
     let connected: Vec<_> = futures::stream::iter(0..s.presence_sessions)
         .map(|i| async move { stage.chat(&format!("p{i}")).await })
         .buffered(s.join_concurrency.max(1))
@@ -64,7 +65,9 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
     let join_time = started.elapsed();
     let joins = 2 * sessions.len() as u64;
     let raw = RawPresence::start(stage).await?;
-    stage.progress.phase("presence: raw joins (request + KV put)");
+    stage
+        .progress
+        .phase("presence: raw joins (request + KV put)");
     let raw_join_time = raw.joins(joins as usize, s.join_concurrency.max(1)).await?;
 
     stage.progress.phase(format!(
@@ -159,21 +162,27 @@ async fn crash(stage: &Stage) -> Result<Option<f64>, BenchError> {
         drained.abort();
     }
     let started = Instant::now();
-    stage.progress.phase("presence: waiting for the crashed sessions to go");
-    let gone = setup::poll_until(Duration::from_millis(50), "crashed sessions to expire", || {
-        let (observer, room) = (&observer, &room);
-        async move {
-            match observer.users(room).await {
-                Ok(reply) => {
-                    stage
-                        .progress
-                        .update(format!("{} still listed", reply.users.len()));
-                    reply.users.is_empty()
+    stage
+        .progress
+        .phase("presence: waiting for the crashed sessions to go");
+    let gone = setup::poll_until(
+        Duration::from_millis(50),
+        "crashed sessions to expire",
+        || {
+            let (observer, room) = (&observer, &room);
+            async move {
+                match observer.users(room).await {
+                    Ok(reply) => {
+                        stage
+                            .progress
+                            .update(format!("{} still listed", reply.users.len()));
+                        reply.users.is_empty()
+                    }
+                    Err(_) => false,
                 }
-                Err(_) => false,
             }
-        }
-    })
+        },
+    )
     .await;
     Ok(gone.ok().map(|()| started.elapsed().as_secs_f64()))
 }

@@ -4,11 +4,13 @@
 //!
 //! The chat's sender is joined to its room, as every sender is, so its own feed
 //! receives what it sends while it sends; the raw side has no subscriber. Each side
-//! writes to its own stream of the same configuration.
+//! writes to its own stream of the same configuration. A second raw run sets a
+//! `Nats-Msg-Id` on every message, as the client does, to tell the server's
+//! de-duplication cost apart from the client's own.
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
+use async_nats::jetstream::{self, message::PublishMessage};
 use chat_client::Chat;
 use chat_protocol::body::MessageKind;
 use chat_protocol::{streams, subjects, RoomName, UserName};
@@ -45,13 +47,15 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
     let raw_subject = subjects::room_message(&raw_room, &user);
 
     stage.progress.phase("publish: warming up");
-    raw_publish(&js, &raw_subject, warmup, body_len).await?;
+    raw_publish(&js, &raw_subject, warmup, body_len, None).await?;
     chat_publish(&chat, &room, warmup, stage.sizes.text_chars).await?;
 
     stage
         .progress
         .phase(format!("publish: raw JetStream, {n} messages"));
-    let raw_time = raw_publish(&js, &raw_subject, n, body_len).await?;
+    let raw_time = raw_publish(&js, &raw_subject, n, body_len, None).await?;
+    let ids = format!("{raw_room}-");
+    let raw_id_time = raw_publish(&js, &raw_subject, n, body_len, Some(&ids)).await?;
     stage
         .progress
         .phase(format!("publish: chat client, {n} messages"));
@@ -61,12 +65,18 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
     drained.abort();
     let chat_rate = rate(n as u64, chat_time);
     let raw_rate = rate(n as u64, raw_time);
-    Ok(vec![Row::new("acknowledged publishes", "msg/s", Some(chat_rate))
-        .baseline("raw JetStream async publish", Some(raw_rate))
-        .target(Target::RatioAtLeast(0.9))
-        .note(format!(
-            "{n} messages of {body_len} bytes of JSON each side, after {warmup} warm-up messages"
-        ))])
+    Ok(vec![
+        Row::new("acknowledged publishes", "msg/s", Some(chat_rate))
+            .baseline("raw JetStream async publish", Some(raw_rate))
+            .target(Target::RatioAtLeast(0.9))
+            .note(format!(
+                "{n} messages of {body_len} bytes of JSON each side, after {warmup} warm-up messages"
+            )),
+        Row::new("acknowledged publishes", "msg/s", Some(chat_rate)).baseline(
+            "raw JetStream async publish with Nats-Msg-Id",
+            Some(rate(n as u64, raw_id_time)),
+        ),
+    ])
 }
 
 /// Sends `n` messages through the client library and waits until JetStream
@@ -93,12 +103,14 @@ async fn chat_publish(
 }
 
 /// Publishes `n` bodies of `len` bytes with raw JetStream async publish, awaiting
-/// the acks concurrently, and waits for every ack.
+/// the acks concurrently, and waits for every ack. With `ids`, every message gets a
+/// `Nats-Msg-Id` made of that prefix and a counter.
 async fn raw_publish(
     js: &jetstream::Context,
     subject: &str,
     n: usize,
     len: usize,
+    ids: Option<&str>,
 ) -> Result<Duration, BenchError> {
     let started = Instant::now();
     let (acks, mut pending) =
@@ -115,9 +127,14 @@ async fn raw_publish(
             }
         }
     });
-    for _ in 0..n {
+    for i in 0..n {
+        let message = PublishMessage::build().payload(stamp::body(len));
+        let message = match ids {
+            Some(prefix) => message.message_id(format!("{prefix}{i}")),
+            None => message,
+        };
         let ack = js
-            .publish(subject.to_string(), stamp::body(len))
+            .send_publish(subject.to_string(), message)
             .await
             .map_err(BenchError::nats)?;
         if acks.send(ack).is_err() {
