@@ -52,7 +52,7 @@ impl Presence {
                     tracing::warn!(room = %self.room, "join failed: {err}; retrying in {backoff:?}");
                     if !told {
                         told = true;
-                        let message = format!("{err}; presence service unavailable, retrying");
+                        let message = format!("{err}; retrying");
                         let _ = events
                             .send(Event::status(
                                 State::PresenceUnavailable,
