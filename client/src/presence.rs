@@ -52,7 +52,10 @@ impl Presence {
                     tracing::warn!(room = %self.room, "join failed: {err}; retrying in {backoff:?}");
                     if !told {
                         told = true;
-                        let message = format!("{err}; retrying");
+                        let message = match err {
+                            RequestError::Unavailable(_) => format!("{err}; retrying"),
+                            _ => format!("presence service unavailable ({err}); retrying"),
+                        };
                         let _ = events
                             .send(Event::status(
                                 State::PresenceUnavailable,
