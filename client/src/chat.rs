@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use chat_protocol::body::{ChatMessage, MessageKind, PresenceAction, RoomsReply, UsersReply};
-use chat_protocol::{subjects, RoomName, SessionId, UserName};
+use chat_protocol::{streams, subjects, RoomName, SessionId, UserName};
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
@@ -78,15 +78,26 @@ struct Inner {
     publisher: Publisher,
     events: mpsc::Sender<Event>,
     reconnects: watch::Receiver<u64>,
-    rooms: Mutex<BTreeMap<RoomName, AbortHandle>>,
+    rooms: Mutex<BTreeMap<RoomName, JoinedRoom>>,
 }
+
+/// A joined room's background task, and how far its feed got.
+struct JoinedRoom {
+    task: AbortHandle,
+    /// `None` until the welcome was sent and the replay shown; then the last sequence
+    /// shown.
+    shown: watch::Receiver<Option<u64>>,
+}
+
+/// How long closing waits for a room's feed to show what is already stored.
+const CLOSE_CATCH_UP: Duration = Duration::from_secs(3);
 
 impl Drop for Inner {
     fn drop(&mut self) {
         for task in self
             .rooms
             .lock()
-            .map(|r| r.values().cloned().collect::<Vec<_>>())
+            .map(|r| r.values().map(|room| room.task.clone()).collect::<Vec<_>>())
             .unwrap_or_default()
         {
             task.abort();
@@ -183,7 +194,7 @@ impl Chat {
         self.rooms().contains_key(room)
     }
 
-    fn rooms(&self) -> std::sync::MutexGuard<'_, BTreeMap<RoomName, AbortHandle>> {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, BTreeMap<RoomName, JoinedRoom>> {
         // A panic elsewhere while holding the lock leaves a usable map.
         self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -210,7 +221,9 @@ impl Chat {
         }
         let presence = self.presence(room);
         let events = self.inner.events.clone();
+        let (shown_tx, shown) = watch::channel(None);
         let feed = Feed {
+            shown: shown_tx,
             js: self.inner.js.clone(),
             room: room.clone(),
             history,
@@ -228,8 +241,52 @@ impl Chat {
             let every = Duration::from_secs(reply.heartbeat.max(1));
             tokio::join!(presence.heartbeats(every, &events), feed.run(welcome));
         });
-        rooms.insert(room.clone(), task.abort_handle());
+        rooms.insert(
+            room.clone(),
+            JoinedRoom {
+                task: task.abort_handle(),
+                shown,
+            },
+        );
         true
+    }
+
+    /// Waits until `room`'s join is complete: the welcome was sent and the replay
+    /// shown, so everything published from now on is shown live. Returns at once if
+    /// the room is not joined. Line mode waits here so that a script's output is
+    /// deterministic; the interactive UI does not wait.
+    pub async fn wait_live(&self, room: &RoomName) {
+        let shown = self.rooms().get(room).map(|r| r.shown.clone());
+        if let Some(mut shown) = shown {
+            let _ = shown.wait_for(Option::is_some).await;
+        }
+    }
+
+    /// Waits (briefly) until `room`'s live feed has shown everything the stream held
+    /// when called, so that a closing client shows the echo of its last messages.
+    async fn catch_up(&self, room: &RoomName) {
+        let Some(mut shown) = self.rooms().get(room).map(|r| r.shown.clone()) else {
+            return;
+        };
+        if shown.borrow().is_none() {
+            return;
+        }
+        let caught_up = async {
+            let mut stream = self
+                .inner
+                .js
+                .get_stream(streams::stream_name(room))
+                .await
+                .ok()?;
+            let last = stream.info().await.ok()?.state.last_sequence;
+            shown.wait_for(|s| s.is_some_and(|s| s >= last)).await.ok()
+        };
+        if tokio::time::timeout(CLOSE_CATCH_UP, caught_up)
+            .await
+            .is_err()
+        {
+            tracing::warn!(%room, "the feed did not catch up before closing");
+        }
     }
 
     /// Queues a message for `room`. It is published behind every message queued before
@@ -257,10 +314,10 @@ impl Chat {
     /// Leaves `room`: stops its feed and heartbeats and tells the presence worker.
     /// Returns false if the room was not joined.
     pub async fn leave(&self, room: &RoomName) -> bool {
-        let Some(task) = self.rooms().remove(room) else {
+        let Some(joined) = self.rooms().remove(room) else {
             return false;
         };
-        task.abort();
+        joined.task.abort();
         if let Err(err) = self.presence(room).request(PresenceAction::Leave).await {
             tracing::warn!(%room, "leave request failed: {err}");
         }
@@ -328,11 +385,12 @@ impl Chat {
         let _ = self.inner.events.send(event).await;
     }
 
-    /// Ends the session: waits for every outstanding ack, leaves every room, flushes
-    /// the connection. Returns the messages that could not be confirmed.
+    /// Ends the session: waits for every outstanding ack and for each room's feed to
+    /// show it, leaves every room, flushes the connection. Returns the messages that could not be confirmed.
     pub async fn close(&self) -> Vec<SendError> {
         let unconfirmed = self.flush().await;
         for room in self.joined() {
+            self.catch_up(&room).await;
             self.leave(&room).await;
         }
         if let Err(err) = self.inner.client.flush().await {

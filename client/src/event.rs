@@ -17,8 +17,10 @@ pub enum State {
     Disconnected,
     /// The connection is back.
     Reconnected,
-    /// No presence worker answered; the join is retried.
+    /// No presence worker answered; the join or heartbeat is retried.
     PresenceUnavailable,
+    /// A presence worker answers again after an outage.
+    PresenceAvailable,
     /// A heartbeat found the session expired; it is registered again.
     Rejoined,
     /// The user left a room.

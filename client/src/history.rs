@@ -1,14 +1,15 @@
 //! `#all_messages` and `#my_messages`: paging the history worker's `chat.history.<room>`
 //! forwards until the room is exhausted.
 //!
-//! Pages are shown as they arrive, so a room of any size replays in bounded memory;
-//! only `#my_messages` holds the user's own messages of every room at once, to merge
-//! them by time.
+//! Pages are shown as they arrive, so a room of any size replays in bounded memory.
+//! `#my_messages` merges the rooms by time holding at most one page per room.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use chat_protocol::body::{HistoryEntry, HistoryPage, HistoryRequest};
 use chat_protocol::{subjects, RoomName, UserName};
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use crate::event::{self, Event};
@@ -16,11 +17,8 @@ use crate::service::{self, RequestError};
 
 const SERVICE: &str = "history";
 
-/// Messages asked for per page. A full replay costs one round trip (and one reading
-/// consumer on the worker) per page, so pages as large as the worker allows replay
-/// about twice as fast as the contract's default of 100 (measured with chat-bench);
-/// the worker caps the limit (1000 by default) and keeps every page under its byte
-/// bound.
+/// Messages asked for per page (the worker caps it to its own maximum, and bounds
+/// the page in bytes whatever the message sizes): big pages make long replays fast.
 const PAGE_LIMIT: u32 = 1000;
 
 /// Walks the pages of one room's history forwards, oldest first.
@@ -55,9 +53,9 @@ impl<'a> Pages<'a> {
             return Ok(None);
         };
         let request = HistoryRequest {
+            limit: Some(PAGE_LIMIT),
             after: Some(after),
             user: self.user.cloned(),
-            limit: Some(PAGE_LIMIT),
             ..Default::default()
         };
         let page: HistoryPage = service::request(
@@ -128,8 +126,37 @@ pub(crate) async fn all_messages(
     Ok(count)
 }
 
-/// Shows `user`'s messages in every room of `rooms`, merged by time, then a
-/// `history_end` event naming `current`. Returns how many were shown.
+/// One room's chat messages by `user`, oldest first, a page at a time.
+struct Mine<'a> {
+    room: &'a RoomName,
+    pages: Pages<'a>,
+    buffered: VecDeque<Event>,
+}
+
+impl Mine<'_> {
+    /// Sort key of the next message, fetching a page when the buffer is empty; none
+    /// once the room is exhausted.
+    async fn peek(&mut self) -> Result<Option<(DateTime<Utc>, RoomName, u64)>, RequestError> {
+        while self.buffered.is_empty() {
+            let Some(entries) = self.pages.next().await? else {
+                return Ok(None);
+            };
+            let messages = entries
+                .iter()
+                .filter_map(|entry| to_event(self.room, entry));
+            self.buffered
+                .extend(messages.filter(|e| matches!(e, Event::Message { .. })));
+        }
+        Ok(match self.buffered.front() {
+            Some(Event::Message { ts, room, seq, .. }) => Some((*ts, room.clone(), *seq)),
+            _ => None,
+        })
+    }
+}
+
+/// Shows `user`'s messages in every room of `rooms`, merged by time (a streaming
+/// merge: one page per room in memory), then a `history_end` event naming `current`.
+/// Returns how many were shown.
 pub(crate) async fn my_messages(
     client: &async_nats::Client,
     user: &UserName,
@@ -138,22 +165,31 @@ pub(crate) async fn my_messages(
     timeout: Duration,
     events: &mpsc::Sender<Event>,
 ) -> Result<u64, RequestError> {
-    let mut mine = Vec::new();
-    for room in rooms {
-        let mut pages = Pages::new(client, room, Some(user), timeout);
-        while let Some(entries) = pages.next().await? {
-            for event in entries.iter().filter_map(|entry| to_event(room, entry)) {
-                if let Event::Message { ts, seq, .. } = &event {
-                    mine.push(((*ts, room.clone(), *seq), event));
+    let mut sources: Vec<Mine> = rooms
+        .iter()
+        .map(|room| Mine {
+            room,
+            pages: Pages::new(client, room, Some(user), timeout),
+            buffered: VecDeque::new(),
+        })
+        .collect();
+    let mut count = 0;
+    loop {
+        let mut earliest = None;
+        for (i, source) in sources.iter_mut().enumerate() {
+            if let Some(key) = source.peek().await? {
+                if earliest.as_ref().is_none_or(|(_, best)| key < *best) {
+                    earliest = Some((i, key));
                 }
             }
         }
-    }
-    mine.sort_by(|a, b| a.0.cmp(&b.0));
-    let count = mine.len() as u64;
-    for (_, event) in mine {
-        if events.send(event).await.is_err() {
+        let Some((i, _)) = earliest else { break };
+        let Some(event) = sources[i].buffered.pop_front() else {
             break;
+        };
+        count += 1;
+        if events.send(event).await.is_err() {
+            return Ok(count);
         }
     }
     let end = Event::HistoryEnd {

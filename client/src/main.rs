@@ -33,8 +33,8 @@ struct Args {
     /// mode logs to stderr unless this is given).
     #[arg(long, env = "CHAT_LOG_FILE")]
     log_file: Option<PathBuf>,
-    /// Log line format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
+    /// Log line format; the level comes from LOG_LEVEL or RUST_LOG (default info).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
 }
 

@@ -52,7 +52,10 @@ impl Presence {
                     tracing::warn!(room = %self.room, "join failed: {err}; retrying in {backoff:?}");
                     if !told {
                         told = true;
-                        let message = format!("{err}; presence service unavailable, retrying");
+                        let message = match err {
+                            RequestError::Unavailable(_) => format!("{err}; retrying"),
+                            _ => format!("presence service unavailable ({err}); retrying"),
+                        };
                         let _ = events
                             .send(Event::status(
                                 State::PresenceUnavailable,
@@ -69,24 +72,42 @@ impl Presence {
     }
 
     /// Sends a heartbeat every `every` forever; tells the user when one re-registered
-    /// an expired session. Failures are logged and the next beat tried.
+    /// an expired session, and once per outage when no presence worker answers (and
+    /// when one does again). Failures are logged and the next beat tried.
     pub async fn heartbeats(&self, every: Duration, events: &mpsc::Sender<Event>) {
         let mut ticks = tokio::time::interval(every);
         ticks.tick().await;
+        let mut failing = false;
         loop {
             ticks.tick().await;
-            match self.request(PresenceAction::Heartbeat).await {
-                Ok(reply) if reply.rejoined => {
-                    let message = format!(
-                        "your session in {} had expired; it is registered again",
-                        self.room
-                    );
-                    let _ = events
-                        .send(Event::status(State::Rejoined, Some(&self.room), message))
-                        .await;
+            let notice = match self.request(PresenceAction::Heartbeat).await {
+                Ok(reply) => {
+                    let back = std::mem::take(&mut failing).then(|| {
+                        let message = format!("presence service is back for {}", self.room);
+                        (State::PresenceAvailable, message)
+                    });
+                    let rejoined = reply.rejoined.then(|| {
+                        let message = format!(
+                            "your session in {} had expired; it is registered again",
+                            self.room
+                        );
+                        (State::Rejoined, message)
+                    });
+                    rejoined.or(back)
                 }
-                Ok(_) => {}
-                Err(err) => tracing::warn!(room = %self.room, "heartbeat failed: {err}"),
+                Err(err) => {
+                    tracing::warn!(room = %self.room, "heartbeat failed: {err}");
+                    (!std::mem::replace(&mut failing, true)).then(|| {
+                        let message =
+                            format!("presence service unavailable ({err}); heartbeats go on");
+                        (State::PresenceUnavailable, message)
+                    })
+                }
+            };
+            if let Some((state, message)) = notice {
+                let _ = events
+                    .send(Event::status(state, Some(&self.room), message))
+                    .await;
             }
         }
     }

@@ -42,6 +42,9 @@ pub(crate) struct Feed {
     pub events: mpsc::Sender<Event>,
     /// Bumped by the connection callback at every reconnect.
     pub reconnects: watch::Receiver<u64>,
+    /// The last sequence shown: `None` until the welcome and the replay are out, then
+    /// kept up to date by the live feed (closing waits on it to show its own echoes).
+    pub shown: watch::Sender<Option<u64>>,
 }
 
 impl Feed {
@@ -55,6 +58,7 @@ impl Feed {
         if self.events.send(welcome).await.is_err() || !self.replay(&stream, last).await {
             return;
         }
+        self.shown.send_replace(Some(last));
         self.live(&stream, last).await;
     }
 
@@ -176,6 +180,7 @@ impl Feed {
                     continue;
                 }
                 last = seq;
+                self.shown.send_replace(Some(seq));
                 let time = DateTime::from_timestamp(
                     info.published.unix_timestamp(),
                     info.published.nanosecond(),

@@ -123,3 +123,35 @@ async fn bad_arguments_and_unreachable_nats() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&url), "{stderr}");
 }
+
+/// A script that pipes all its lines at once and closes stdin (`printf ... | chat-client`)
+/// gets the welcome first, every message acknowledged and shown, and exit 0.
+#[tokio::test]
+async fn piped_script_is_joined_before_its_lines() {
+    let server = test_support::run_server();
+    let _presence = presence(&server).await;
+    let mut command = client(&server.url(), "scripted");
+    let mut child = command.args(["--room", "fresh-room"]).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"one\ntwo\n/me three\n").await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let events: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(
+        events.first().map(|e| e["event"].clone()),
+        Some("welcome".into())
+    );
+    let texts: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "message")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+}

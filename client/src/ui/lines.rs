@@ -27,27 +27,32 @@ pub async fn run(chat: Chat, events: mpsc::Receiver<Event>, settings: Settings) 
         settings.json,
         finished,
     ));
-    session
-        .run(crate::command::Command::Join(vec![settings.room]))
-        .await;
-    let mut input = BufReader::new(tokio::io::stdin()).lines();
     let stop = shutdown_signal();
     tokio::pin!(stop);
-    loop {
-        let line = tokio::select! {
-            line = input.next_line() => line,
-            _ = &mut stop => break,
-        };
-        match line {
-            Ok(Some(line)) => {
-                if session.handle_line(&line).await == Flow::Quit {
+    // Input is read once the first room is live (a script's lines then always land
+    // after its welcome), but a stop request is honoured while waiting for that.
+    let joined = tokio::select! {
+        _ = session.run(crate::command::Command::Join(vec![settings.room])) => true,
+        _ = &mut stop => false,
+    };
+    if joined {
+        let mut input = BufReader::new(tokio::io::stdin()).lines();
+        loop {
+            let line = tokio::select! {
+                line = input.next_line() => line,
+                _ = &mut stop => break,
+            };
+            match line {
+                Ok(Some(line)) => {
+                    if session.handle_line(&line).await == Flow::Quit {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::warn!("cannot read input: {err}");
                     break;
                 }
-            }
-            Ok(None) => break,
-            Err(err) => {
-                tracing::warn!("cannot read input: {err}");
-                break;
             }
         }
     }

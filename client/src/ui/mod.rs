@@ -43,7 +43,8 @@ pub struct Session {
     chat: Chat,
     history: usize,
     current: watch::Sender<Option<RoomName>>,
-    /// Run history replays in the background (interactive) or in input order (line mode).
+    /// Run joins and history replays in the background (interactive) or in input
+    /// order (line mode: the next line is read once they are done).
     background: bool,
 }
 
@@ -87,6 +88,11 @@ impl Session {
             Command::Join(rooms) => {
                 for room in &rooms {
                     self.chat.join(room, self.history);
+                }
+                if !self.background {
+                    for room in &rooms {
+                        self.chat.wait_live(room).await;
+                    }
                 }
                 self.current.send_replace(rooms.last().cloned());
             }
