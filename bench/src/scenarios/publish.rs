@@ -4,12 +4,14 @@
 //!
 //! The chat's sender is joined to its room, as every sender is, so its own feed
 //! receives what it sends while it sends; the raw side has no subscriber. Each side
-//! writes to its own stream of the same configuration. A second raw run sets a
-//! `Nats-Msg-Id` on every message, as the client does, to tell the server's
-//! de-duplication cost apart from the client's own.
+//! writes to its own stream of the same configuration. Two more raw runs tell the
+//! costs apart: one sets a `Nats-Msg-Id` on every message, as the client does (the
+//! server's de-duplication), and one also reads the stream live on the publishing
+//! connection, as the sender's own room feed does (the same shape as the chat).
 
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
 use async_nats::jetstream::{self, message::PublishMessage};
 use chat_client::Chat;
 use chat_protocol::body::MessageKind;
@@ -56,6 +58,10 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
     let raw_time = raw_publish(&js, &raw_subject, n, body_len, None).await?;
     let ids = format!("{raw_room}-");
     let raw_id_time = raw_publish(&js, &raw_subject, n, body_len, Some(&ids)).await?;
+    let echo = echo(&js, &raw_room).await?;
+    let ids = format!("{raw_room}-echo-");
+    let raw_echo_time = raw_publish(&js, &raw_subject, n, body_len, Some(&ids)).await?;
+    echo.abort();
     stage
         .progress
         .phase(format!("publish: chat client, {n} messages"));
@@ -73,9 +79,15 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
                 "{n} messages of {body_len} bytes of JSON each side, after {warmup} warm-up messages"
             )),
         Row::new("acknowledged publishes", "msg/s", Some(chat_rate)).baseline(
-            "raw JetStream async publish with Nats-Msg-Id",
+            "raw, with Nats-Msg-Id",
             Some(rate(n as u64, raw_id_time)),
         ),
+        Row::new("acknowledged publishes", "msg/s", Some(chat_rate))
+            .baseline(
+                "raw, with Nats-Msg-Id, reading its stream on the same connection",
+                Some(rate(n as u64, raw_echo_time)),
+            )
+            .note("the chat sender's shape: joined to its room, its feed shares the connection"),
     ])
 }
 
@@ -100,6 +112,32 @@ async fn chat_publish(
         )));
     }
     Ok(started.elapsed())
+}
+
+/// Reads `room`'s stream live on the connection of `js` with an ordered consumer, as a
+/// joined sender's room feed does; abort the task to stop.
+async fn echo(
+    js: &jetstream::Context,
+    room: &RoomName,
+) -> Result<tokio::task::JoinHandle<()>, BenchError> {
+    let stream = js
+        .get_stream(streams::stream_name(room))
+        .await
+        .map_err(BenchError::nats)?;
+    let mut messages = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: subjects::room_all(room),
+            deliver_policy: DeliverPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .map_err(BenchError::nats)?
+        .messages()
+        .await
+        .map_err(BenchError::nats)?;
+    Ok(tokio::spawn(async move {
+        while let Some(Ok(_)) = messages.next().await {}
+    }))
 }
 
 /// Publishes `n` bodies of `len` bytes with raw JetStream async publish, awaiting
