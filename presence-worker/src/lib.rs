@@ -21,9 +21,11 @@
 //! - [`rooms`]: room streams, created on first join; the rooms summary.
 //! - [`listing`]: the latest entry of each key matching a filter.
 //! - [`stats`]: counters shown in `$SRV.STATS`.
+//! - [`counts`]: recent user counts per room, for heartbeat replies.
 
 pub mod announce;
 pub mod config;
+pub mod counts;
 pub mod expiry;
 pub mod listing;
 pub mod requests;

@@ -131,9 +131,8 @@ async fn presence(
             Heartbeat::Refreshed => {
                 ctx.stats.heartbeat(false);
                 tracing::debug!(%room, %user, %session, "heartbeat");
-                // Only shown, never decided on: the cheap snapshot, not a consumer
-                // listing (which made every heartbeat cost O(users in the room)).
-                let n = ctx.sessions.users_snapshot(room).await?.len();
+                // Only shown, never decided on: a recent count (see `counts`).
+                let n = ctx.counts.users(&ctx.sessions, room).await?;
                 Ok(reply(n, String::new(), false))
             }
             Heartbeat::Rejoined => {

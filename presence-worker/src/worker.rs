@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::announce::Announcer;
 use crate::config::Config;
+use crate::counts::RecentCounts;
 use crate::expiry;
 use crate::listing::Lister;
 use crate::rooms::Rooms;
@@ -29,6 +30,7 @@ pub(crate) struct Ctx {
     pub announcer: Announcer,
     pub rooms: Arc<Rooms>,
     pub stats: Arc<Stats>,
+    pub counts: RecentCounts,
 }
 
 /// Why a worker could not start.
@@ -93,6 +95,7 @@ impl PresenceWorker {
             announcer,
             rooms,
             stats,
+            counts: RecentCounts::default(),
         });
         let (service, serving) = service::start(&client, ctx.clone())
             .await
