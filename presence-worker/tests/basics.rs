@@ -12,7 +12,7 @@ use test_support::run_server;
 #[tokio::test]
 async fn join_heartbeat_leave() {
     let server = run_server();
-    let _worker = worker(&server).await;
+    let _worker = steady_worker(&server).await;
     let client = server.client().await;
     let js = server.jetstream().await;
     let (general, alice) = (room("general"), user("alice"));
@@ -22,7 +22,11 @@ async fn join_heartbeat_leave() {
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!(reply["room"], "general");
     assert_eq!(reply["users"], 1);
-    assert_eq!(reply["heartbeat"], 1, "a third of the 2 s TTL, at least 1");
+    assert_eq!(
+        reply["heartbeat"],
+        STEADY_TTL.as_secs() / 3,
+        "a third of the TTL"
+    );
     assert!(reply["welcome"].as_str().unwrap().contains("general"));
     assert!(reply.get("rejoined").is_none());
 
@@ -76,7 +80,7 @@ async fn join_heartbeat_leave() {
 #[tokio::test]
 async fn users_are_distinct_and_sorted_and_rooms_are_counted() {
     let server = run_server();
-    let _worker = worker(&server).await;
+    let _worker = steady_worker(&server).await;
     let client = server.client().await;
     let (general, rust) = (room("general"), room("rust-dev"));
     for name in ["bob", "alice", "Carl", "alice"] {
@@ -112,7 +116,7 @@ async fn users_are_distinct_and_sorted_and_rooms_are_counted() {
 #[tokio::test]
 async fn a_user_with_two_sessions_is_one_user() {
     let server = run_server();
-    let _worker = worker(&server).await;
+    let _worker = steady_worker(&server).await;
     let client = server.client().await;
     let js = server.jetstream().await;
     let (general, alice) = (room("general"), user("alice"));

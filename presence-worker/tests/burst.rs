@@ -21,8 +21,8 @@ const DOUBLE: usize = 2;
 #[tokio::test]
 async fn burst_of_500_joins_across_50_rooms() {
     let server = run_server();
-    let _w1 = worker(&server).await;
-    let _w2 = worker(&server).await;
+    let _w1 = steady_worker(&server).await;
+    let _w2 = steady_worker(&server).await;
     let client = server.client().await;
     let js = server.jetstream().await;
 

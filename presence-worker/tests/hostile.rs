@@ -10,7 +10,7 @@ use test_support::run_server;
 #[tokio::test]
 async fn hostile_requests_are_refused_and_the_worker_keeps_answering() {
     let server = run_server();
-    let _worker = worker(&server).await;
+    let _worker = steady_worker(&server).await;
     let client = server.client().await;
     let session = SessionId::random().to_string();
     let valid = format!(r#"{{"type":"join","session":"{session}"}}"#);

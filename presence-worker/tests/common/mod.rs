@@ -29,7 +29,21 @@ pub fn test_config() -> Config {
     }
 }
 
-/// A worker on its own connection, so that dropping it is a crash.
+/// TTL of the workers of tests that are not about expiry: long enough that no
+/// session expires however slowly a loaded machine runs the test.
+pub const STEADY_TTL: Duration = Duration::from_secs(60);
+
+/// A worker whose sessions do not expire during a test, on its own connection.
+pub async fn steady_worker(server: &NatsServer) -> PresenceWorker {
+    let config = Config {
+        ttl: STEADY_TTL,
+        ..test_config()
+    };
+    worker_with(server, config).await
+}
+
+/// A worker with the short test TTL, on its own connection, so that dropping it is a
+/// crash.
 pub async fn worker(server: &NatsServer) -> PresenceWorker {
     PresenceWorker::start(server.client().await, test_config())
         .await
