@@ -18,7 +18,7 @@
 //! - [`stats`]: percentiles and rates.
 //! - [`report`]: rows of figures, the `--json` document and the Markdown table.
 //! - [`progress`]: the progress line on stderr.
-//! - [`scenarios`]: publish, fan-out, history, presence, footprint.
+//! - [`scenarios`]: publish, fan-out, history, footprint, presence.
 //!
 //! Nothing here asserts a timing: the benchmark reports, people judge.
 

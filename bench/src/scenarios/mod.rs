@@ -1,5 +1,6 @@
 //! The five scenarios, one file each; every one measures the chat through its real
-//! client and workers and, in the same run, raw NATS of the same shape.
+//! client and workers and, in the same run, raw NATS of the same shape. They run in
+//! the order of [`crate::Scenario`].
 
 pub mod fanout;
 pub mod footprint;
