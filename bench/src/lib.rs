@@ -95,6 +95,8 @@ pub async fn run(settings: Settings, progress: Progress) -> Result<Report, Bench
         };
         scenarios.insert(scenario, rows);
     }
+    progress.phase("cleaning up");
+    stage.clean_up().await?;
     progress.finish();
     Ok(Report {
         meta: Meta {

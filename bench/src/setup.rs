@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use chat_client::{service::RequestError, Chat, Event, Options};
 use chat_protocol::{RoomName, SessionId, UserName};
+use futures::TryStreamExt;
 use test_support::NatsServer;
 use tokio::sync::mpsc;
 
@@ -55,7 +56,7 @@ impl BenchError {
 /// Where and how a run takes place.
 pub struct Stage {
     /// The server started for this run (none with `--nats-url`).
-    _server: Option<NatsServer>,
+    server: Option<NatsServer>,
     /// Its URL.
     pub url: String,
     /// The real binaries.
@@ -121,7 +122,7 @@ impl Stage {
         .map_err(|e| BenchError::Spawn("history-worker".into(), e))?;
         let tag = SessionId::random().to_string()[..6].to_string();
         let stage = Self {
-            _server: server,
+            server,
             url,
             bins,
             logs,
@@ -159,6 +160,25 @@ impl Stage {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Deletes the streams this run created (room streams, the raw baselines' streams
+    /// and bucket) when the server is not the bench's own: someone else's server is
+    /// left as it was found, but for presence entries, which expire by themselves.
+    pub async fn clean_up(&self) -> Result<(), BenchError> {
+        if self.server.is_some() {
+            return Ok(());
+        }
+        let js = async_nats::jetstream::new(self.raw().await?);
+        let names: Vec<String> = js
+            .stream_names()
+            .try_collect()
+            .await
+            .map_err(BenchError::nats)?;
+        for name in names.iter().filter(|name| name.contains(&self.tag)) {
+            js.delete_stream(name).await.map_err(BenchError::nats)?;
+        }
+        Ok(())
     }
 
     /// A room name unique to this run.
