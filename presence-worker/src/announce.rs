@@ -32,7 +32,9 @@ use async_nats::jetstream::{
     message::PublishMessage,
 };
 use chat_protocol::body::{rfc3339, AnnouncedState, Reason, SystemEvent, SystemKind, VERSION};
-use chat_protocol::streams::{presence_users_bucket_config, presence_users_key, stream_name};
+use chat_protocol::streams::{
+    presence_filter, presence_users_bucket_config, presence_users_key, stream_name,
+};
 use chat_protocol::{subjects, RoomName, UserName};
 use chrono::Utc;
 use futures::StreamExt;
@@ -144,8 +146,23 @@ impl Announcer {
                 self.cas(&key, &cleared, revision).await?;
                 continue;
             }
-            let users = self.sessions.users(room).await?;
-            let online = users.contains(user);
+            // The decision reads only this user's sessions, consistently; the count
+            // that goes with it (shown, never decided on) comes from the room's cheap
+            // snapshot, made to agree with the decision. Listing the whole room
+            // consistently made every join cost O(room size) consumer deliveries.
+            let online = !self
+                .sessions
+                .live(&presence_filter(room, Some(user)))
+                .await?
+                .is_empty();
+            let mut users = self.sessions.users_snapshot(room).await?;
+            match (online, users.binary_search(user)) {
+                (true, Err(at)) => users.insert(at, user.clone()),
+                (false, Ok(at)) => {
+                    users.remove(at);
+                }
+                _ => {}
+            }
             if online == state.online {
                 if self.cas(&key, &state, revision).await?.is_some() {
                     return Ok(Reconciled { users, event: None });

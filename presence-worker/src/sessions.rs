@@ -210,16 +210,9 @@ impl Sessions {
         self.live(">").await
     }
 
-    /// Distinct users online in `room`, sorted; consistent (for decisions).
-    pub async fn users(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
-        Ok(distinct_users(
-            room,
-            self.live(&presence_filter(room, None)).await?,
-        ))
-    }
-
     /// Distinct users online in `room`, sorted, from a cheap snapshot that may lag a
-    /// little in a cluster (for showing, e.g. `/users` and heartbeat replies).
+    /// little in a cluster (for showing: `/users`, reply and event counts; decisions
+    /// use [`Sessions::live`] on the user's own sessions).
     pub async fn users_snapshot(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
         let latest = self
             .lister
