@@ -189,7 +189,10 @@ impl Report {
                     (Some(name), None) => format!("n/a ({name})"),
                     _ => String::new(),
                 };
-                let ratio = row.ratio.map_or(String::new(), |r| format!("{r:.2}x"));
+                let ratio = row.ratio.map_or(String::new(), |r| match r {
+                    r if r >= 0.1 => format!("{r:.2}x"),
+                    r => format!("{r:.3}x"),
+                });
                 let target = row.target.map_or(String::new(), |t| t.describe(&row.unit));
                 let met = match row.met {
                     Some(true) => "yes",
