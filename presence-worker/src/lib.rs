@@ -20,12 +20,12 @@
 //!   events, and the start-up sweep.
 //! - [`rooms`]: room streams, created on first join; the rooms summary.
 //! - [`listing`]: the latest entry of each key matching a filter.
+//! - `view`: who is online, in memory, fed by a KV watch: what `/users` and the
+//!   counts in replies show.
 //! - [`stats`]: counters shown in `$SRV.STATS`.
-//! - [`counts`]: recent user counts per room, for heartbeat replies.
 
 pub mod announce;
 pub mod config;
-pub mod counts;
 pub mod expiry;
 pub mod listing;
 pub mod requests;
@@ -33,6 +33,7 @@ pub mod rooms;
 pub mod service;
 pub mod sessions;
 pub mod stats;
+mod view;
 pub mod worker;
 
 pub use config::Config;

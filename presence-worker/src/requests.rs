@@ -89,7 +89,7 @@ pub(crate) async fn handle(
         }
         EndpointKind::Users => {
             let room = subjects::parse_users(subject)?;
-            let users = ctx.sessions.users_snapshot(&room).await?;
+            let users = ctx.sessions.users_now(&room).await?;
             serde_json::to_vec(&UsersReply { room, users })
         }
         EndpointKind::Rooms => {
@@ -131,8 +131,8 @@ async fn presence(
             Heartbeat::Refreshed => {
                 ctx.stats.heartbeat(false);
                 tracing::debug!(%room, %user, %session, "heartbeat");
-                // Only shown, never decided on: a recent count (see `counts`).
-                let n = ctx.counts.users(&ctx.sessions, room).await?;
+                // Only shown, never decided on: from the in-memory view.
+                let n = ctx.sessions.users_snapshot(room).await?.len();
                 Ok(reply(n, String::new(), false))
             }
             Heartbeat::Rejoined => {

@@ -16,6 +16,12 @@ use chat_protocol::{RoomName, SessionId, UserName};
 use chrono::Utc;
 
 use crate::listing::{self, Latest, ListError, Lister};
+use crate::view::OnlineView;
+
+/// How long `/users` waits for the in-memory view to apply the latest write before
+/// reading from the server instead (the latest message may be gone, e.g. an expired
+/// marker, so the view can never reach it).
+const VIEW_PATIENCE: Duration = Duration::from_millis(50);
 
 /// Why a session could not be written or removed.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +66,7 @@ pub(crate) struct Sessions {
     js: jetstream::Context,
     store: kv::Store,
     lister: Lister,
+    view: OnlineView,
     ttl: Duration,
     marker_ttl: Duration,
 }
@@ -80,6 +87,7 @@ impl Sessions {
             js,
             store,
             lister,
+            view: OnlineView::default(),
             ttl,
             marker_ttl,
         })
@@ -210,10 +218,36 @@ impl Sessions {
         self.live(">").await
     }
 
-    /// Distinct users online in `room`, sorted, from a cheap snapshot that may lag a
-    /// little in a cluster (for showing: `/users`, reply and event counts; decisions
-    /// use [`Sessions::live`] on the user's own sessions).
+    /// Distinct users online in `room`, sorted, consistent with every write
+    /// acknowledged before the call (`/users`): from the in-memory view once it has
+    /// applied the bucket's latest sequence, else read from the server.
+    pub async fn users_now(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
+        if let Ok(info) = self.store.stream.get_info().await {
+            let last = info.state.last_sequence;
+            if let Some(users) = self.view.users_after(room, last, VIEW_PATIENCE).await {
+                return Ok(users);
+            }
+        }
+        let latest = self
+            .lister
+            .snapshot(self.stream(), self.prefix(), &presence_filter(room, None))
+            .await?;
+        Ok(distinct_users(room, live_sessions(latest)))
+    }
+
+    /// Keeps the in-memory view of who is online up to date; runs until aborted.
+    pub async fn follow(&self) {
+        self.view.clone().follow(self.store.clone()).await
+    }
+
+    /// Distinct users online in `room`, sorted, for showing (`/users`, reply and event
+    /// counts): from the in-memory view, or a snapshot read from the server while the
+    /// view catches up. It may lag writes by moments; decisions use
+    /// [`Sessions::live`] on the user's own sessions instead.
     pub async fn users_snapshot(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
+        if let Some(users) = self.view.users(room) {
+            return Ok(users);
+        }
         let latest = self
             .lister
             .snapshot(self.stream(), self.prefix(), &presence_filter(room, None))

@@ -12,7 +12,6 @@ use tokio::task::JoinHandle;
 
 use crate::announce::Announcer;
 use crate::config::Config;
-use crate::counts::RecentCounts;
 use crate::expiry;
 use crate::listing::Lister;
 use crate::rooms::Rooms;
@@ -30,7 +29,6 @@ pub(crate) struct Ctx {
     pub announcer: Announcer,
     pub rooms: Arc<Rooms>,
     pub stats: Arc<Stats>,
-    pub counts: RecentCounts,
 }
 
 /// Why a worker could not start.
@@ -60,6 +58,7 @@ pub struct PresenceWorker {
     serving: Vec<JoinHandle<()>>,
     expiry: Option<JoinHandle<()>>,
     sweep: Option<JoinHandle<()>>,
+    view: Option<JoinHandle<()>>,
     stop: watch::Sender<bool>,
 }
 
@@ -89,13 +88,16 @@ impl PresenceWorker {
         )
         .await?;
         let consumer = expiry::consumer(&sessions, &config).await?;
+        let view = tokio::spawn({
+            let sessions = sessions.clone();
+            async move { sessions.follow().await }
+        });
         let ctx = Arc::new(Ctx {
             config,
             sessions,
             announcer,
             rooms,
             stats,
-            counts: RecentCounts::default(),
         });
         let (service, serving) = service::start(&client, ctx.clone())
             .await
@@ -115,6 +117,7 @@ impl PresenceWorker {
             serving,
             expiry: Some(expiry),
             sweep: Some(sweep),
+            view: Some(view),
             stop,
         })
     }
@@ -130,8 +133,8 @@ impl PresenceWorker {
             let _ = task.await;
         }
         let _ = self.stop.send(true);
-        if let Some(sweep) = self.sweep.take() {
-            sweep.abort();
+        for task in self.sweep.take().into_iter().chain(self.view.take()) {
+            task.abort();
         }
         if let Some(expiry) = self.expiry.take() {
             let _ = tokio::time::timeout(STOP_GRACE, expiry).await;
@@ -151,6 +154,7 @@ impl Drop for PresenceWorker {
             .drain(..)
             .chain(self.expiry.take())
             .chain(self.sweep.take())
+            .chain(self.view.take())
         {
             task.abort();
         }
