@@ -53,6 +53,26 @@ impl BenchError {
     }
 }
 
+/// A raw ordered consumer on everything of `room`'s stream, from `deliver`: the
+/// baseline reader every scenario compares the chat's feeds with.
+pub async fn raw_room_feed(
+    stream: &async_nats::jetstream::stream::Stream,
+    room: &RoomName,
+    deliver: async_nats::jetstream::consumer::DeliverPolicy,
+) -> Result<async_nats::jetstream::consumer::pull::Ordered, BenchError> {
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: chat_protocol::subjects::room_all(room),
+            deliver_policy: deliver,
+            ..Default::default()
+        })
+        .await
+        .map_err(BenchError::nats)?
+        .messages()
+        .await
+        .map_err(BenchError::nats)
+}
+
 /// Where and how a run takes place.
 pub struct Stage {
     /// The server started for this run (none with `--nats-url`).

@@ -228,11 +228,7 @@ impl Sessions {
                 return Ok(users);
             }
         }
-        let latest = self
-            .lister
-            .snapshot(self.stream(), self.prefix(), &presence_filter(room, None))
-            .await?;
-        Ok(distinct_users(room, live_sessions(latest)))
+        self.read_users(room).await
     }
 
     /// Keeps the in-memory view of who is online up to date; runs until aborted.
@@ -245,9 +241,15 @@ impl Sessions {
     /// view catches up. It may lag writes by moments; decisions use
     /// [`Sessions::live`] on the user's own sessions instead.
     pub async fn users_snapshot(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
-        if let Some(users) = self.view.users(room) {
-            return Ok(users);
+        match self.view.users(room) {
+            Some(users) => Ok(users),
+            None => self.read_users(room).await,
         }
+    }
+
+    /// Distinct users online in `room`, read from the server (one direct-get
+    /// snapshot of the room's keys).
+    async fn read_users(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
         let latest = self
             .lister
             .snapshot(self.stream(), self.prefix(), &presence_filter(room, None))

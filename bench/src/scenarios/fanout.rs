@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
+use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use chat_client::Event;
 use chat_protocol::body::MessageKind;
 use chat_protocol::{streams, subjects, RoomName, UserName};
@@ -260,17 +260,7 @@ async fn raw_jetstream_side(stage: &Stage) -> Result<Outcome, BenchError> {
                 .get_stream(stream.cached_info().config.name.clone())
                 .await
                 .map_err(BenchError::nats)?;
-            let mut messages = stream
-                .create_consumer(OrderedConfig {
-                    filter_subject: subjects::room_all(&room),
-                    deliver_policy: DeliverPolicy::New,
-                    ..Default::default()
-                })
-                .await
-                .map_err(BenchError::nats)?
-                .messages()
-                .await
-                .map_err(BenchError::nats)?;
+            let mut messages = setup::raw_room_feed(&stream, &room, DeliverPolicy::New).await?;
             let tally = tally.clone();
             receivers.push(tokio::spawn(async move {
                 while let Some(Ok(message)) = messages.next().await {

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
+use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use chat_client::Event;
 use chat_protocol::body::MessageKind;
-use chat_protocol::{streams, subjects};
+use chat_protocol::streams;
 use futures::StreamExt;
 
 use crate::report::{Row, Target};
@@ -62,17 +62,7 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         .map_err(BenchError::nats)?;
     let stored = stream.cached_info().state.messages;
     let started = Instant::now();
-    let mut messages = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: subjects::room_all(&room),
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(BenchError::nats)?
-        .messages()
-        .await
-        .map_err(BenchError::nats)?;
+    let mut messages = setup::raw_room_feed(&stream, &room, DeliverPolicy::All).await?;
     let mut read = 0u64;
     while read < stored {
         match tokio::time::timeout(PATIENCE, messages.next()).await {

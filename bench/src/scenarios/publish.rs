@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::{self, message::PublishMessage};
 use chat_client::Chat;
 use chat_protocol::body::MessageKind;
@@ -124,17 +124,7 @@ async fn echo(
         .get_stream(streams::stream_name(room))
         .await
         .map_err(BenchError::nats)?;
-    let mut messages = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: subjects::room_all(room),
-            deliver_policy: DeliverPolicy::New,
-            ..Default::default()
-        })
-        .await
-        .map_err(BenchError::nats)?
-        .messages()
-        .await
-        .map_err(BenchError::nats)?;
+    let mut messages = setup::raw_room_feed(&stream, room, DeliverPolicy::New).await?;
     Ok(tokio::spawn(async move {
         while let Some(Ok(_)) = messages.next().await {}
     }))
