@@ -128,10 +128,7 @@ async fn bad_arguments_and_unreachable_nats() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("room name"));
 
-    // A port nothing listens on: taken from a server that is then stopped.
-    let mut server = test_support::run_server();
-    let url = server.url();
-    server.stop();
+    let url = test_support::unreachable_url();
     let output = client(&url, "alice").output().await.unwrap();
     assert_eq!(output.status.code(), Some(69));
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -68,13 +68,8 @@ async fn answers_ping_and_exits_cleanly_on_sigterm() {
 
 #[test]
 fn exits_69_when_nats_is_unreachable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let mut child = Command::new(BIN)
-        .args(["--nats-url", &format!("nats://127.0.0.1:{port}")])
+        .args(["--nats-url", &test_support::unreachable_url()])
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

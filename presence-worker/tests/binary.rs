@@ -73,14 +73,8 @@ async fn answers_ping_and_drains_on_sigterm() {
 
 #[test]
 fn exits_69_when_nats_is_unreachable() {
-    // A port nobody listens on: bind one, then free it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let status = Command::new(BIN)
-        .env("NATS_URL", format!("nats://127.0.0.1:{port}"))
+        .env("NATS_URL", test_support::unreachable_url())
         .stderr(Stdio::null())
         .status()
         .unwrap();

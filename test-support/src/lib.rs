@@ -30,6 +30,16 @@ pub fn nats_server_bin() -> &'static Path {
     })
 }
 
+/// A `nats://` URL on loopback where nothing listens (a port bound, then freed): for
+/// testing what a program does when NATS is unreachable.
+pub fn unreachable_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port();
+    format!("nats://127.0.0.1:{port}")
+}
+
 /// A running nats-server; killed, and its store deleted, on drop.
 pub struct NatsServer {
     child: Option<Child>,
