@@ -63,8 +63,7 @@ async fn replay_on_join_returns_exactly_the_last_n() {
     let server = test_support::run_server();
     let _presence = presence(&server).await;
     let general = room("general");
-    let (alice, mut alice_events) = connect(&server, "alice").await;
-    join(&alice, &mut alice_events, &general, 0).await;
+    let (alice, _alice_events) = joined(&server, "alice", &general, 0).await;
     let handles: Vec<_> = (0..30)
         .map(|i| {
             alice
@@ -74,8 +73,7 @@ async fn replay_on_join_returns_exactly_the_last_n() {
         .collect();
     join_all(handles.into_iter().map(|h| h.acked())).await;
 
-    let (carol, mut carol_events) = connect(&server, "carol").await;
-    join(&carol, &mut carol_events, &general, 10).await;
+    let (carol, mut carol_events) = joined(&server, "carol", &general, 10).await;
     let got = messages(&mut carol_events, &general, 10).await;
     let texts: Vec<_> = got.iter().map(|(_, t, _)| t.clone()).collect();
     let expected: Vec<_> = (20..30).map(|i| format!("m{i}")).collect();
@@ -91,8 +89,7 @@ async fn no_gap_or_duplicate_between_replay_and_live() {
     let server = test_support::run_server();
     let _presence = presence(&server).await;
     let general = room("general");
-    let (alice, mut alice_events) = connect(&server, "alice").await;
-    join(&alice, &mut alice_events, &general, 0).await;
+    let (alice, mut alice_events) = joined(&server, "alice", &general, 0).await;
 
     // dave publishes without pause from before bob joins until 200 messages after
     // bob's welcome, so messages land before, during and after bob's replay.
@@ -126,8 +123,7 @@ async fn no_gap_or_duplicate_between_replay_and_live() {
         i
     });
     started.await.unwrap();
-    let (bob, mut bob_events) = connect(&server, "bob").await;
-    join(&bob, &mut bob_events, &general, 100_000).await;
+    let (bob, mut bob_events) = joined(&server, "bob", &general, 100_000).await;
     welcomed_tx.send(()).unwrap();
     let total = publisher.await.unwrap();
     let got = messages(&mut bob_events, &general, total).await;
@@ -148,8 +144,7 @@ async fn a_retried_publish_is_stored_once() {
     let server = test_support::run_server();
     let _presence = presence(&server).await;
     let general = room("general");
-    let (alice, mut alice_events) = connect(&server, "alice").await;
-    join(&alice, &mut alice_events, &general, 0).await;
+    let (alice, mut alice_events) = joined(&server, "alice", &general, 0).await;
 
     let js = server.jetstream().await;
     let (events, _rx) = tokio::sync::mpsc::channel(16);
@@ -187,8 +182,7 @@ async fn plain_nats_publisher_in_the_documented_format_is_shown() {
     let server = test_support::run_server();
     let _presence = presence(&server).await;
     let general = room("general");
-    let (alice, mut events) = connect(&server, "alice").await;
-    join(&alice, &mut events, &general, 0).await;
+    let (alice, mut events) = joined(&server, "alice", &general, 0).await;
     let client = server.client().await;
     client
         .publish(
@@ -225,8 +219,7 @@ async fn hostile_payloads_neither_crash_nor_inject_escapes() {
     let server = test_support::run_server();
     let _presence = presence(&server).await;
     let general = room("general");
-    let (alice, mut events) = connect(&server, "alice").await;
-    join(&alice, &mut events, &general, 0).await;
+    let (alice, mut events) = joined(&server, "alice", &general, 0).await;
     let js = server.jetstream().await;
     let publish = |subject: &'static str, body: Vec<u8>| {
         let js = js.clone();
@@ -317,8 +310,7 @@ async fn invalid_names_and_too_long_messages_are_refused_and_nothing_is_sent() {
     let server = test_support::run_server();
     let _presence = presence(&server).await;
     let general = room("general");
-    let (alice, mut events) = connect(&server, "alice").await;
-    join(&alice, &mut events, &general, 0).await;
+    let (alice, mut events) = joined(&server, "alice", &general, 0).await;
     let js = server.jetstream().await;
     let mut stream = js.get_stream(streams::stream_name(&general)).await.unwrap();
     let before = stream.info().await.unwrap().state.messages;

@@ -13,8 +13,7 @@ async fn heartbeats_report_an_outage_and_the_recovery() {
     let server = test_support::run_server();
     let worker = presence(&server).await;
     let general = room("general");
-    let (alice, mut events) = connect(&server, "alice").await;
-    join(&alice, &mut events, &general, 0).await;
+    let (alice, mut events) = joined(&server, "alice", &general, 0).await;
 
     drop(worker); // a crash: no presence worker answers any more
     let state_of = |e: &Event| match e {

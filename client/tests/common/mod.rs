@@ -70,6 +70,18 @@ pub async fn join(
     .await;
 }
 
+/// A connected chat for `name` that has joined `room` (welcome seen).
+pub async fn joined(
+    server: &NatsServer,
+    name: &str,
+    room: &RoomName,
+    history: usize,
+) -> (Chat, mpsc::Receiver<Event>) {
+    let (chat, mut events) = connect(server, name).await;
+    join(&chat, &mut events, room, history).await;
+    (chat, events)
+}
+
 /// `(seq, text, replay)` of a chat message event of `room`.
 pub fn message_in(room: &RoomName) -> impl FnMut(&Event) -> Option<(u64, String, bool)> + '_ {
     move |e| match e {
