@@ -73,7 +73,7 @@ async fn replay_on_join_returns_exactly_the_last_n() {
         .collect();
     join_all(handles.into_iter().map(|h| h.acked())).await;
 
-    let (carol, mut carol_events) = joined(&server, "carol", &general, 10).await;
+    let (_carol, mut carol_events) = joined(&server, "carol", &general, 10).await;
     let got = messages(&mut carol_events, &general, 10).await;
     let texts: Vec<_> = got.iter().map(|(_, t, _)| t.clone()).collect();
     let expected: Vec<_> = (20..30).map(|i| format!("m{i}")).collect();
@@ -89,7 +89,7 @@ async fn no_gap_or_duplicate_between_replay_and_live() {
     let server = test_support::run_server();
     let _presence = presence(&server).await;
     let general = room("general");
-    let (alice, mut alice_events) = joined(&server, "alice", &general, 0).await;
+    let (_alice, _alice_events) = joined(&server, "alice", &general, 0).await;
 
     // dave publishes without pause from before bob joins until 200 messages after
     // bob's welcome, so messages land before, during and after bob's replay.
@@ -123,7 +123,7 @@ async fn no_gap_or_duplicate_between_replay_and_live() {
         i
     });
     started.await.unwrap();
-    let (bob, mut bob_events) = joined(&server, "bob", &general, 100_000).await;
+    let (_bob, mut bob_events) = joined(&server, "bob", &general, 100_000).await;
     welcomed_tx.send(()).unwrap();
     let total = publisher.await.unwrap();
     let got = messages(&mut bob_events, &general, total).await;
@@ -144,7 +144,7 @@ async fn a_retried_publish_is_stored_once() {
     let server = test_support::run_server();
     let _presence = presence(&server).await;
     let general = room("general");
-    let (alice, mut alice_events) = joined(&server, "alice", &general, 0).await;
+    let (_alice, mut alice_events) = joined(&server, "alice", &general, 0).await;
 
     let js = server.jetstream().await;
     let (events, _rx) = tokio::sync::mpsc::channel(16);
@@ -182,7 +182,7 @@ async fn plain_nats_publisher_in_the_documented_format_is_shown() {
     let server = test_support::run_server();
     let _presence = presence(&server).await;
     let general = room("general");
-    let (alice, mut events) = joined(&server, "alice", &general, 0).await;
+    let (_alice, mut events) = joined(&server, "alice", &general, 0).await;
     let client = server.client().await;
     client
         .publish(

@@ -21,7 +21,7 @@ async fn all_messages_replays_ten_thousand_in_order() {
     let _presence = presence(&server).await;
     let _history = history(&server).await;
     let general = room("general");
-    let (alice, mut events) = joined(&server, "alice", &general, 0).await;
+    let (_alice, _events) = joined(&server, "alice", &general, 0).await;
 
     let js = server.jetstream().await;
     let subject = subjects::room_message(&general, &user("dave"));
@@ -152,7 +152,7 @@ async fn history_service_unavailable_is_a_clear_error() {
     let server = test_support::run_server();
     let _presence = presence(&server).await;
     let general = room("general");
-    let (alice, mut events) = joined(&server, "alice", &general, 0).await;
+    let (alice, _events) = joined(&server, "alice", &general, 0).await;
     let err = alice.all_messages(&general).await.unwrap_err();
     assert_eq!(err, RequestError::Unavailable("history"));
     assert!(
