@@ -33,7 +33,7 @@ use async_nats::jetstream::{
 };
 use chat_protocol::body::{rfc3339, AnnouncedState, Reason, SystemEvent, SystemKind, VERSION};
 use chat_protocol::streams::{
-    presence_filter, presence_users_bucket_config, presence_users_key, stream_name,
+    presence_users_bucket_config, presence_users_key, stream_name,
 };
 use chat_protocol::{subjects, RoomName, UserName};
 use chrono::Utc;
@@ -128,11 +128,15 @@ impl Announcer {
 
     /// Brings what was announced for `user` in `room` in line with their sessions;
     /// `reason` is what a resulting `left` says (a `joined` always says `join`).
+    /// `written` is the sessions bucket's sequence of the write that prompted the call
+    /// (a join, leave, rejoin or expiry marker): the decision knows at least that
+    /// write. `None`: every write acknowledged before the call.
     pub async fn reconcile(
         &self,
         room: &RoomName,
         user: &UserName,
         reason: Reason,
+        written: Option<u64>,
     ) -> Result<Reconciled, ReconcileError> {
         let key = presence_users_key(room, user);
         loop {
@@ -140,21 +144,23 @@ impl Announcer {
             if let Some(event) = &state.pending {
                 self.finish(event).await?;
                 let cleared = AnnouncedState {
-                    online: state.online,
                     pending: None,
+                    ..state.clone()
                 };
                 self.cas(&key, &cleared, revision).await?;
                 continue;
             }
-            // The decision reads only this user's sessions, consistently; the count
-            // that goes with it (shown, never decided on) comes from the room's cheap
-            // snapshot, made to agree with the decision. Listing the whole room
-            // consistently made every join cost O(room size) consumer deliveries.
-            let online = !self
+            // The decision reads only this user's sessions, knowing at least the
+            // prompting write and whatever the previous decision knew (whichever
+            // worker made it), so that decisions never go back in time; usually from
+            // the in-memory view. The count that goes with it (shown, never decided
+            // on) comes from the view too, made to agree with the decision.
+            let listing = self
                 .sessions
-                .live(&presence_filter(room, Some(user)))
-                .await?
-                .is_empty();
+                .user_online(room, user, required(&state, revision, written))
+                .await?;
+            self.stats.listing(listing.from_view);
+            let online = listing.online;
             let mut users = self.sessions.users_snapshot(room).await?;
             match (online, users.binary_search(user)) {
                 (true, Err(at)) => users.insert(at, user.clone()),
@@ -164,7 +170,11 @@ impl Announcer {
                 _ => {}
             }
             if online == state.online {
-                if self.cas(&key, &state, revision).await?.is_some() {
+                let touched = AnnouncedState {
+                    listed_through: Some(listing.through),
+                    ..state
+                };
+                if self.cas(&key, &touched, revision).await?.is_some() {
                     return Ok(Reconciled { users, event: None });
                 }
                 continue;
@@ -190,6 +200,7 @@ impl Announcer {
             let claimed = AnnouncedState {
                 online,
                 pending: Some(event.clone()),
+                listed_through: Some(listing.through),
             };
             let Some(revision) = self.cas(&key, &claimed, revision).await? else {
                 continue;
@@ -201,8 +212,8 @@ impl Announcer {
                 users = event.users, id = %event.id, "announced"
             );
             let done = AnnouncedState {
-                online,
                 pending: None,
+                ..claimed
             };
             // Losing this race is fine: whoever changed the entry saw the event.
             self.cas(&key, &done, revision).await?;
@@ -356,6 +367,18 @@ async fn holds_id(
             return Ok(false);
         }
     }
+}
+
+/// How far a decision about a user must know the sessions bucket: the prompting
+/// write, and what the decision recorded in `state` knew (absent: `state` predates
+/// the record, so everything written so far). Nothing is required by a state never
+/// written (`revision` 0): no decision was made yet, and the first one is made by
+/// creating the entry, which only one worker can do.
+fn required(state: &AnnouncedState, revision: u64, written: Option<u64>) -> Option<u64> {
+    if revision == 0 {
+        return written;
+    }
+    Some(state.listed_through?.max(written?))
 }
 
 fn retryable(err: &PublishError) -> bool {
