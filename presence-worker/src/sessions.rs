@@ -157,7 +157,12 @@ impl Sessions {
                 .as_deref()
                 .unwrap_or(&self.store.prefix)
         );
-        Ok(self.js.send_publish(subject, message).await?.await?.sequence)
+        Ok(self
+            .js
+            .send_publish(subject, message)
+            .await?
+            .await?
+            .sequence)
     }
 
     /// Registers a session (again): its key is written with the TTL. Returns the
@@ -238,7 +243,8 @@ impl Sessions {
     /// The bucket stream's last sequence, as the server has it now.
     pub async fn last_sequence(&self) -> Result<u64, ListError> {
         let info = self.store.stream.get_info().await;
-        let info = info.map_err(|e| ListError::Messages(format!("cannot read the bucket's state: {e}")))?;
+        let info =
+            info.map_err(|e| ListError::Messages(format!("cannot read the bucket's state: {e}")))?;
         Ok(info.state.last_sequence)
     }
 
@@ -269,7 +275,10 @@ impl Sessions {
         }
         // The consumer is created after this read, so it knows at least this far.
         let through = self.last_sequence().await?;
-        let online = !self.live(&presence_filter(room, Some(user))).await?.is_empty();
+        let online = !self
+            .live(&presence_filter(room, Some(user)))
+            .await?
+            .is_empty();
         Ok(UserListing {
             online,
             through,
