@@ -7,8 +7,8 @@
 //! however often it is retried; after a bounded number of attempts it is reported as
 //! unconfirmed. [`Publisher::flush`] waits until every earlier message is settled.
 //!
-//! Memory stays bounded: at most [`MAX_INFLIGHT`] messages await their ack and at most
-//! [`MAX_QUEUED`] wait behind them; beyond that [`Publisher::send`] waits. The ack
+//! Memory stays bounded: at most 1,000 messages await their ack and at most 1,000
+//! wait behind them; beyond that [`Publisher::send`] waits. The ack
 //! timeout is the JetStream context's own (one timer per message, not two).
 
 use std::time::Duration;
