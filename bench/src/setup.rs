@@ -156,6 +156,11 @@ impl Stage {
         Ok(stage)
     }
 
+    /// The process id of the bench's own nats-server (none with `--nats-url`).
+    pub fn server_pid(&self) -> Option<u32> {
+        self.server.as_ref().and_then(NatsServer::pid)
+    }
+
     /// Waits until the presence worker lists rooms and the history worker answers.
     async fn wait_for_workers(&self) -> Result<(), BenchError> {
         let (probe, _events) = self.chat("probe").await?;

@@ -289,9 +289,10 @@ impl Chat {
         }
     }
 
-    /// Queues a message for `room`. It is published behind every message queued before
-    /// it; await the handle to learn whether JetStream stored it.
-    pub fn send(
+    /// Queues a message for `room` (waiting while a thousand are already queued). It
+    /// is published behind every message queued before it; await the handle to learn
+    /// whether JetStream stored it.
+    pub async fn send(
         &self,
         room: &RoomName,
         kind: MessageKind,
@@ -302,7 +303,7 @@ impl Chat {
         }
         let message = ChatMessage::new(room, &self.inner.user, kind, text)?;
         let subject = subjects::room_message(room, &self.inner.user);
-        Ok(self.inner.publisher.send(room, subject, &message))
+        Ok(self.inner.publisher.send(room, subject, &message).await)
     }
 
     /// Waits until every message sent so far is confirmed or given up on; returns

@@ -11,6 +11,7 @@ use chat_protocol::body::{HistoryEntry, HistoryPage, HistoryRequest};
 use chat_protocol::{subjects, RoomName, UserName};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::event::{self, Event};
 use crate::service::{self, RequestError};
@@ -22,6 +23,9 @@ const SERVICE: &str = "history";
 const PAGE_LIMIT: u32 = 1000;
 
 /// Walks the pages of one room's history forwards, oldest first.
+///
+/// The request for the following page goes out as soon as a page arrives, so the
+/// worker reads it while this one is shown: at most two pages are held at a time.
 struct Pages<'a> {
     client: &'a async_nats::Client,
     room: &'a RoomName,
@@ -29,6 +33,8 @@ struct Pages<'a> {
     timeout: Duration,
     /// The next page starts after this sequence; none once the room is exhausted.
     after: Option<u64>,
+    /// The request for the page after `after`, already sent.
+    ahead: Option<JoinHandle<Result<HistoryPage, RequestError>>>,
 }
 
 impl<'a> Pages<'a> {
@@ -44,7 +50,24 @@ impl<'a> Pages<'a> {
             user,
             timeout,
             after: Some(0),
+            ahead: None,
         }
+    }
+
+    /// Sends the request for the page after `after`.
+    fn ask(&self, after: u64) -> JoinHandle<Result<HistoryPage, RequestError>> {
+        let request = HistoryRequest {
+            limit: Some(PAGE_LIMIT),
+            after: Some(after),
+            user: self.user.cloned(),
+            ..Default::default()
+        };
+        let client = self.client.clone();
+        let subject = subjects::history(self.room);
+        let timeout = self.timeout;
+        tokio::spawn(async move {
+            service::request(&client, SERVICE, subject, service::body(&request), timeout).await
+        })
     }
 
     /// The next page, or none when the room is exhausted.
@@ -52,20 +75,13 @@ impl<'a> Pages<'a> {
         let Some(after) = self.after else {
             return Ok(None);
         };
-        let request = HistoryRequest {
-            limit: Some(PAGE_LIMIT),
-            after: Some(after),
-            user: self.user.cloned(),
-            ..Default::default()
+        let ahead = match self.ahead.take() {
+            Some(ahead) => ahead,
+            None => self.ask(after),
         };
-        let page: HistoryPage = service::request(
-            self.client,
-            SERVICE,
-            subjects::history(self.room),
-            service::body(&request),
-            self.timeout,
-        )
-        .await?;
+        let page = ahead
+            .await
+            .map_err(|e| RequestError::Nats(SERVICE, e.to_string()))??;
         self.after = match page.next {
             Some(next) if next > after => Some(next),
             Some(next) => {
@@ -76,7 +92,17 @@ impl<'a> Pages<'a> {
             }
             None => None,
         };
+        self.ahead = self.after.map(|after| self.ask(after));
         Ok(Some(page.messages))
+    }
+}
+
+impl Drop for Pages<'_> {
+    /// A replay given up (the UI went away, an error) sends no more requests.
+    fn drop(&mut self) {
+        if let Some(ahead) = self.ahead.take() {
+            ahead.abort();
+        }
     }
 }
 

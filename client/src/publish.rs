@@ -6,12 +6,17 @@
 //! with the same `Nats-Msg-Id`, so the stream's duplicate window stores it once
 //! however often it is retried; after a bounded number of attempts it is reported as
 //! unconfirmed. [`Publisher::flush`] waits until every earlier message is settled.
+//!
+//! Memory stays bounded: at most 1,000 messages await their ack and at most 1,000
+//! wait behind them; beyond that [`Publisher::send`] waits. The ack
+//! timeout is the JetStream context's own (one timer per message, not two).
 
 use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::Context;
+use async_nats::Subject;
 use bytes::Bytes;
 use chat_protocol::body::ChatMessage;
 use chat_protocol::RoomName;
@@ -24,6 +29,10 @@ use crate::event::Event;
 /// Most messages awaiting their ack at once; later ones wait in the queue, in order.
 /// Well under the JetStream context's own limit on unawaited acks (5,000).
 const MAX_INFLIGHT: usize = 1000;
+
+/// Most messages queued behind those in flight: a sender faster than JetStream waits
+/// in [`Publisher::send`] instead of piling messages up in memory.
+const MAX_QUEUED: usize = 1000;
 
 /// How hard a publish is tried.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +98,8 @@ impl SendHandle {
 
 struct Outgoing {
     room: RoomName,
-    subject: String,
+    /// Cheap to clone for each attempt (shared bytes).
+    subject: Subject,
     id: String,
     payload: Bytes,
     done: oneshot::Sender<Result<u64, SendError>>,
@@ -103,31 +113,40 @@ enum Job {
 /// Handle to the publishing task.
 #[derive(Debug, Clone)]
 pub struct Publisher {
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl Publisher {
     /// Starts the publishing task; failures are also reported on `events`.
     pub fn start(js: Context, policy: RetryPolicy, events: mpsc::Sender<Event>) -> Self {
-        let (jobs, rx) = mpsc::unbounded_channel();
+        let (jobs, rx) = mpsc::channel(MAX_QUEUED);
+        // The ack future's own timer is the ack timeout: no second timer per message.
+        let mut js = js;
+        js.set_timeout(policy.ack_timeout);
         tokio::spawn(run(js, policy, rx, events));
         Self { jobs }
     }
 
-    /// Queues `message` for `subject`, behind every message queued before it.
-    pub fn send(&self, room: &RoomName, subject: String, message: &ChatMessage) -> SendHandle {
+    /// Queues `message` for `subject`, behind every message queued before it; waits
+    /// while the queue is full.
+    pub async fn send(
+        &self,
+        room: &RoomName,
+        subject: String,
+        message: &ChatMessage,
+    ) -> SendHandle {
         let (done, rx) = oneshot::channel();
         let id = message.id.clone();
         let payload = Bytes::from(serde_json::to_vec(message).expect("a ChatMessage serializes"));
         let job = Job::Send(Outgoing {
             room: room.clone(),
-            subject,
+            subject: subject.into(),
             id: id.clone(),
             payload,
             done,
         });
         // If the task is gone, `done` is dropped and `acked` reports Closed.
-        let _ = self.jobs.send(job);
+        let _ = self.jobs.send(job).await;
         SendHandle { id, done: rx }
     }
 
@@ -135,7 +154,7 @@ impl Publisher {
     /// returns those given up on since the previous flush.
     pub async fn flush(&self) -> Vec<SendError> {
         let (tx, rx) = oneshot::channel();
-        if self.jobs.send(Job::Flush(tx)).is_err() {
+        if self.jobs.send(Job::Flush(tx)).await.is_err() {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
@@ -145,7 +164,7 @@ impl Publisher {
 async fn run(
     js: Context,
     policy: RetryPolicy,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
+    mut jobs: mpsc::Receiver<Job>,
     events: mpsc::Sender<Event>,
 ) {
     let mut inflight = FuturesUnordered::new();
@@ -159,7 +178,7 @@ async fn run(
             job = jobs.recv(), if open && inflight.len() < MAX_INFLIGHT => match job {
                 Some(Job::Send(out)) => {
                     let first = publish(&js, &out).await;
-                    inflight.push(confirm(js.clone(), policy, out, first));
+                    inflight.push(confirm(&js, policy, out, first));
                 }
                 Some(Job::Flush(tx)) => flushes.push(tx),
                 None => open = false,
@@ -197,7 +216,7 @@ async fn publish(
 
 /// Waits for `first`'s ack, republishing with the same id on failure.
 async fn confirm(
-    js: Context,
+    js: &Context,
     policy: RetryPolicy,
     out: Outgoing,
     first: Result<PublishAckFuture, async_nats::jetstream::context::PublishError>,
@@ -208,20 +227,17 @@ async fn confirm(
     loop {
         attempt += 1;
         let reason = match pending {
-            Ok(ack) => match tokio::time::timeout(
-                policy.ack_timeout,
-                std::future::IntoFuture::into_future(ack),
-            )
-            .await
-            {
-                Ok(Ok(ack)) => {
+            Ok(ack) => match ack.await {
+                Ok(ack) => {
                     if ack.duplicate {
                         tracing::debug!(id = %out.id, seq = ack.sequence, "retry was a duplicate; stored once");
                     }
                     return (out, Ok(ack.sequence));
                 }
-                Ok(Err(err)) => err.to_string(),
-                Err(_) => format!("no ack within {:?}", policy.ack_timeout),
+                Err(err) if err.kind() == PublishErrorKind::TimedOut => {
+                    format!("no ack within {:?}", policy.ack_timeout)
+                }
+                Err(err) => err.to_string(),
             },
             Err(err) if err.kind() == PublishErrorKind::MaxPayloadExceeded => {
                 let err = out.unconfirmed(attempt, err.to_string());
@@ -236,7 +252,7 @@ async fn confirm(
         tracing::info!(id = %out.id, attempt, "publish not confirmed ({reason}); retrying with the same id");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
-        pending = publish(&js, &out).await;
+        pending = publish(js, &out).await;
     }
 }
 

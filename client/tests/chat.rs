@@ -24,13 +24,15 @@ async fn two_clients_exchange_messages_in_order() {
     join(&alice, &mut alice_events, &general, 0).await;
     join(&bob, &mut bob_events, &general, 0).await;
 
-    let handles: Vec<_> = (0..20)
-        .map(|i| {
+    let mut handles = Vec::new();
+    for i in 0..20 {
+        handles.push(
             alice
                 .send(&general, MessageKind::Chat, &format!("m{i}"))
-                .unwrap()
-        })
-        .collect();
+                .await
+                .unwrap(),
+        );
+    }
     for handle in handles {
         handle.acked().await.unwrap();
     }
@@ -42,6 +44,7 @@ async fn two_clients_exchange_messages_in_order() {
     assert!(got.iter().all(|(_, _, replay)| !replay));
 
     bob.send(&general, MessageKind::Me, "waves back")
+        .await
         .unwrap()
         .acked()
         .await
@@ -64,13 +67,15 @@ async fn replay_on_join_returns_exactly_the_last_n() {
     let _presence = presence(&server).await;
     let general = room("general");
     let (alice, _alice_events) = joined(&server, "alice", &general, 0).await;
-    let handles: Vec<_> = (0..30)
-        .map(|i| {
+    let mut handles = Vec::new();
+    for i in 0..30 {
+        handles.push(
             alice
                 .send(&general, MessageKind::Chat, &format!("m{i}"))
-                .unwrap()
-        })
-        .collect();
+                .await
+                .unwrap(),
+        );
+    }
     join_all(handles.into_iter().map(|h| h.acked())).await;
 
     let (_carol, mut carol_events) = joined(&server, "carol", &general, 10).await;
@@ -153,11 +158,13 @@ async fn a_retried_publish_is_stored_once() {
     let subject = subjects::room_message(&general, &user("alice"));
     let first = publisher
         .send(&general, subject.clone(), &message)
+        .await
         .acked()
         .await
         .unwrap();
     let again = publisher
         .send(&general, subject, &message)
+        .await
         .acked()
         .await
         .unwrap();
@@ -297,6 +304,7 @@ async fn hostile_payloads_neither_crash_nor_inject_escapes() {
     // Still alive and well.
     alice
         .send(&general, MessageKind::Chat, "still here")
+        .await
         .unwrap()
         .acked()
         .await
@@ -331,15 +339,17 @@ async fn invalid_names_and_too_long_messages_are_refused_and_nothing_is_sent() {
         Err(CommandError::Unknown(_))
     ));
     assert!(matches!(
-        alice.send(&general, MessageKind::Chat, &long),
+        alice.send(&general, MessageKind::Chat, &long).await,
         Err(SendError::Text(_))
     ));
     assert!(matches!(
-        alice.send(&general, MessageKind::Chat, "  "),
+        alice.send(&general, MessageKind::Chat, "  ").await,
         Err(SendError::Text(_))
     ));
     assert!(matches!(
-        alice.send(&room("elsewhere"), MessageKind::Chat, "hi"),
+        alice
+            .send(&room("elsewhere"), MessageKind::Chat, "hi")
+            .await,
         Err(SendError::NotJoined(_))
     ));
     assert!(chat_protocol::UserName::new("al ice").is_err());

@@ -113,11 +113,13 @@ async fn my_messages_across_two_rooms_merged_by_time() {
         let text = format!("mine {i}");
         alice
             .send(r, MessageKind::Chat, &text)
+            .await
             .unwrap()
             .acked()
             .await
             .unwrap();
         bob.send(r, MessageKind::Chat, &format!("not mine {i}"))
+            .await
             .unwrap()
             .acked()
             .await

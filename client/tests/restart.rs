@@ -20,13 +20,15 @@ async fn server_restart_resumes_from_the_last_sequence() {
     join(&bob, &mut bob_events, &general, 0).await;
 
     // bob's live feed has delivered messages before the restart...
-    let before: Vec<_> = (0..5)
-        .map(|i| {
+    let mut before = Vec::new();
+    for i in 0..5 {
+        before.push(
             alice
                 .send(&general, MessageKind::Chat, &format!("m{i}"))
-                .unwrap()
-        })
-        .collect();
+                .await
+                .unwrap(),
+        );
+    }
     for handle in join_all(before.into_iter().map(|h| h.acked())).await {
         handle.unwrap();
     }
@@ -44,13 +46,15 @@ async fn server_restart_resumes_from_the_last_sequence() {
     })
     .await;
     // Sent while the server is down: not acked until it is back, then retried.
-    let during: Vec<_> = (5..10)
-        .map(|i| {
+    let mut during = Vec::new();
+    for i in 5..10 {
+        during.push(
             alice
                 .send(&general, MessageKind::Chat, &format!("m{i}"))
-                .unwrap()
-        })
-        .collect();
+                .await
+                .unwrap(),
+        );
+    }
     server.restart();
     wait_for(&mut alice_events, |e| match e {
         Event::Status {
@@ -65,6 +69,7 @@ async fn server_restart_resumes_from_the_last_sequence() {
     }
     alice
         .send(&general, MessageKind::Chat, "m10")
+        .await
         .unwrap()
         .acked()
         .await

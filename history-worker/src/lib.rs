@@ -30,6 +30,11 @@
 //!   and the `next` cursor moves past it.
 //! - A page stays under [`Config::max_page_bytes`] as serialized, envelope included,
 //!   whatever the message sizes (it always holds at least one message when one is left).
+//! - Forward pages (the full replay) are one JetStream batch direct get each: nothing
+//!   is created on the server and the stream is not looked up first (nobody answering
+//!   means the room does not exist). Backward pages read through short-lived consumers.
+//! - Each stored body is decoded once, to check it, and spliced into the page verbatim
+//!   (a `RawValue`): nothing is re-encoded.
 
 pub mod config;
 pub mod page;

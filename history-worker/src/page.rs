@@ -120,6 +120,12 @@ impl Query {
 }
 
 /// Serves one request: the page asked for on `subject` with `body`, within `config`.
+///
+/// Forward pages (the full replay) are one batch direct get: no stream lookup and
+/// nothing created on the server. A direct get that nobody answers means the room
+/// does not exist, or (a stream created by some other tool) does not allow direct
+/// gets, which is told apart by looking the stream up and then read with a consumer.
+/// Backward pages read windows through consumers ([`reading::read_backward`]).
 pub async fn serve(
     js: &jetstream::Context,
     config: &Config,
@@ -127,23 +133,27 @@ pub async fn serve(
     body: &[u8],
 ) -> Result<HistoryPage, PageError> {
     let query = Query::parse(subject, body, config.max_limit)?;
-    let stream = open(js, &query.room).await?;
     let limits = Limits {
         messages: query.limit,
         bytes: config.max_page_bytes,
     };
     let read = match query.direction {
         Direction::Forward { after } => {
-            reading::read_forward(
-                &stream,
-                &query.filter,
-                after.saturating_add(1),
-                u64::MAX,
-                limits,
-            )
-            .await
+            let from = after.saturating_add(1);
+            let name = streams::stream_name(&query.room);
+            let client = js.client();
+            let filter =
+                (query.filter != subjects::room_all(&query.room)).then_some(query.filter.as_str());
+            match reading::read_forward_direct(&client, &name, filter, from, limits).await {
+                Err(ReadError::NoDirect) => {
+                    let stream = open(js, &query.room).await?;
+                    reading::read_forward(&stream, &query.filter, from, u64::MAX, limits).await
+                }
+                read => read,
+            }
         }
         Direction::Backward { before } => {
+            let stream = open(js, &query.room).await?;
             let before = before.unwrap_or(u64::MAX);
             reading::read_backward(&stream, &query.filter, before, limits).await
         }
@@ -224,18 +234,22 @@ fn assemble(
 }
 
 /// The page entry for a stored message, or `None` (with a warn log line) when it is
-/// not a valid chat message or system event.
+/// not a valid chat message or system event. The body is decoded once, to check it,
+/// and goes into the page verbatim.
 fn entry(message: &StoredMessage) -> Option<HistoryEntry> {
     let checked = decode_room_payload(&message.subject, &message.payload)
         .map_err(|e| e.to_string())
-        .and_then(|_| serde_json::from_slice(&message.payload).map_err(|e| e.to_string()));
+        .and_then(|_| {
+            HistoryEntry::new(
+                message.seq,
+                message.time,
+                &message.subject,
+                &message.payload,
+            )
+            .ok_or_else(|| "not JSON".to_string())
+        });
     match checked {
-        Ok(body) => Some(HistoryEntry {
-            seq: message.seq,
-            time: message.time,
-            subject: message.subject.clone(),
-            message: body,
-        }),
+        Ok(entry) => Some(entry),
         Err(error) => {
             tracing::warn!(
                 seq = message.seq,
@@ -248,9 +262,21 @@ fn entry(message: &StoredMessage) -> Option<HistoryEntry> {
     }
 }
 
-/// Serialized size of a value of the page.
+/// Serialized size of a value of the page (counted, not written anywhere).
 fn json_len<T: serde::Serialize>(value: &T) -> usize {
-    serde_json::to_vec(value).map_or(0, |v| v.len())
+    /// A writer that only counts.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_or(0, |()| count.0)
 }
 
 #[cfg(test)]

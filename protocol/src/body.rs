@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::names::{RoomName, SessionId, UserName};
 use crate::subjects::{self, RoomSubject, SubjectError};
@@ -371,17 +372,28 @@ pub enum ReplyError {
 }
 
 /// Decodes a worker's reply: an [`ErrorReply`] becomes [`ReplyError::Refused`].
+///
+/// The body is decoded straight into `T` after a first pass that only looks at `ok`
+/// and `error` (skipping everything else without building anything): no JSON tree is
+/// built, which matters for big replies such as history pages.
 pub fn decode_reply<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, ReplyError> {
-    let value: serde_json::Value = serde_json::from_slice(payload)?;
-    if value.get("ok") == Some(&serde_json::Value::Bool(false)) {
-        let error = value
-            .get("error")
-            .and_then(|e| e.as_str())
-            .unwrap_or("request refused")
-            .to_string();
+    /// The two fields telling an [`ErrorReply`], whatever their types.
+    #[derive(Deserialize)]
+    struct Verdict<'a> {
+        #[serde(default, borrow)]
+        ok: Option<&'a RawValue>,
+        #[serde(default)]
+        error: Option<serde_json::Value>,
+    }
+    let verdict: Verdict = serde_json::from_slice(payload)?;
+    if verdict.ok.map(RawValue::get) == Some("false") {
+        let error = match verdict.error {
+            Some(serde_json::Value::String(error)) => error,
+            _ => "request refused".to_string(),
+        };
         return Err(ReplyError::Refused(error));
     }
-    Ok(serde_json::from_value(value)?)
+    Ok(serde_json::from_slice(payload)?)
 }
 
 /// Reply on `chat.users.<room>`.
@@ -475,7 +487,7 @@ impl HistoryRequest {
 }
 
 /// One stored message in a [`HistoryPage`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HistoryEntry {
     /// Stream sequence.
     pub seq: u64,
@@ -485,15 +497,37 @@ pub struct HistoryEntry {
     /// Subject it was stored under: tells a chat message from a system event, and
     /// names the trustworthy sender.
     pub subject: String,
-    /// The stored body (a ChatMessage or a SystemEvent), as JSON.
-    pub message: serde_json::Value,
+    /// The stored body (a ChatMessage or a SystemEvent), as JSON, kept verbatim: the
+    /// worker splices what the stream holds into the page and the reader decodes it
+    /// once, with no JSON tree built or re-encoded on either side.
+    pub message: Box<RawValue>,
+}
+
+/// Entries are equal when they hold the same body text (not merely equivalent JSON).
+impl PartialEq for HistoryEntry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.seq, self.time, &self.subject, self.message.get())
+            == (other.seq, other.time, &other.subject, other.message.get())
+    }
 }
 
 impl HistoryEntry {
+    /// The entry for a stored message that [`decode_room_payload`] accepted (so its
+    /// payload is valid JSON); `None` if the payload is not JSON after all.
+    pub fn new(seq: u64, time: DateTime<Utc>, subject: &str, payload: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(payload).ok()?;
+        let message = RawValue::from_string(text.trim().to_string()).ok()?;
+        Some(Self {
+            seq,
+            time,
+            subject: subject.to_string(),
+            message,
+        })
+    }
+
     /// Checks the entry the same way a live message is checked.
     pub fn decode(&self) -> Result<RoomPayload, DecodeError> {
-        let bytes = serde_json::to_vec(&self.message)?;
-        decode_room_payload(&self.subject, &bytes)
+        decode_room_payload(&self.subject, self.message.get().as_bytes())
     }
 }
 
@@ -612,6 +646,30 @@ mod tests {
     }
 
     #[test]
+    fn history_entries_carry_bodies_verbatim() {
+        let body = br#" {"text":"h\u00e9","extra":[1,2]} "#;
+        let subject = "chat.room.general.msg.bob";
+        // Pages carry times to the millisecond.
+        let time = DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        let entry = HistoryEntry::new(7, time, subject, body).unwrap();
+        assert_eq!(entry.message.get(), r#"{"text":"h\u00e9","extra":[1,2]}"#);
+        let page = HistoryPage {
+            room: room(),
+            messages: vec![entry.clone()],
+            next: None,
+        };
+        let bytes = serde_json::to_vec(&page).unwrap();
+        let back: HistoryPage = decode_reply(&bytes).unwrap();
+        assert_eq!(back, page);
+        match back.messages[0].decode().unwrap() {
+            RoomPayload::Chat { message, .. } => assert_eq!(message.text, "hé"),
+            other => panic!("{other:?}"),
+        }
+        assert!(HistoryEntry::new(1, Utc::now(), subject, b"{").is_none());
+        assert!(HistoryEntry::new(1, Utc::now(), subject, b"\xff").is_none());
+    }
+
+    #[test]
     fn announced_state_round_trip() {
         let empty: AnnouncedState = serde_json::from_str("{}").unwrap();
         assert_eq!(empty, AnnouncedState::default());
@@ -640,6 +698,15 @@ mod tests {
     fn replies() {
         let err = decode_reply::<UsersReply>(br#"{"ok":false,"error":"bad room"}"#).unwrap_err();
         assert!(matches!(err, ReplyError::Refused(ref e) if e == "bad room"));
+        let bare = decode_reply::<UsersReply>(br#"{"ok":false}"#).unwrap_err();
+        assert!(matches!(bare, ReplyError::Refused(ref e) if e == "request refused"));
+        // Only a JSON `false` refuses; anything else is decoded as the reply.
+        let odd = decode_reply::<UsersReply>(br#"{"ok":"false","room":"general","users":[]}"#);
+        assert!(odd.is_ok());
+        assert!(matches!(
+            decode_reply::<UsersReply>(b"{"),
+            Err(ReplyError::Malformed(_))
+        ));
         let ok: UsersReply = decode_reply(br#"{"room":"general","users":["alice"]}"#).unwrap();
         assert_eq!(ok.users, vec![alice()]);
         let p = PresenceReply {

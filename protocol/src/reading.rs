@@ -10,12 +10,18 @@
 //! messages, and the server sends at most [`MAX_BATCH`] messages ahead of what has been
 //! looked at. Each scan's consumer is deleted when the scan ends, so reads leave
 //! nothing behind on the server.
+//!
+//! Forward reads have a cheaper way too: [`read_forward_direct`] asks JetStream's batch
+//! direct get (ADR-31, nats-server 2.11 and later) for the whole range in one request,
+//! without creating anything on the server. It needs `allow_direct` on the stream
+//! (room streams have it) and answers "no responders" when the stream does not exist.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, Consumer, DeliverPolicy};
 use async_nats::jetstream::stream::Stream;
+use async_nats::HeaderMap;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -56,6 +62,13 @@ pub enum ReadError {
     /// Nothing arrived in time.
     #[error("no message arrived within {READ_TIMEOUT:?}")]
     Timeout,
+    /// Nobody answers direct gets on the stream: it does not exist, or it does not
+    /// allow direct gets.
+    #[error("no responders for direct gets (no such stream, or allow_direct is off)")]
+    NoDirect,
+    /// A direct get was refused or answered something unexpected.
+    #[error("direct get failed: {0}")]
+    Direct(String),
 }
 
 /// Bounds of a read.
@@ -252,4 +265,140 @@ pub async fn read_backward(
     // Full exactly at a window's start: whether anything older matches decides `more`.
     let more = through >= first && any_match(stream, filter, first, through).await?;
     done(newest_first, more)
+}
+
+/// JetStream's direct-get API (ADR-31); the stream name follows.
+pub const DIRECT_GET_PREFIX: &str = "$JS.API.DIRECT.GET.";
+
+/// The header of a batch direct get saying how many matching messages follow the one
+/// it is on (async-nats has no constant for it).
+const NUM_PENDING: &str = "Nats-Num-Pending";
+
+/// Statuses of a batch direct get's replies.
+const END_OF_BATCH: u16 = 204;
+const NOT_FOUND: u16 = 404;
+const NO_RESPONDERS: u16 = 503;
+
+/// The subject answering direct gets on `stream`.
+pub fn direct_get_subject(stream: &str) -> String {
+    format!("{DIRECT_GET_PREFIX}{stream}")
+}
+
+/// The body of a batch direct get: `batch` messages matching `next_by_subj` from
+/// sequence `seq` on, the server stopping once it has sent `max_bytes`.
+#[derive(serde::Serialize)]
+struct BatchRequest<'a> {
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_by_subj: Option<&'a str>,
+    batch: usize,
+    max_bytes: usize,
+}
+
+/// Like [`read_forward`] through the end of the stream, but in one batch direct get
+/// on `stream` (its name) instead of a consumer: messages matching `filter` (every
+/// message of the stream when `None`, which spares the server matching subjects and
+/// counting what matches) with `seq >= from`, oldest first, within `limits`, and
+/// whether more matching messages remain.
+///
+/// The server answers with the messages, each carrying its sequence, subject and time
+/// in headers, then an end-of-batch status saying how many matching messages remain
+/// (or "not found" when none matches at all). It stops once it has sent
+/// `limits.bytes`, counting subjects and stored headers too (a tighter bound than
+/// [`read_forward`]'s payload bytes), and including the message that crosses the
+/// bound; the reader then drops what exceeds the payload bound. A stream
+/// that does not exist, or does not allow direct gets, is [`ReadError::NoDirect`].
+pub async fn read_forward_direct(
+    client: &async_nats::Client,
+    stream: &str,
+    filter: Option<&str>,
+    from: u64,
+    limits: Limits,
+) -> Result<(Vec<StoredMessage>, bool), ReadError> {
+    if limits.messages == 0 {
+        return Ok((Vec::new(), false));
+    }
+    let request = BatchRequest {
+        seq: from.max(1),
+        next_by_subj: filter,
+        batch: limits.messages,
+        max_bytes: limits.bytes.max(1),
+    };
+    let body = serde_json::to_vec(&request).map_err(|e| ReadError::Direct(e.to_string()))?;
+    let inbox = client.new_inbox();
+    let failed = |e: &dyn std::fmt::Display| ReadError::Direct(e.to_string());
+    let mut replies = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| failed(&e))?;
+    client
+        .publish_with_reply(direct_get_subject(stream), inbox, body.into())
+        .await
+        .map_err(|e| failed(&e))?;
+    let mut out: Vec<StoredMessage> = Vec::new();
+    let mut bytes = 0usize;
+    let mut trimmed = false;
+    loop {
+        let message = tokio::time::timeout(READ_TIMEOUT, replies.next())
+            .await
+            .map_err(|_| ReadError::Timeout)?
+            .ok_or_else(|| ReadError::Direct("subscription ended".into()))?;
+        match message.status.map(|s| s.as_u16()) {
+            None => {
+                let stored = stored_from_direct(message.headers.as_ref(), message.payload)?;
+                let size = stored.payload.len();
+                if trimmed || (!out.is_empty() && bytes + size > limits.bytes) {
+                    trimmed = true;
+                } else {
+                    bytes += size;
+                    out.push(stored);
+                }
+            }
+            Some(END_OF_BATCH) => {
+                let pending: u64 = number(message.headers.as_ref(), NUM_PENDING)?;
+                return Ok((out, trimmed || pending > 0));
+            }
+            Some(NOT_FOUND) if out.is_empty() => return Ok((out, false)),
+            Some(NO_RESPONDERS) => return Err(ReadError::NoDirect),
+            Some(status) => {
+                return Err(ReadError::Direct(format!(
+                    "status {status}: {}",
+                    message.description.unwrap_or_default()
+                )))
+            }
+        }
+    }
+}
+
+/// A message of a batch direct get, from its headers and payload.
+fn stored_from_direct(
+    headers: Option<&HeaderMap>,
+    payload: Bytes,
+) -> Result<StoredMessage, ReadError> {
+    let time = text(headers, "Nats-Time-Stamp")?;
+    let time = DateTime::parse_from_rfc3339(time)
+        .map_err(|_| ReadError::Direct(format!("bad Nats-Time-Stamp {time:?}")))?
+        .with_timezone(&Utc);
+    Ok(StoredMessage {
+        seq: number(headers, "Nats-Sequence")?,
+        time,
+        subject: text(headers, "Nats-Subject")?.to_string(),
+        payload,
+    })
+}
+
+/// A header of a direct get's reply.
+fn text<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Result<&'a str, ReadError> {
+    headers
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str())
+        .ok_or_else(|| ReadError::Direct(format!("a reply without {name}")))
+}
+
+/// A numeric header of a direct get's reply.
+fn number(headers: Option<&HeaderMap>, name: &str) -> Result<u64, ReadError> {
+    let value = text(headers, name)?;
+    value
+        .parse()
+        .map_err(|_| ReadError::Direct(format!("bad {name} {value:?}")))
 }

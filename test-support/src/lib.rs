@@ -93,6 +93,11 @@ impl NatsServer {
         self.port
     }
 
+    /// Its process id while it runs, to measure it (the benchmark reads its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// A connected client.
     pub async fn client(&self) -> async_nats::Client {
         async_nats::connect(self.url())

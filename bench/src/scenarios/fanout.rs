@@ -205,11 +205,13 @@ async fn chat_side(stage: &Stage) -> Result<(Outcome, WorkersUnderLoad), BenchEr
     let send = |i: u64| {
         let (r, u) = sender(stage, i);
         let (chat, _) = &members[r * s.fanout_members + u];
-        let result = chat
-            .send(&rooms[r], MessageKind::Chat, &stamp::text(s.text_chars))
-            .map(drop)
-            .map_err(BenchError::nats);
-        async move { result }
+        let (chat, room) = (chat.clone(), rooms[r].clone());
+        async move {
+            chat.send(&room, MessageKind::Chat, &stamp::text(s.text_chars))
+                .await
+                .map(drop)
+                .map_err(BenchError::nats)
+        }
     };
     let outcome = drive(stage, "chat", &tally, send).await;
     sampler.abort();

@@ -41,6 +41,7 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
                     MessageKind::Chat,
                     &stamp::text(stage.sizes.text_chars),
                 )
+                .await
                 .map_err(BenchError::nats)?;
         }
         if let Some(err) = writer.flush().await.first() {

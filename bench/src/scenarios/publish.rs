@@ -19,6 +19,7 @@ use chat_protocol::{streams, subjects, RoomName, UserName};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
+use crate::procfs::Sample;
 use crate::report::{Row, Target};
 use crate::setup::{self, BenchError, Stage};
 use crate::stamp;
@@ -55,17 +56,25 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
     stage
         .progress
         .phase(format!("publish: raw JetStream, {n} messages"));
+    let meter = CpuMeter::start(stage);
     let raw_time = raw_publish(&js, &raw_subject, n, body_len, None).await?;
+    let raw_cpu = meter.per_message(n);
     let ids = format!("{raw_room}-");
+    let meter = CpuMeter::start(stage);
     let raw_id_time = raw_publish(&js, &raw_subject, n, body_len, Some(&ids)).await?;
+    let raw_id_cpu = meter.per_message(n);
     let echo = echo(&js, &raw_room).await?;
     let ids = format!("{raw_room}-echo-");
+    let meter = CpuMeter::start(stage);
     let raw_echo_time = raw_publish(&js, &raw_subject, n, body_len, Some(&ids)).await?;
+    let raw_echo_cpu = meter.per_message(n);
     echo.abort();
     stage
         .progress
         .phase(format!("publish: chat client, {n} messages"));
+    let meter = CpuMeter::start(stage);
     let chat_time = chat_publish(&chat, &room, n, stage.sizes.text_chars).await?;
+    let chat_cpu = meter.per_message(n);
 
     chat.close().await;
     drained.abort();
@@ -88,7 +97,64 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
                 Some(rate(n as u64, raw_echo_time)),
             )
             .note("the chat sender's shape: joined to its room, its feed shares the connection"),
+        Row::new("sender CPU per message", "µs", chat_cpu.sender)
+            .baseline("raw JetStream async publish", raw_cpu.sender)
+            .note("CPU time of the sending process (the bench: the client library, or raw async-nats) per message; unlike a rate, hardly moved by other load on the machine"),
+        Row::new("sender CPU per message", "µs", chat_cpu.sender).baseline(
+            "raw, with Nats-Msg-Id, reading its stream on the same connection",
+            raw_echo_cpu.sender,
+        ),
+        Row::new("nats-server CPU per message", "µs", chat_cpu.server)
+            .baseline("raw JetStream async publish", raw_cpu.server)
+            .note("CPU time of the bench's nats-server per message (none with --nats-url)"),
+        Row::new("nats-server CPU per message", "µs", chat_cpu.server)
+            .baseline("raw, with Nats-Msg-Id", raw_id_cpu.server),
+        Row::new("nats-server CPU per message", "µs", chat_cpu.server).baseline(
+            "raw, with Nats-Msg-Id, reading its stream on the same connection",
+            raw_echo_cpu.server,
+        ),
     ])
+}
+
+/// CPU time used by this process (the sending side) and by the bench's nats-server
+/// from its start: what one side of the scenario cost, whatever else ran meanwhile.
+struct CpuMeter {
+    sender: Option<Sample>,
+    server: Option<(u32, Sample)>,
+}
+
+/// Microseconds of CPU per message.
+struct CpuPerMessage {
+    sender: Option<f64>,
+    server: Option<f64>,
+}
+
+impl CpuMeter {
+    fn start(stage: &Stage) -> Self {
+        Self {
+            sender: Sample::of(std::process::id()),
+            server: stage
+                .server_pid()
+                .and_then(|pid| Some((pid, Sample::of(pid)?))),
+        }
+    }
+
+    fn per_message(&self, n: usize) -> CpuPerMessage {
+        let micros = |before: &Sample, pid: u32| {
+            let now = Sample::of(pid)?;
+            Some(now.cpu.saturating_sub(before.cpu).as_secs_f64() * 1e6 / n.max(1) as f64)
+        };
+        CpuPerMessage {
+            sender: self
+                .sender
+                .as_ref()
+                .and_then(|before| micros(before, std::process::id())),
+            server: self
+                .server
+                .as_ref()
+                .and_then(|(pid, before)| micros(before, *pid)),
+        }
+    }
 }
 
 /// Sends `n` messages through the client library and waits until JetStream
@@ -102,6 +168,7 @@ async fn chat_publish(
     let started = Instant::now();
     for _ in 0..n {
         chat.send(room, MessageKind::Chat, &stamp::text(chars))
+            .await
             .map_err(BenchError::nats)?;
     }
     let failed = chat.flush().await;

@@ -116,6 +116,7 @@ impl Session {
         let result = match command {
             Command::Say(kind, text) => chat
                 .send(&current, kind, &text)
+                .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             Command::Users => match chat.users(&current).await {
