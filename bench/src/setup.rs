@@ -53,16 +53,15 @@ impl BenchError {
     }
 }
 
-/// A raw ordered consumer on everything of `room`'s stream, from `deliver`: the
-/// baseline reader every scenario compares the chat's feeds with.
+/// A raw ordered consumer on everything of a room's stream, from `deliver`: the
+/// baseline reader every scenario compares the chat's feeds with. Unfiltered, like the
+/// chat's feed (the stream holds only the room's subjects).
 pub async fn raw_room_feed(
     stream: &async_nats::jetstream::stream::Stream,
-    room: &RoomName,
     deliver: async_nats::jetstream::consumer::DeliverPolicy,
 ) -> Result<async_nats::jetstream::consumer::pull::Ordered, BenchError> {
     stream
         .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-            filter_subject: chat_protocol::subjects::room_all(room),
             deliver_policy: deliver,
             ..Default::default()
         })

@@ -111,7 +111,9 @@ impl Feed {
         let mut backoff = Duration::from_millis(100);
         loop {
             let config = OrderedConfig {
-                filter_subject: subjects::room_all(&self.room),
+                // No filter: the room stream holds only the room's subjects, and an
+                // unfiltered consumer is cheaper for the server to deliver from.
+                filter_subject: String::new(),
                 deliver_policy: DeliverPolicy::ByStartSequence {
                     start_sequence: last + 1,
                 },

@@ -262,7 +262,7 @@ async fn raw_jetstream_side(stage: &Stage) -> Result<Outcome, BenchError> {
                 .get_stream(stream.cached_info().config.name.clone())
                 .await
                 .map_err(BenchError::nats)?;
-            let mut messages = setup::raw_room_feed(&stream, &room, DeliverPolicy::New).await?;
+            let mut messages = setup::raw_room_feed(&stream, DeliverPolicy::New).await?;
             let tally = tally.clone();
             receivers.push(tokio::spawn(async move {
                 while let Some(Ok(message)) = messages.next().await {

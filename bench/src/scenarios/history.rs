@@ -63,7 +63,7 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         .map_err(BenchError::nats)?;
     let stored = stream.cached_info().state.messages;
     let started = Instant::now();
-    let mut messages = setup::raw_room_feed(&stream, &room, DeliverPolicy::All).await?;
+    let mut messages = setup::raw_room_feed(&stream, DeliverPolicy::All).await?;
     let mut read = 0u64;
     while read < stored {
         match tokio::time::timeout(PATIENCE, messages.next()).await {

@@ -191,7 +191,7 @@ async fn echo(
         .get_stream(streams::stream_name(room))
         .await
         .map_err(BenchError::nats)?;
-    let mut messages = setup::raw_room_feed(&stream, room, DeliverPolicy::New).await?;
+    let mut messages = setup::raw_room_feed(&stream, DeliverPolicy::New).await?;
     Ok(tokio::spawn(async move {
         while let Some(Ok(_)) = messages.next().await {}
     }))
