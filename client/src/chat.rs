@@ -272,13 +272,13 @@ impl Chat {
             return;
         }
         let caught_up = async {
-            let mut stream = self
+            let stream = self
                 .inner
                 .js
                 .get_stream(streams::stream_name(room))
                 .await
                 .ok()?;
-            let last = stream.info().await.ok()?.state.last_sequence;
+            let last = stream.cached_info().state.last_sequence;
             shown.wait_for(|s| s.is_some_and(|s| s >= last)).await.ok()
         };
         if tokio::time::timeout(CLOSE_CATCH_UP, caught_up)

@@ -51,10 +51,11 @@ impl Feed {
     /// Runs the feed until the task is aborted (on leave) or the UI goes away.
     ///
     /// `welcome` is sent once the stream's last sequence is known, so that anything
-    /// published after the user saw it is certain to be shown live.
+    /// published after the user saw it is certain to be shown live. Opening the
+    /// stream reads its info, which holds that sequence: one request, not two.
     pub async fn run(mut self, welcome: Event) {
         let stream = self.open_stream().await;
-        let last = self.last_sequence(&stream).await;
+        let last = stream.cached_info().state.last_sequence;
         if self.events.send(welcome).await.is_err() || !self.replay(&stream, last).await {
             return;
         }
@@ -69,18 +70,6 @@ impl Feed {
             match self.js.get_stream(&name).await {
                 Ok(stream) => return stream,
                 Err(err) => tracing::warn!(room = %self.room, "cannot open stream {name}: {err}"),
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-
-    async fn last_sequence(&self, stream: &Stream) -> u64 {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match stream.get_info().await {
-                Ok(info) => return info.state.last_sequence,
-                Err(err) => tracing::warn!(room = %self.room, "cannot read stream info: {err}"),
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);

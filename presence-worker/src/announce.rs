@@ -1,18 +1,28 @@
 //! Exactly-once `joined` / `left` events: a transactional outbox with compare-and-set.
 //!
-//! The internal bucket [`chat_protocol::streams::PRESENCE_USERS_BUCKET`] holds per `<room>.<user>` what has been
-//! announced ([`AnnouncedState`]). [`Announcer::reconcile`] brings it in line with the
-//! sessions bucket:
+//! The internal bucket [`chat_protocol::streams::PRESENCE_USERS_BUCKET`] holds per
+//! `<room>.<user>` what has been announced ([`AnnouncedState`]).
+//! [`Announcer::reconcile`] brings it in line with the sessions bucket:
 //!
 //! 1. read the entry (revision `r`); if it holds a pending event, publish it (with its
 //!    id as `Nats-Msg-Id`, so a repeat is dropped by the stream), clear it by CAS, and
 //!    start over;
-//! 2. list the user's live sessions: online iff there is at least one;
+//! 2. find out whether the user has a live session, knowing the sessions bucket at
+//!    least up to the write that prompted the call (a join, leave, rejoin or expiry
+//!    marker) and up to what the entry's decision knew (`listed_through`);
 //! 3. if that matches what was announced, still write the entry back expecting `r`
 //!    (a "touch"): a concurrent reconcile that decided from an older listing then
 //!    fails its CAS and looks again, so no stale decision can win;
 //! 4. otherwise CAS-write `{online: new, pending: event}` expecting `r` (losing means
 //!    another worker is on it: start over), publish the event, CAS-clear it.
+//!
+//! Every write of the entry records in `listed_through` how far its decision knew the
+//! sessions bucket, and the next decision, whichever worker makes it, knows at least
+//! that much: decisions never go back in time. Step 2 is therefore answered by the
+//! worker's in-memory view of the bucket (`view`) once it has applied that far,
+//! without a round trip; only when it lags (starting, rebuilding) does the worker list
+//! the user's sessions from the server through a short-lived consumer, which knows
+//! every write acknowledged before it was created.
 //!
 //! Any number of workers may run this for the same user at once; a worker killed
 //! between the steps leaves a pending event that the next reconcile publishes with the
@@ -32,9 +42,7 @@ use async_nats::jetstream::{
     message::PublishMessage,
 };
 use chat_protocol::body::{rfc3339, AnnouncedState, Reason, SystemEvent, SystemKind, VERSION};
-use chat_protocol::streams::{
-    presence_filter, presence_users_bucket_config, presence_users_key, stream_name,
-};
+use chat_protocol::streams::{presence_users_bucket_config, presence_users_key, stream_name};
 use chat_protocol::{subjects, RoomName, UserName};
 use chrono::Utc;
 use futures::StreamExt;
@@ -128,11 +136,15 @@ impl Announcer {
 
     /// Brings what was announced for `user` in `room` in line with their sessions;
     /// `reason` is what a resulting `left` says (a `joined` always says `join`).
+    /// `written` is the sessions bucket's sequence of the write that prompted the call
+    /// (a join, leave, rejoin or expiry marker): the decision knows at least that
+    /// write. `None`: every write acknowledged before the call.
     pub async fn reconcile(
         &self,
         room: &RoomName,
         user: &UserName,
         reason: Reason,
+        written: Option<u64>,
     ) -> Result<Reconciled, ReconcileError> {
         let key = presence_users_key(room, user);
         loop {
@@ -140,21 +152,23 @@ impl Announcer {
             if let Some(event) = &state.pending {
                 self.finish(event).await?;
                 let cleared = AnnouncedState {
-                    online: state.online,
                     pending: None,
+                    ..state.clone()
                 };
                 self.cas(&key, &cleared, revision).await?;
                 continue;
             }
-            // The decision reads only this user's sessions, consistently; the count
-            // that goes with it (shown, never decided on) comes from the room's cheap
-            // snapshot, made to agree with the decision. Listing the whole room
-            // consistently made every join cost O(room size) consumer deliveries.
-            let online = !self
+            // The decision reads only this user's sessions, knowing at least the
+            // prompting write and whatever the previous decision knew (whichever
+            // worker made it), so that decisions never go back in time; usually from
+            // the in-memory view. The count that goes with it (shown, never decided
+            // on) comes from the view too, made to agree with the decision.
+            let listing = self
                 .sessions
-                .live(&presence_filter(room, Some(user)))
-                .await?
-                .is_empty();
+                .user_online(room, user, required(&state, revision, written))
+                .await?;
+            self.stats.listing(listing.from_view);
+            let online = listing.online;
             let mut users = self.sessions.users_snapshot(room).await?;
             match (online, users.binary_search(user)) {
                 (true, Err(at)) => users.insert(at, user.clone()),
@@ -164,7 +178,11 @@ impl Announcer {
                 _ => {}
             }
             if online == state.online {
-                if self.cas(&key, &state, revision).await?.is_some() {
+                let touched = AnnouncedState {
+                    listed_through: Some(listing.through),
+                    ..state
+                };
+                if self.cas(&key, &touched, revision).await?.is_some() {
                     return Ok(Reconciled { users, event: None });
                 }
                 continue;
@@ -190,6 +208,7 @@ impl Announcer {
             let claimed = AnnouncedState {
                 online,
                 pending: Some(event.clone()),
+                listed_through: Some(listing.through),
             };
             let Some(revision) = self.cas(&key, &claimed, revision).await? else {
                 continue;
@@ -201,8 +220,8 @@ impl Announcer {
                 users = event.users, id = %event.id, "announced"
             );
             let done = AnnouncedState {
-                online,
                 pending: None,
+                ..claimed
             };
             // Losing this race is fine: whoever changed the entry saw the event.
             self.cas(&key, &done, revision).await?;
@@ -358,6 +377,19 @@ async fn holds_id(
     }
 }
 
+/// How far (a stream sequence of the sessions bucket) a decision about a user must
+/// know the sessions; `None`: every write acknowledged so far. That is the prompting
+/// write (`written`) and what the decision recorded in `state` knew; a state written
+/// before `listed_through` existed requires everything. A state never written
+/// (`revision` 0) requires nothing more than the prompting write: no decision was made
+/// yet, and the first one is made by creating the entry, which only one worker can do.
+fn required(state: &AnnouncedState, revision: u64, written: Option<u64>) -> Option<u64> {
+    if revision == 0 {
+        return written;
+    }
+    Some(state.listed_through?.max(written?))
+}
+
 fn retryable(err: &PublishError) -> bool {
     matches!(
         err.kind(),
@@ -366,4 +398,31 @@ fn retryable(err: &PublishError) -> bool {
             | PublishErrorKind::StreamNotFound
             | PublishErrorKind::MaxAckPending
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(listed_through: Option<u64>) -> AnnouncedState {
+        AnnouncedState {
+            online: true,
+            pending: None,
+            listed_through,
+        }
+    }
+
+    #[test]
+    fn a_decision_knows_the_prompting_write_and_what_the_last_one_knew() {
+        // Never decided: the prompting write is enough.
+        assert_eq!(required(&AnnouncedState::default(), 0, Some(7)), Some(7));
+        assert_eq!(required(&AnnouncedState::default(), 0, None), None);
+        // Decided before: never less than that decision knew.
+        assert_eq!(required(&state(Some(9)), 3, Some(7)), Some(9));
+        assert_eq!(required(&state(Some(5)), 3, Some(7)), Some(7));
+        // No prompting write (the start-up sweep), or a state from before the
+        // record: everything written so far.
+        assert_eq!(required(&state(Some(9)), 3, None), None);
+        assert_eq!(required(&state(None), 3, Some(7)), None);
+    }
 }

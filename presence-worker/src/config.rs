@@ -28,8 +28,8 @@ pub struct Config {
     pub ack_wait: Duration,
     /// Requests handled at once by one instance; more wait (in NATS, not in memory).
     pub max_concurrent_requests: usize,
-    /// Consumer-based listings (who is online, before announcing a transition) run at
-    /// once by one instance. Each uses a short-lived consumer, and the server caps a
+    /// Consumer-based listings (the start-up sweep, and a joined/left decision while the
+    /// in-memory view lags) run at once by one instance. Each uses a short-lived consumer, and the server caps a
     /// stream's consumers (1000 by default), so this stays well below that divided by
     /// the number of instances.
     pub max_concurrent_listings: usize,

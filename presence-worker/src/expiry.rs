@@ -115,9 +115,10 @@ async fn handle(ctx: &Ctx, message: async_nats::jetstream::Message) {
                     ctx.stats.expiry();
                     tracing::info!(%room, %user, %session, reason = "timeout", "session expired");
                 }
+                let written = message.info().ok().map(|info| info.stream_sequence);
                 if let Err(err) = ctx
                     .announcer
-                    .reconcile(&room, &user, removal.reason())
+                    .reconcile(&room, &user, removal.reason(), written)
                     .await
                 {
                     tracing::warn!(%room, %user, %err, "cannot announce a removal yet; will retry");
@@ -167,7 +168,11 @@ pub(crate) async fn sweep(ctx: &Ctx) -> Result<usize, ListError> {
         if state.pending.is_none() && state.online == has_session {
             continue;
         }
-        match ctx.announcer.reconcile(&room, &user, Reason::Timeout).await {
+        match ctx
+            .announcer
+            .reconcile(&room, &user, Reason::Timeout, None)
+            .await
+        {
             Ok(_) => reconciled += 1,
             Err(err) => tracing::warn!(%room, %user, %err, "sweep: cannot reconcile"),
         }

@@ -21,7 +21,7 @@
 //! - [`rooms`]: room streams, created on first join; the rooms summary.
 //! - [`listing`]: the latest entry of each key matching a filter.
 //! - `view`: who is online, in memory, fed by a KV watch: what `/users` and the
-//!   counts in replies show.
+//!   counts in replies show, and what joined/left decisions read once it has caught up.
 //! - [`stats`]: counters shown in `$SRV.STATS`.
 
 pub mod announce;

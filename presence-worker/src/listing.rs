@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// NATS KV's operation header (async-nats keeps its name private).
-const KV_OPERATION: &str = "KV-Operation";
+pub(crate) const KV_OPERATION: &str = "KV-Operation";
 
 /// JetStream's direct-get API (ADR-31), followed by the stream name.
 const DIRECT_GET: &str = "$JS.API.DIRECT.GET.";

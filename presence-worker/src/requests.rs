@@ -120,8 +120,11 @@ async fn presence(
     match request.action {
         PresenceAction::Join => {
             ctx.rooms.ensure(room).await?;
-            ctx.sessions.join(room, user, &session).await?;
-            let done = ctx.announcer.reconcile(room, user, Reason::Join).await?;
+            let written = ctx.sessions.join(room, user, &session).await?;
+            let done = ctx
+                .announcer
+                .reconcile(room, user, Reason::Join, Some(written))
+                .await?;
             ctx.stats.join();
             tracing::info!(%room, %user, %session, reason = "join", users = done.users.len(), "session joined");
             let n = done.users.len();
@@ -135,12 +138,15 @@ async fn presence(
                 let n = ctx.sessions.users_snapshot(room).await?.len();
                 Ok(reply(n, String::new(), false))
             }
-            Heartbeat::Rejoined => {
+            Heartbeat::Rejoined(written) => {
                 // If the expiry was not announced yet (its marker still queued), the
                 // user never stopped being announced online: the reply says
                 // `rejoined`, and no left/joined pair is written.
                 ctx.rooms.ensure(room).await?;
-                let done = ctx.announcer.reconcile(room, user, Reason::Join).await?;
+                let done = ctx
+                    .announcer
+                    .reconcile(room, user, Reason::Join, Some(written))
+                    .await?;
                 ctx.stats.heartbeat(true);
                 tracing::info!(%room, %user, %session, reason = "rejoin", users = done.users.len(), "expired session registered again");
                 let n = done.users.len();
@@ -148,8 +154,11 @@ async fn presence(
             }
         },
         PresenceAction::Leave => {
-            ctx.sessions.leave(room, user, &session).await?;
-            let done = ctx.announcer.reconcile(room, user, Reason::Leave).await?;
+            let written = ctx.sessions.leave(room, user, &session).await?;
+            let done = ctx
+                .announcer
+                .reconcile(room, user, Reason::Leave, Some(written))
+                .await?;
             ctx.stats.leave();
             tracing::info!(%room, %user, %session, reason = "leave", users = done.users.len(), "session left");
             Ok(reply(done.users.len(), String::new(), false))

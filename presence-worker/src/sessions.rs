@@ -18,6 +18,11 @@ use chrono::Utc;
 use crate::listing::{self, Latest, ListError, Lister};
 use crate::view::OnlineView;
 
+/// How long a joined/left decision waits for the in-memory view to apply the write
+/// it must know about before listing the user's sessions from the server instead.
+/// The view is usually there within a millisecond; a miss costs a listing consumer.
+const DECISION_PATIENCE: Duration = Duration::from_millis(500);
+
 /// How long `/users` waits for the in-memory view to apply the latest write before
 /// reading from the server instead (the latest message may be gone, e.g. an expired
 /// marker, so the view can never reach it).
@@ -45,8 +50,20 @@ pub enum SessionError {
 pub enum Heartbeat {
     /// The session was alive; its TTL starts again.
     Refreshed,
-    /// The session had expired (or never existed) and was registered again.
-    Rejoined,
+    /// The session had expired (or never existed) and was registered again, by the
+    /// write at this sequence of the bucket's stream.
+    Rejoined(u64),
+}
+
+/// Whether a user has a session in a room, and as of when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UserListing {
+    /// At least one live session.
+    pub online: bool,
+    /// Every write to the bucket up to this stream sequence is reflected.
+    pub through: u64,
+    /// Whether the in-memory view answered (else a listing consumer on the server).
+    pub from_view: bool,
 }
 
 /// A live session, as listed from the bucket.
@@ -108,12 +125,13 @@ impl Sessions {
         &self.store.prefix
     }
 
+    /// Writes a session's record with the TTL; returns the write's stream sequence.
     async fn write(
         &self,
         key: &str,
         record: &PresenceRecord,
         expect_revision: Option<u64>,
-    ) -> Result<(), jetstream::context::PublishError> {
+    ) -> Result<u64, jetstream::context::PublishError> {
         let payload = serde_json::to_vec(record).map_err(|e| {
             jetstream::context::PublishError::with_source(PublishErrorKind::Other, e)
         })?;
@@ -123,6 +141,15 @@ impl Sessions {
         if let Some(revision) = expect_revision {
             message = message.expected_last_subject_sequence(revision);
         }
+        self.publish(key, message).await
+    }
+
+    /// Publishes to `key`'s subject; returns the stream sequence of the write.
+    async fn publish(
+        &self,
+        key: &str,
+        message: PublishMessage,
+    ) -> Result<u64, jetstream::context::PublishError> {
         let subject = format!(
             "{}{key}",
             self.store
@@ -130,17 +157,22 @@ impl Sessions {
                 .as_deref()
                 .unwrap_or(&self.store.prefix)
         );
-        self.js.send_publish(subject, message).await?.await?;
-        Ok(())
+        Ok(self
+            .js
+            .send_publish(subject, message)
+            .await?
+            .await?
+            .sequence)
     }
 
-    /// Registers a session (again): its key is written with the TTL.
+    /// Registers a session (again): its key is written with the TTL. Returns the
+    /// write's stream sequence (what a decision about the user must know).
     pub async fn join(
         &self,
         room: &RoomName,
         user: &UserName,
         session: &SessionId,
-    ) -> Result<(), SessionError> {
+    ) -> Result<u64, SessionError> {
         let now = Utc::now();
         let record = PresenceRecord {
             room: room.clone(),
@@ -149,9 +181,9 @@ impl Sessions {
             joined_at: now,
             last_seen: now,
         };
-        self.write(&presence_key(room, user, session), &record, None)
-            .await?;
-        Ok(())
+        Ok(self
+            .write(&presence_key(room, user, session), &record, None)
+            .await?)
     }
 
     /// Keeps a session alive, or registers it again if it had expired.
@@ -180,27 +212,78 @@ impl Sessions {
                     last_seen: now,
                 };
                 match self.write(&key, &record, Some(entry.revision)).await {
-                    Ok(()) => return Ok(Heartbeat::Refreshed),
+                    Ok(_) => return Ok(Heartbeat::Refreshed),
                     Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {}
                     Err(e) => return Err(e.into()),
                 }
             }
         }
-        self.join(room, user, session).await?;
-        Ok(Heartbeat::Rejoined)
+        Ok(Heartbeat::Rejoined(self.join(room, user, session).await?))
     }
 
-    /// Removes a session. The purge marker itself expires after the marker TTL.
+    /// Removes a session: what `kv::Store::purge_with_ttl` writes (the purge marker
+    /// itself expires after the marker TTL), keeping the write's stream sequence.
     pub async fn leave(
         &self,
         room: &RoomName,
         user: &UserName,
         session: &SessionId,
-    ) -> Result<(), SessionError> {
-        self.store
-            .purge_with_ttl(presence_key(room, user, session), self.marker_ttl)
-            .await?;
-        Ok(())
+    ) -> Result<u64, SessionError> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(listing::KV_OPERATION, "PURGE");
+        headers.insert(async_nats::header::NATS_ROLLUP, "sub");
+        let message = PublishMessage::build()
+            .headers(headers)
+            .ttl(self.marker_ttl);
+        Ok(self
+            .publish(&presence_key(room, user, session), message)
+            .await?)
+    }
+
+    /// The bucket stream's last sequence, as the server has it now.
+    pub async fn last_sequence(&self) -> Result<u64, ListError> {
+        let info = self.store.stream.get_info().await;
+        let info =
+            info.map_err(|e| ListError::Messages(format!("cannot read the bucket's state: {e}")))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Whether `user` has a live session in `room`, knowing every write to the bucket
+    /// up to `through` (`None`: every write acknowledged before the call). From the
+    /// in-memory view once it has applied that far, else listed from the server
+    /// through a consumer.
+    pub async fn user_online(
+        &self,
+        room: &RoomName,
+        user: &UserName,
+        through: Option<u64>,
+    ) -> Result<UserListing, ListError> {
+        let through = match through {
+            Some(through) => through,
+            None => self.last_sequence().await?,
+        };
+        if let Some((online, through)) = self
+            .view
+            .user_online_after(room, user, through, DECISION_PATIENCE)
+            .await
+        {
+            return Ok(UserListing {
+                online,
+                through,
+                from_view: true,
+            });
+        }
+        // The consumer is created after this read, so it knows at least this far.
+        let through = self.last_sequence().await?;
+        let online = !self
+            .live(&presence_filter(room, Some(user)))
+            .await?
+            .is_empty();
+        Ok(UserListing {
+            online,
+            through,
+            from_view: false,
+        })
     }
 
     /// Every live session matching a key filter (see [`presence_filter`]), consistent

@@ -44,6 +44,8 @@ pub struct Stats {
     expiries: AtomicU64,
     joined_events: AtomicU64,
     left_events: AtomicU64,
+    view_decisions: AtomicU64,
+    server_decisions: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -83,6 +85,15 @@ impl Stats {
             SystemKind::Left => &self.left_events,
         });
     }
+    /// A joined/left decision read the user's sessions from the in-memory view, or
+    /// (when the view had not caught up) from the server through a consumer.
+    pub(crate) fn listing(&self, from_view: bool) {
+        bump(if from_view {
+            &self.view_decisions
+        } else {
+            &self.server_decisions
+        });
+    }
 
     /// The `data` object of an endpoint's stats, by endpoint name.
     pub fn data(&self, endpoint: &str) -> Value {
@@ -96,6 +107,8 @@ impl Stats {
                 "expiries": get(&self.expiries),
                 "joined_events": get(&self.joined_events),
                 "left_events": get(&self.left_events),
+                "view_decisions": get(&self.view_decisions),
+                "server_decisions": get(&self.server_decisions),
             }),
             "users" => json!({ "failures": get(&self.users_failures) }),
             "rooms" => json!({ "failures": get(&self.rooms_failures) }),

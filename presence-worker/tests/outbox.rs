@@ -52,6 +52,7 @@ async fn crash_during_leave(server: &test_support::NatsServer, published: bool) 
     let claimed = AnnouncedState {
         online: false,
         pending: Some(event.clone()),
+        listed_through: None,
     };
     announced
         .update(&key, serde_json::to_vec(&claimed).unwrap().into(), revision)

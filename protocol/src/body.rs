@@ -455,6 +455,13 @@ pub struct AnnouncedState {
     /// An event claimed but maybe not yet stored in the room stream.
     #[serde(default)]
     pub pending: Option<SystemEvent>,
+    /// The sequence of [`crate::streams::PRESENCE_BUCKET`]'s stream up to which the
+    /// sessions were known when `online` was decided. The next decision about this
+    /// user must know the sessions at least that far, so decisions never go back in
+    /// time, whichever worker makes them. `None` in states written before it existed:
+    /// the next decision then reads the sessions as of now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed_through: Option<u64>,
 }
 
 /// Body of a request on `chat.history.<room>`; every field is optional.
@@ -678,6 +685,7 @@ mod tests {
                 users: 1,
                 ts: None,
             }),
+            listed_through: Some(42),
         };
         let bytes = serde_json::to_vec(&state).unwrap();
         assert_eq!(
