@@ -30,9 +30,10 @@
 //!   and the `next` cursor moves past it.
 //! - A page stays under [`Config::max_page_bytes`] as serialized, envelope included,
 //!   whatever the message sizes (it always holds at least one message when one is left).
-//! - Forward pages (the full replay) are one JetStream batch direct get each: nothing
-//!   is created on the server and the stream is not looked up first (nobody answering
-//!   means the room does not exist). Backward pages read through short-lived consumers.
+//! - A forward page (the full replay) is one pull consumer and one fetch, without a
+//!   stream lookup first (a missing stream shows when the consumer is created); the
+//!   consumer is deleted in the background. Backward pages read windows through
+//!   short-lived ordered consumers.
 //! - Each stored body is decoded once, to check it, and spliced into the page verbatim
 //!   (a `RawValue`): nothing is re-encoded.
 

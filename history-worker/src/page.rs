@@ -121,11 +121,10 @@ impl Query {
 
 /// Serves one request: the page asked for on `subject` with `body`, within `config`.
 ///
-/// Forward pages (the full replay) are one batch direct get: no stream lookup and
-/// nothing created on the server. A direct get that nobody answers means the room
-/// does not exist, or (a stream created by some other tool) does not allow direct
-/// gets, which is told apart by looking the stream up and then read with a consumer.
-/// Backward pages read windows through consumers ([`reading::read_backward`]).
+/// Forward pages (the full replay) are one consumer and one fetch
+/// ([`reading::fetch_forward`]), without looking the stream up first: a missing
+/// stream shows when the consumer is created. Backward pages read windows through
+/// consumers ([`reading::read_backward`]).
 pub async fn serve(
     js: &jetstream::Context,
     config: &Config,
@@ -140,15 +139,17 @@ pub async fn serve(
     let read = match query.direction {
         Direction::Forward { after } => {
             let from = after.saturating_add(1);
-            let name = streams::stream_name(&query.room);
-            let client = js.client();
+            let stream = js
+                .get_stream_no_info(streams::stream_name(&query.room))
+                .await
+                .map_err(|source| PageError::Lookup {
+                    room: query.room.clone(),
+                    source,
+                })?;
             let filter =
                 (query.filter != subjects::room_all(&query.room)).then_some(query.filter.as_str());
-            match reading::read_forward_direct(&client, &name, filter, from, limits).await {
-                Err(ReadError::NoDirect) => {
-                    let stream = open(js, &query.room).await?;
-                    reading::read_forward(&stream, &query.filter, from, u64::MAX, limits).await
-                }
+            match reading::fetch_forward(&stream, filter, from, limits).await {
+                Err(ReadError::NoStream) => return Err(PageError::NoRoom(query.room)),
                 read => read,
             }
         }

@@ -245,22 +245,3 @@ async fn pages_stay_under_the_byte_bound_with_large_messages() {
         assert_eq!(seen, stored);
     }
 }
-
-#[tokio::test]
-async fn forward_pages_work_on_a_stream_without_direct_gets() {
-    // A room stream created by some other tool, with direct gets off: nobody answers
-    // the worker's direct get, the stream exists, so it reads through a consumer.
-    let s = setup(Config::default()).await;
-    let general = room("general");
-    let mut config = chat_protocol::streams::room_stream_config(
-        &general,
-        &chat_protocol::streams::RoomStreamSettings::default(),
-    );
-    config.allow_direct = false;
-    s.js.create_stream(config).await.unwrap();
-    let alice = user("alice");
-    let stored = store(&s.js, &general, chats(&[&alice], 25)).await;
-    let (entries, sizes) = all_pages(&s.client, &general, forward(10), true).await;
-    assert_eq!(seqs(&entries), stored);
-    assert_eq!(sizes, vec![10, 10, 5]);
-}

@@ -11,17 +11,19 @@
 //! looked at. Each scan's consumer is deleted when the scan ends, so reads leave
 //! nothing behind on the server.
 //!
-//! Forward reads have a cheaper way too: [`read_forward_direct`] asks JetStream's batch
-//! direct get (ADR-31, nats-server 2.11 and later) for the whole range in one request,
-//! without creating anything on the server. It needs `allow_direct` on the stream
-//! (room streams have it) and answers "no responders" when the stream does not exist.
+//! A page forwards has a cheaper way: [`fetch_forward`] reads it with one plain pull
+//! consumer and one fetch, without looking the stream up first. (JetStream's batch
+//! direct get was measured too, and costs the server about twice as much per message
+//! as a consumer delivery for messages stored with headers, as chat messages are: the
+//! server rebuilds each message's headers six times to add its own.)
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull, Consumer, DeliverPolicy};
+use async_nats::jetstream::consumer::{pull, AckPolicy, Consumer, DeliverPolicy};
+use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::stream::Stream;
-use async_nats::HeaderMap;
+use async_nats::jetstream::ErrorCode;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -62,13 +64,9 @@ pub enum ReadError {
     /// Nothing arrived in time.
     #[error("no message arrived within {READ_TIMEOUT:?}")]
     Timeout,
-    /// Nobody answers direct gets on the stream: it does not exist, or it does not
-    /// allow direct gets.
-    #[error("no responders for direct gets (no such stream, or allow_direct is off)")]
-    NoDirect,
-    /// A direct get was refused or answered something unexpected.
-    #[error("direct get failed: {0}")]
-    Direct(String),
+    /// The stream does not exist.
+    #[error("no such stream")]
+    NoStream,
 }
 
 /// Bounds of a read.
@@ -267,50 +265,23 @@ pub async fn read_backward(
     done(newest_first, more)
 }
 
-/// JetStream's direct-get API (ADR-31); the stream name follows.
-pub const DIRECT_GET_PREFIX: &str = "$JS.API.DIRECT.GET.";
+/// How long a [`fetch_forward`] consumer outlives a worker that died while using it.
+const FETCH_CONSUMER_IDLE: Duration = Duration::from_secs(30);
 
-/// The header of a batch direct get saying how many matching messages follow the one
-/// it is on (async-nats has no constant for it).
-const NUM_PENDING: &str = "Nats-Num-Pending";
-
-/// Statuses of a batch direct get's replies.
-const END_OF_BATCH: u16 = 204;
-const NOT_FOUND: u16 = 404;
-const NO_RESPONDERS: u16 = 503;
-
-/// The subject answering direct gets on `stream`.
-pub fn direct_get_subject(stream: &str) -> String {
-    format!("{DIRECT_GET_PREFIX}{stream}")
-}
-
-/// The body of a batch direct get: `batch` messages matching `next_by_subj` from
-/// sequence `seq` on, the server stopping once it has sent `max_bytes`.
-#[derive(serde::Serialize)]
-struct BatchRequest<'a> {
-    seq: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_by_subj: Option<&'a str>,
-    batch: usize,
-    max_bytes: usize,
-}
-
-/// Like [`read_forward`] through the end of the stream, but in one batch direct get
-/// on `stream` (its name) instead of a consumer: messages matching `filter` (every
-/// message of the stream when `None`, which spares the server matching subjects and
-/// counting what matches) with `seq >= from`, oldest first, within `limits`, and
-/// whether more matching messages remain.
+/// Like [`read_forward`] through the end of the stream, with one plain pull consumer
+/// and one fetch: messages matching `filter` (every message of the stream when
+/// `None`) with `seq >= from`, oldest first, within `limits`, and whether more remain.
 ///
-/// The server answers with the messages, each carrying its sequence, subject and time
-/// in headers, then an end-of-batch status saying how many matching messages remain
-/// (or "not found" when none matches at all). It stops once it has sent
-/// `limits.bytes`, counting subjects and stored headers too (a tighter bound than
-/// [`read_forward`]'s payload bytes), and including the message that crosses the
-/// bound; the reader then drops what exceeds the payload bound. A stream
-/// that does not exist, or does not allow direct gets, is [`ReadError::NoDirect`].
-pub async fn read_forward_direct(
-    client: &async_nats::Client,
-    stream: &str,
+/// Made for pages read one request at a time: the stream is not looked up (a
+/// [`Stream`] from `get_stream_no_info` will do; a missing stream is
+/// [`ReadError::NoStream`]), the consumer keeps no acks and its state in memory, the
+/// server sends the whole page in answer to one pull (bounded by `limits.bytes`,
+/// counting subjects and headers too, and always at least one message), and the
+/// consumer is deleted in the background once the page is read. `None` rather than
+/// a filter that matches the whole stream spares the server counting what matches
+/// when it creates the consumer.
+pub async fn fetch_forward<I: Clone + Send + Sync + 'static>(
+    stream: &Stream<I>,
     filter: Option<&str>,
     from: u64,
     limits: Limits,
@@ -318,87 +289,80 @@ pub async fn read_forward_direct(
     if limits.messages == 0 {
         return Ok((Vec::new(), false));
     }
-    let request = BatchRequest {
-        seq: from.max(1),
-        next_by_subj: filter,
-        batch: limits.messages,
-        max_bytes: limits.bytes.max(1),
+    let consumer = stream
+        .create_consumer(pull::Config {
+            filter_subject: filter.unwrap_or_default().to_string(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from.max(1),
+            },
+            ack_policy: AckPolicy::None,
+            memory_storage: true,
+            num_replicas: 1,
+            inactive_threshold: FETCH_CONSUMER_IDLE,
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| match error.kind() {
+            ConsumerErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+                ReadError::NoStream
+            }
+            _ => ReadError::Consumer(error),
+        })?;
+    let name = consumer.cached_info().name.clone();
+    let pending = usize::try_from(consumer.cached_info().num_pending).unwrap_or(usize::MAX);
+    let result = if pending == 0 {
+        Ok((Vec::new(), false))
+    } else {
+        fetch(&consumer, limits.messages.min(pending), limits.bytes).await
     };
-    let body = serde_json::to_vec(&request).map_err(|e| ReadError::Direct(e.to_string()))?;
-    let inbox = client.new_inbox();
-    let failed = |e: &dyn std::fmt::Display| ReadError::Direct(e.to_string());
-    let mut replies = client
-        .subscribe(inbox.clone())
+    let stream = stream.clone();
+    tokio::spawn(async move {
+        if let Err(error) = stream.delete_consumer(&name).await {
+            tracing::debug!(%error, consumer = %name, "cannot delete a fetching consumer");
+        }
+    });
+    result
+}
+
+/// The fetch of [`fetch_forward`]: up to `messages` messages and `bytes` bytes.
+async fn fetch(
+    consumer: &Consumer<pull::Config>,
+    messages: usize,
+    bytes: usize,
+) -> Result<(Vec<StoredMessage>, bool), ReadError> {
+    let mut batch = consumer
+        .fetch()
+        .max_messages(messages)
+        .max_bytes(bytes)
+        .messages()
         .await
-        .map_err(|e| failed(&e))?;
-    client
-        .publish_with_reply(direct_get_subject(stream), inbox, body.into())
-        .await
-        .map_err(|e| failed(&e))?;
-    let mut out: Vec<StoredMessage> = Vec::new();
-    let mut bytes = 0usize;
-    let mut trimmed = false;
+        .map_err(|e| ReadError::Messages(e.to_string()))?;
+    let mut out = Vec::with_capacity(messages);
     loop {
-        let message = tokio::time::timeout(READ_TIMEOUT, replies.next())
+        let next = tokio::time::timeout(READ_TIMEOUT, batch.next())
             .await
-            .map_err(|_| ReadError::Timeout)?
-            .ok_or_else(|| ReadError::Direct("subscription ended".into()))?;
-        match message.status.map(|s| s.as_u16()) {
-            None => {
-                let stored = stored_from_direct(message.headers.as_ref(), message.payload)?;
-                let size = stored.payload.len();
-                if trimmed || (!out.is_empty() && bytes + size > limits.bytes) {
-                    trimmed = true;
-                } else {
-                    bytes += size;
-                    out.push(stored);
-                }
-            }
-            Some(END_OF_BATCH) => {
-                let pending: u64 = number(message.headers.as_ref(), NUM_PENDING)?;
-                return Ok((out, trimmed || pending > 0));
-            }
-            Some(NOT_FOUND) if out.is_empty() => return Ok((out, false)),
-            Some(NO_RESPONDERS) => return Err(ReadError::NoDirect),
-            Some(status) => {
-                return Err(ReadError::Direct(format!(
-                    "status {status}: {}",
-                    message.description.unwrap_or_default()
-                )))
-            }
+            .map_err(|_| ReadError::Timeout)?;
+        let message = match next {
+            // The batch ended early: messages deleted since the consumer counted them.
+            None => return Ok((out, false)),
+            Some(Ok(message)) => message,
+            // The byte bound ended the batch.
+            Some(Err(_)) if !out.is_empty() => return Ok((out, true)),
+            Some(Err(error)) => return Err(ReadError::Messages(error.to_string())),
+        };
+        let info = message
+            .info()
+            .map_err(|e| ReadError::Messages(e.to_string()))?;
+        let (seq, left, published) = (info.stream_sequence, info.pending, info.published);
+        out.push(StoredMessage {
+            seq,
+            time: DateTime::from_timestamp(published.unix_timestamp(), published.nanosecond())
+                .unwrap_or_default(),
+            subject: message.subject.to_string(),
+            payload: message.payload.clone(),
+        });
+        if left == 0 || out.len() == messages {
+            return Ok((out, left > 0));
         }
     }
-}
-
-/// A message of a batch direct get, from its headers and payload.
-fn stored_from_direct(
-    headers: Option<&HeaderMap>,
-    payload: Bytes,
-) -> Result<StoredMessage, ReadError> {
-    let time = text(headers, "Nats-Time-Stamp")?;
-    let time = DateTime::parse_from_rfc3339(time)
-        .map_err(|_| ReadError::Direct(format!("bad Nats-Time-Stamp {time:?}")))?
-        .with_timezone(&Utc);
-    Ok(StoredMessage {
-        seq: number(headers, "Nats-Sequence")?,
-        time,
-        subject: text(headers, "Nats-Subject")?.to_string(),
-        payload,
-    })
-}
-
-/// A header of a direct get's reply.
-fn text<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Result<&'a str, ReadError> {
-    headers
-        .and_then(|h| h.get(name))
-        .map(|v| v.as_str())
-        .ok_or_else(|| ReadError::Direct(format!("a reply without {name}")))
-}
-
-/// A numeric header of a direct get's reply.
-fn number(headers: Option<&HeaderMap>, name: &str) -> Result<u64, ReadError> {
-    let value = text(headers, name)?;
-    value
-        .parse()
-        .map_err(|_| ReadError::Direct(format!("bad {name} {value:?}")))
 }

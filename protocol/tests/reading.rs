@@ -2,7 +2,7 @@
 //! the end, filters, and no consumer left behind.
 
 use async_nats::jetstream::{self, stream::Stream};
-use chat_protocol::reading::{read_backward, read_forward, read_forward_direct, Limits, ReadError};
+use chat_protocol::reading::{fetch_forward, read_backward, read_forward, Limits, ReadError};
 use chat_protocol::streams::{room_stream_config, RoomStreamSettings};
 use chat_protocol::{subjects, RoomName, UserName};
 use futures::TryStreamExt;
@@ -92,89 +92,85 @@ async fn reads_past_the_end_and_leave_no_consumer_behind() {
 }
 
 #[tokio::test]
-async fn direct_forward_reads_gaps_filters_bounds_and_the_end() {
+async fn fetched_pages_step_over_gaps_filter_bound_and_end_exactly() {
     let server = test_support::run_server();
-    let client = server.client().await;
-    let js = jetstream::new(client.clone());
+    let js = server.jetstream().await;
     let senders: Vec<&str> = (0..30)
         .map(|i| if i % 3 == 0 { "alice" } else { "bob" })
         .collect();
     let (stream, room) = room_with(&js, &senders).await;
+    // A handle without a stream lookup, as the history worker uses.
     let name = stream.cached_info().config.name.clone();
+    let handle = js.get_stream_no_info(&name).await.unwrap();
     let all = subjects::room_all(&room);
     let alice = subjects::room_message(&room, &UserName::new("alice").unwrap());
     // Deleted messages leave gaps that the read steps over.
     for seq in [2, 3, 11] {
         stream.delete_message(seq).await.unwrap();
     }
-    let (page, more) = read_forward_direct(&client, &name, None, 1, LIMITS)
-        .await
-        .unwrap();
+    let (page, more) = fetch_forward(&handle, None, 1, LIMITS).await.unwrap();
     assert_eq!(seqs(&page), [1, 4, 5, 6, 7, 8, 9, 10, 12, 13]);
     assert!(more);
     assert_eq!(page[0].subject, alice);
-    let filtered = read_forward_direct(&client, &name, Some(&all), 1, LIMITS)
-        .await
-        .unwrap();
-    assert_eq!(seqs(&filtered.0), seqs(&page));
-    assert!(filtered.1);
     assert_eq!(&page[0].payload[..], br#"{"text":"hi"}"#);
-    // A filter: alice sent 1, 4, 7, ... 28; more is exact at the end of the stream.
-    let (page, more) = read_forward_direct(&client, &name, Some(&alice), 5, LIMITS)
-        .await
-        .unwrap();
-    let alices: Vec<u64> = (7..=28).step_by(3).collect();
-    assert_eq!(seqs(&page), alices);
-    assert!(!more);
-    // The last page ends exactly at the end of the stream.
-    let (page, more) = read_forward_direct(&client, &name, None, 21, LIMITS)
-        .await
-        .unwrap();
-    assert_eq!(seqs(&page), (21..=30).collect::<Vec<_>>());
-    assert!(!more);
-    // An empty range: past the end, or nothing matching.
-    let (page, more) = read_forward_direct(&client, &name, None, 31, LIMITS)
-        .await
-        .unwrap();
-    assert!(page.is_empty() && !more);
-    let carol = subjects::room_message(&room, &UserName::new("carol").unwrap());
-    let (page, more) = read_forward_direct(&client, &name, Some(&carol), 1, LIMITS)
-        .await
-        .unwrap();
-    assert!(page.is_empty() && !more);
-    // The byte bound: the server stops once it has sent the bound, counting subjects
-    // (27 bytes for alice's, 25 for bob's) and payloads (13 bytes): 40 + 40 + 38.
-    let tight = Limits {
-        messages: 10,
-        bytes: 100,
-    };
-    let (page, more) = read_forward_direct(&client, &name, None, 1, tight)
-        .await
-        .unwrap();
-    assert_eq!(seqs(&page), [1, 4, 5]);
-    assert!(more);
-    // At least one message always comes back.
-    let tiny = Limits {
-        messages: 10,
-        bytes: 1,
-    };
-    let (page, more) = read_forward_direct(&client, &name, None, 29, tiny)
-        .await
-        .unwrap();
-    assert_eq!(seqs(&page), [29]);
-    assert!(more);
-    let (page, more) = read_forward_direct(&client, &name, None, 30, tiny)
-        .await
-        .unwrap();
-    assert_eq!(seqs(&page), [30]);
-    assert!(!more);
-    // Time stamps are the stream's.
-    let stored = stream.get_raw_message(30).await.unwrap();
+    let stored = stream.get_raw_message(1).await.unwrap();
     assert_eq!(
         page[0].time.timestamp_nanos_opt(),
         Some(stored.time.unix_timestamp_nanos() as i64)
     );
-    // No stream: nobody answers.
-    let missing = read_forward_direct(&client, "CHAT_nowhere", None, 1, LIMITS).await;
-    assert!(matches!(missing, Err(ReadError::NoDirect)), "{missing:?}");
+    // A filter matching everything reads the same.
+    let (same, more) = fetch_forward(&handle, Some(&all), 1, LIMITS).await.unwrap();
+    assert_eq!(seqs(&same), seqs(&page));
+    assert!(more);
+    // A filter: alice sent 1, 4, 7, ... 28; `more` is exact at the end of the stream.
+    let (page, more) = fetch_forward(&handle, Some(&alice), 5, LIMITS)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&page), (7..=28).step_by(3).collect::<Vec<_>>());
+    assert!(!more);
+    // A page ending exactly at the end of the stream.
+    let (page, more) = fetch_forward(&handle, None, 21, LIMITS).await.unwrap();
+    assert_eq!(seqs(&page), (21..=30).collect::<Vec<_>>());
+    assert!(!more);
+    // An empty range: past the end, or nothing matching.
+    let (page, more) = fetch_forward(&handle, None, 31, LIMITS).await.unwrap();
+    assert!(page.is_empty() && !more);
+    let carol = subjects::room_message(&room, &UserName::new("carol").unwrap());
+    let (page, more) = fetch_forward(&handle, Some(&carol), 1, LIMITS)
+        .await
+        .unwrap();
+    assert!(page.is_empty() && !more);
+    // The byte bound (the server counts subjects and headers too) cuts a page short,
+    // and paging on from its last message reads everything.
+    let tight = Limits {
+        messages: 10,
+        bytes: 400,
+    };
+    let mut read = Vec::new();
+    let mut from = 1;
+    loop {
+        let (page, more) = fetch_forward(&handle, None, from, tight).await.unwrap();
+        assert!(!page.is_empty() && page.len() < 10, "{}", page.len());
+        read.extend(seqs(&page));
+        if !more {
+            break;
+        }
+        from = read.last().unwrap() + 1;
+    }
+    let mut expected: Vec<u64> = (1..=30).collect();
+    expected.retain(|s| ![2, 3, 11].contains(s));
+    assert_eq!(read, expected);
+    // No stream.
+    let missing = js.get_stream_no_info("CHAT_nowhere").await.unwrap();
+    let error = fetch_forward(&missing, None, 1, LIMITS).await.unwrap_err();
+    assert!(matches!(error, ReadError::NoStream), "{error:?}");
+    // The consumers go away once their pages are read.
+    let gone = async {
+        while stream.get_info().await.unwrap().state.consumer_count > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), gone)
+        .await
+        .expect("no consumer left behind");
 }
