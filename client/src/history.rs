@@ -2,7 +2,8 @@
 //! forwards until the room is exhausted.
 //!
 //! Pages are shown as they arrive, so a room of any size replays in bounded memory.
-//! `#my_messages` merges the rooms by time holding at most one page per room.
+//! `#my_messages` merges the rooms by time holding at most two pages per room (the one
+//! being merged and the next, already asked for).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -181,7 +182,8 @@ impl Mine<'_> {
 }
 
 /// Shows `user`'s messages in every room of `rooms`, merged by time (a streaming
-/// merge: one page per room in memory), then a `history_end` event naming `current`.
+/// merge: at most two pages per room in memory), then a `history_end` event naming
+/// `current`.
 /// Returns how many were shown.
 pub(crate) async fn my_messages(
     client: &async_nats::Client,
