@@ -20,9 +20,9 @@
 //! sessions bucket, and the next decision, whichever worker makes it, knows at least
 //! that much: decisions never go back in time. Step 2 is therefore answered by the
 //! worker's in-memory view of the bucket (`view`) once it has applied that far,
-//! without a round trip; only when it lags (starting, rebuilding) does the worker list
-//! the user's sessions from the server through a short-lived consumer, which knows
-//! every write acknowledged before it was created.
+//! without a round trip; only when it lags (starting, rebuilding), and for the
+//! start-up sweep, does the worker list the user's sessions from the server through a
+//! short-lived consumer, which knows every write acknowledged before it was created.
 //!
 //! Any number of workers may run this for the same user at once; a worker killed
 //! between the steps leaves a pending event that the next reconcile publishes with the

@@ -249,29 +249,28 @@ impl Sessions {
     }
 
     /// Whether `user` has a live session in `room`, knowing every write to the bucket
-    /// up to `through` (`None`: every write acknowledged before the call). From the
-    /// in-memory view once it has applied that far, else listed from the server
-    /// through a consumer.
+    /// up to `through`: from the in-memory view once it has applied that far, else
+    /// listed from the server through a consumer. `None` (every write acknowledged
+    /// before the call: the start-up sweep, states from older workers) always lists
+    /// from the server: the bucket's last sequence may belong to a message that is
+    /// gone (an expired marker), which the view can never reach.
     pub async fn user_online(
         &self,
         room: &RoomName,
         user: &UserName,
         through: Option<u64>,
     ) -> Result<UserListing, ListError> {
-        let through = match through {
-            Some(through) => through,
-            None => self.last_sequence().await?,
-        };
-        if let Some((online, through)) = self
-            .view
-            .user_online_after(room, user, through, DECISION_PATIENCE)
-            .await
-        {
-            return Ok(UserListing {
-                online,
-                through,
-                from_view: true,
-            });
+        if let Some(through) = through {
+            let view = self
+                .view
+                .user_online_after(room, user, through, DECISION_PATIENCE);
+            if let Some((online, through)) = view.await {
+                return Ok(UserListing {
+                    online,
+                    through,
+                    from_view: true,
+                });
+            }
         }
         // The consumer is created after this read, so it knows at least this far.
         let through = self.last_sequence().await?;
