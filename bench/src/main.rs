@@ -6,10 +6,6 @@ use chat_bench::{options::Scenario, progress::Progress, scenarios, BenchError, S
 use chat_protocol::runtime::{self, exit, LogFormat};
 use clap::Parser;
 
-/// mimalloc, as in the chat's own binaries (the chat and raw sides share this process).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Measures the chat's real client and workers against raw NATS of the same shape, in
 /// one run, and prints a Markdown table (and, with --json, every figure as JSON).
 #[derive(Debug, Parser)]

@@ -10,10 +10,6 @@ use chat_protocol::runtime::{self, exit, LogFormat};
 use chat_protocol::{RoomName, UserName};
 use clap::Parser;
 
-/// mimalloc: every message allocates a little, and glibc's allocator showed in profiles.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Chat over NATS JetStream from a terminal (or a script, when stdin is not a terminal).
 #[derive(Debug, Parser)]
 #[command(version)]

@@ -171,18 +171,27 @@ async fn run(
     let mut flushes: Vec<oneshot::Sender<Vec<SendError>>> = Vec::new();
     let mut failed = Vec::new();
     let mut open = true;
+    let mut batch = Vec::new();
     while open || !inflight.is_empty() {
         tokio::select! {
             // Bounded: the JetStream context blocks new publishes while too many acks
-            // are unawaited, and the acks are only awaited in the other branch.
-            job = jobs.recv(), if open && inflight.len() < MAX_INFLIGHT => match job {
-                Some(Job::Send(out)) => {
-                    let first = publish(&js, &out).await;
-                    inflight.push(confirm(&js, policy, out, first));
+            // are unawaited, and the acks are only awaited in the other branch. Jobs
+            // are taken in batches, which frees their queue slots at once: a sender
+            // waiting in `send` is woken once per batch, not once per message.
+            taken = jobs.recv_many(&mut batch, MAX_INFLIGHT - inflight.len()),
+                if open && inflight.len() < MAX_INFLIGHT =>
+            {
+                open = taken > 0;
+                for job in batch.drain(..) {
+                    match job {
+                        Job::Send(out) => {
+                            let first = publish(&js, &out).await;
+                            inflight.push(confirm(&js, policy, out, first));
+                        }
+                        Job::Flush(tx) => flushes.push(tx),
+                    }
                 }
-                Some(Job::Flush(tx)) => flushes.push(tx),
-                None => open = false,
-            },
+            }
             Some((out, result)) = inflight.next(), if !inflight.is_empty() => {
                 let out: Outgoing = out;
                 if let Err(err) = &result {

@@ -10,10 +10,6 @@ use chat_protocol::runtime::{self, exit, LogFormat};
 use clap::Parser;
 use history_worker::{Config, HistoryWorker, StartError};
 
-/// mimalloc: every message allocates a little, and glibc's allocator showed in profiles.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// How long to keep trying to reach NATS at start before exiting with 69.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
 

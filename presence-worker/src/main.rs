@@ -10,10 +10,6 @@ use chat_protocol::streams::RoomStreamSettings;
 use clap::Parser;
 use presence_worker::{Config, PresenceWorker};
 
-/// mimalloc: every message allocates a little, and glibc's allocator showed in profiles.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// How long to keep trying to reach NATS at start before giving up with exit 69.
 const CONNECT_FOR: Duration = Duration::from_secs(5);
 
