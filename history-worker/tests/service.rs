@@ -9,7 +9,6 @@ use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use chat_protocol::body::{decode_reply, ErrorReply, HistoryPage, HistoryRequest, ReplyError};
 use chat_protocol::subjects;
 use common::*;
-use futures::StreamExt;
 use history_worker::{Config, HistoryWorker, SERVICE_NAME};
 
 /// The reply's error body and `Nats-Service-Error-Code` header.
@@ -65,24 +64,15 @@ async fn requests_per_instance(
     client: &async_nats::Client,
     instances: usize,
 ) -> HashMap<String, u64> {
-    let inbox = client.new_inbox();
-    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
-    client
-        .publish_with_reply(format!("$SRV.STATS.{SERVICE_NAME}"), inbox, "".into())
+    test_support::service_stats(client, SERVICE_NAME, instances)
         .await
-        .unwrap();
-    let mut counts = HashMap::new();
-    while counts.len() < instances {
-        let reply = tokio::time::timeout(REPLY_TIMEOUT, replies.next())
-            .await
-            .expect("stats in time")
-            .unwrap();
-        let stats: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
-        let id = stats["id"].as_str().expect("id").to_string();
-        let count = stats["endpoints"][0]["num_requests"].as_u64();
-        counts.insert(id, count.expect("num_requests"));
-    }
-    counts
+        .iter()
+        .map(|stats| {
+            let id = stats["id"].as_str().expect("id").to_string();
+            let count = stats["endpoints"][0]["num_requests"].as_u64();
+            (id, count.expect("num_requests"))
+        })
+        .collect()
 }
 
 #[tokio::test]

@@ -14,24 +14,15 @@ use test_support::run_server;
 
 /// The `presence` endpoint's data of every running worker (one `$SRV.STATS` reply each).
 async fn presence_stats(client: &async_nats::Client, workers: usize) -> Vec<serde_json::Value> {
-    let inbox = client.new_inbox();
-    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
-    client
-        .publish_with_reply("$SRV.STATS.chat-presence", inbox, "".into())
+    test_support::service_stats(client, "chat-presence", workers)
         .await
-        .unwrap();
-    let mut out = Vec::new();
-    while out.len() < workers {
-        let reply = tokio::time::timeout(PATIENCE, replies.next())
-            .await
-            .expect("every worker answers")
-            .unwrap();
-        let stats: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
-        let endpoints = stats["endpoints"].as_array().unwrap();
-        let presence = endpoints.iter().find(|e| e["name"] == "presence").unwrap();
-        out.push(presence["data"].clone());
-    }
-    out
+        .iter()
+        .map(|stats| {
+            let endpoints = stats["endpoints"].as_array().unwrap();
+            let presence = endpoints.iter().find(|e| e["name"] == "presence").unwrap();
+            presence["data"].clone()
+        })
+        .collect()
 }
 
 fn total(stats: &[serde_json::Value], counter: &str) -> u64 {

@@ -160,3 +160,29 @@ fn wait_until_accepting(port: u16) {
     }
     panic!("nats-server is not accepting connections on port {port}");
 }
+
+/// The `$SRV.STATS` replies of the `instances` running instances of NATS service
+/// `service`, one JSON object each, so that tests can check how work was shared or
+/// counted across instances.
+pub async fn service_stats(
+    client: &async_nats::Client,
+    service: &str,
+    instances: usize,
+) -> Vec<serde_json::Value> {
+    use futures::StreamExt;
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.expect("subscribe");
+    client
+        .publish_with_reply(format!("$SRV.STATS.{service}"), inbox, "".into())
+        .await
+        .expect("publish the stats request");
+    let mut out = Vec::new();
+    while out.len() < instances {
+        let reply = tokio::time::timeout(Duration::from_secs(10), replies.next())
+            .await
+            .expect("every instance answers $SRV.STATS in time")
+            .expect("subscription open");
+        out.push(serde_json::from_slice(&reply.payload).expect("stats are JSON"));
+    }
+    out
+}
