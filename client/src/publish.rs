@@ -1,14 +1,16 @@
 //! Reliable publishing: a message counts as sent only when JetStream acknowledged it.
 //!
-//! One task owns every outgoing message. It publishes them in the order they were
-//! given (typing order) without waiting for earlier acks (pipelining), then waits for
-//! each ack with a timeout. A message whose ack times out or fails is published again
-//! with the same `Nats-Msg-Id`, so the stream's duplicate window stores it once
-//! however often it is retried; after a bounded number of attempts it is reported as
-//! unconfirmed. [`Publisher::flush`] waits until every earlier message is settled.
+//! [`Publisher::send`] publishes each message once, right away, in the caller's task,
+//! so messages leave in the order they were given (typing order) and without a hop
+//! through another task. One task then owns every sent message: it waits for the acks
+//! without holding later messages back (pipelining). A message whose ack times out or
+//! fails is published again with the same `Nats-Msg-Id`, so the stream's duplicate
+//! window stores it once however often it is retried; after a bounded number of
+//! attempts it is reported as unconfirmed. [`Publisher::flush`] waits until every
+//! earlier message is settled.
 //!
-//! Memory stays bounded: at most 1,000 messages await their ack and at most 1,000
-//! wait behind them; beyond that [`Publisher::send`] waits. The ack
+//! Memory stays bounded: at most 1,000 messages are watched by the task and at most
+//! 1,000 more wait to be handed to it; beyond that [`Publisher::send`] waits. The ack
 //! timeout is the JetStream context's own (one timer per message, not two).
 
 use std::time::Duration;
@@ -105,16 +107,22 @@ struct Outgoing {
     done: oneshot::Sender<Result<u64, SendError>>,
 }
 
+/// What the publishing task is handed.
 enum Job {
-    Send(Outgoing),
+    /// A message already published once by [`Publisher::send`], with that attempt.
+    Send(Outgoing, Attempt),
     Flush(oneshot::Sender<Vec<SendError>>),
 }
 
 /// Handle to the publishing task.
 #[derive(Debug, Clone)]
 pub struct Publisher {
+    js: Context,
     jobs: mpsc::Sender<Job>,
 }
+
+/// One publish of a message: the ack to wait for, or why it could not even be sent.
+type Attempt = Result<PublishAckFuture, async_nats::jetstream::context::PublishError>;
 
 impl Publisher {
     /// Starts the publishing task; failures are also reported on `events`.
@@ -123,12 +131,13 @@ impl Publisher {
         // The ack future's own timer is the ack timeout: no second timer per message.
         let mut js = js;
         js.set_timeout(policy.ack_timeout);
-        tokio::spawn(run(js, policy, rx, events));
-        Self { jobs }
+        tokio::spawn(run(js.clone(), policy, rx, events));
+        Self { js, jobs }
     }
 
-    /// Queues `message` for `subject`, behind every message queued before it; waits
-    /// while the queue is full.
+    /// Publishes `message` on `subject` (once, right away, from the caller's task: the
+    /// message leaves without waiting for another task) and queues it for its ack,
+    /// behind every message queued before it; waits while the queue is full.
     pub async fn send(
         &self,
         room: &RoomName,
@@ -138,15 +147,16 @@ impl Publisher {
         let (done, rx) = oneshot::channel();
         let id = message.id.clone();
         let payload = Bytes::from(serde_json::to_vec(message).expect("a ChatMessage serializes"));
-        let job = Job::Send(Outgoing {
+        let out = Outgoing {
             room: room.clone(),
             subject: subject.into(),
             id: id.clone(),
             payload,
             done,
-        });
+        };
+        let first = publish(&self.js, &out).await;
         // If the task is gone, `done` is dropped and `acked` reports Closed.
-        let _ = self.jobs.send(job).await;
+        let _ = self.jobs.send(Job::Send(out, first)).await;
         SendHandle { id, done: rx }
     }
 
@@ -184,10 +194,7 @@ async fn run(
                 open = taken > 0;
                 for job in batch.drain(..) {
                     match job {
-                        Job::Send(out) => {
-                            let first = publish(&js, &out).await;
-                            inflight.push(confirm(&js, policy, out, first));
-                        }
+                        Job::Send(out, first) => inflight.push(confirm(&js, policy, out, first)),
                         Job::Flush(tx) => flushes.push(tx),
                     }
                 }
@@ -210,10 +217,7 @@ async fn run(
     }
 }
 
-async fn publish(
-    js: &Context,
-    out: &Outgoing,
-) -> Result<PublishAckFuture, async_nats::jetstream::context::PublishError> {
+async fn publish(js: &Context, out: &Outgoing) -> Attempt {
     js.send_publish(
         out.subject.clone(),
         PublishMessage::build()
@@ -228,7 +232,7 @@ async fn confirm(
     js: &Context,
     policy: RetryPolicy,
     out: Outgoing,
-    first: Result<PublishAckFuture, async_nats::jetstream::context::PublishError>,
+    first: Attempt,
 ) -> (Outgoing, Result<u64, SendError>) {
     let mut pending = first;
     let mut backoff = policy.backoff;
