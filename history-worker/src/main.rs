@@ -2,11 +2,13 @@
 //!
 //! Parses flags (with environment fallbacks), sets up logging, connects, serves until
 //! SIGTERM or Ctrl-C, then stops gracefully. Exit codes: 0 after a normal stop, 2 for
-//! bad arguments, 69 when NATS cannot be reached at start, 1 for any other failure.
+//! bad arguments, 69 when NATS cannot be reached at start, 77 when it refuses the
+//! login, 1 for any other failure.
 
 use std::time::Duration;
 
-use chat_protocol::runtime::{self, exit, LogFormat};
+use chat_protocol::auth::static_users;
+use chat_protocol::runtime::{self, exit, LogFormat, NatsArgs};
 use clap::Parser;
 use history_worker::{Config, HistoryWorker, StartError};
 
@@ -18,9 +20,8 @@ const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// NATS server to connect to.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// Most messages in one page, whatever a request asks for.
     #[arg(long, env = "HISTORY_MAX_LIMIT", default_value_t = Config::default().max_limit)]
     max_limit: u32,
@@ -37,8 +38,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
+    let mut args = Args::parse();
     runtime::init_logging(args.log_format);
+    args.nats
+        .nats_user
+        .get_or_insert_with(|| static_users::HISTORY.to_string());
     std::process::exit(run(args).await);
 }
 
@@ -53,12 +57,9 @@ async fn run(args: Args) -> i32 {
         tracing::error!(%error, "invalid arguments");
         return exit::USAGE;
     }
-    let client = match runtime::connect(&args.nats_url, "history-worker", CONNECT_PATIENCE).await {
+    let client = match runtime::connect_with(&args.nats, "history-worker", CONNECT_PATIENCE).await {
         Ok(client) => client,
-        Err(error) => {
-            tracing::error!(url = %args.nats_url, %error, "cannot reach NATS");
-            return exit::UNAVAILABLE;
-        }
+        Err(code) => return code,
     };
     let worker = match HistoryWorker::start(client, config).await {
         Ok(worker) => worker,

@@ -5,7 +5,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chat_protocol::runtime::{self, exit, LogFormat};
+use chat_protocol::auth::static_users;
+use chat_protocol::runtime::{self, exit, LogFormat, NatsArgs};
 use chat_protocol::streams::RoomStreamSettings;
 use clap::Parser;
 use presence_worker::{Config, PresenceWorker};
@@ -17,9 +18,8 @@ const CONNECT_FOR: Duration = Duration::from_secs(5);
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// NATS server to connect to.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// Seconds a session stays online without a heartbeat.
     #[arg(long, env = "PRESENCE_TTL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     ttl: u64,
@@ -42,8 +42,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
     runtime::init_logging(args.log_format);
+    args.nats
+        .nats_user
+        .get_or_insert_with(|| static_users::PRESENCE.to_string());
     let config = Config {
         ttl: Duration::from_secs(args.ttl),
         streams: RoomStreamSettings {
@@ -55,12 +58,9 @@ async fn main() -> ExitCode {
         kv_replicas: args.kv_replicas,
         ..Config::default()
     };
-    let client = match runtime::connect(&args.nats_url, "presence-worker", CONNECT_FOR).await {
+    let client = match runtime::connect_with(&args.nats, "presence-worker", CONNECT_FOR).await {
         Ok(client) => client,
-        Err(err) => {
-            tracing::error!(url = %args.nats_url, %err, "cannot reach NATS; giving up");
-            return code(exit::UNAVAILABLE);
-        }
+        Err(exit_code) => return code(exit_code),
     };
     let worker = match PresenceWorker::start(client, config).await {
         Ok(worker) => worker,

@@ -8,6 +8,8 @@
 //!
 //! ## A tour
 //!
+//! - [`auth`]: accounts, static users, the `chat.auth.*` subjects and bodies, password
+//!   rules.
 //! - [`names`]: room, user and session names, validated before anything is sent.
 //! - [`subjects`]: every subject, built and parsed.
 //! - [`body`]: the JSON bodies (chat messages, system events, presence, users, rooms,
@@ -20,6 +22,7 @@
 //! - [`display`]: making text from the wire safe to print on a terminal.
 //! - [`runtime`]: logging, shutdown signals and exit codes shared by the binaries.
 
+pub mod auth;
 pub mod body;
 pub mod display;
 pub mod names;

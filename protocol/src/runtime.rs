@@ -30,6 +30,8 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// NATS could not be reached, or a needed service did not answer.
     pub const UNAVAILABLE: i32 = 69;
+    /// The server refused the login (wrong name or password).
+    pub const NOPERM: i32 = 77;
 }
 
 fn filter() -> EnvFilter {
@@ -78,25 +80,97 @@ const CONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between two connection attempts of [`connect`].
 const CONNECT_RETRY_DELAY: Duration = Duration::from_millis(250);
 
+/// Where a worker or tool connects and as whom: the flags every binary but the chat
+/// client shares (`#[command(flatten)]`). Each worker is a static user of the server
+/// configuration; its password comes from a file (made by `chat-admin init`, mode 0600)
+/// or the environment, never from a flag's value on a command line that `ps` shows.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsArgs {
+    /// NATS server URL(s), comma-separated.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// The NATS user to connect as (a static user of the server configuration).
+    #[arg(long, env = "NATS_USER")]
+    pub nats_user: Option<String>,
+    /// A file holding that user's password (first line).
+    #[arg(long, env = "NATS_PASSWORD_FILE")]
+    pub nats_password_file: Option<std::path::PathBuf>,
+}
+
+/// A user and password for [`connect`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The NATS user.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    // Never print a password, not even in a debug log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// Reads the password of `user` from the first line of `path`.
+    pub fn from_file(user: &str, path: &std::path::Path) -> std::io::Result<Self> {
+        let text = std::fs::read_to_string(path)?;
+        Ok(Self {
+            user: user.to_string(),
+            password: text.lines().next().unwrap_or_default().to_string(),
+        })
+    }
+}
+
+impl NatsArgs {
+    /// The credentials these flags name: `None` without a user (an open server).
+    /// `NATS_PASSWORD` in the environment is taken when no file is named.
+    pub fn credentials(&self) -> std::io::Result<Option<Credentials>> {
+        let Some(user) = self.nats_user.clone() else {
+            return Ok(None);
+        };
+        match &self.nats_password_file {
+            Some(path) => Credentials::from_file(&user, path).map(Some).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("password file {}: {e}", path.display()))
+            }),
+            None => Ok(Some(Credentials {
+                user,
+                password: std::env::var("NATS_PASSWORD").unwrap_or_default(),
+            })),
+        }
+    }
+}
+
 /// Connects to NATS as `name` (shown by `nats server report connections`), retrying for
 /// up to `patience` so that a binary started together with its server does not fail on
 /// a race, yet one pointed at a wrong address gives up soon (the caller then exits with
-/// [`exit::UNAVAILABLE`]). Once connected, the client reconnects by itself.
+/// [`exit::UNAVAILABLE`]). A refused login is not retried: it will not get better.
+/// Once connected, the client reconnects by itself.
 pub async fn connect(
     url: &str,
     name: &str,
+    credentials: Option<&Credentials>,
     patience: Duration,
 ) -> Result<async_nats::Client, async_nats::ConnectError> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
-        let attempt = async_nats::ConnectOptions::new()
+        let mut options = async_nats::ConnectOptions::new()
             .name(name)
-            .connection_timeout(CONNECT_ATTEMPT_TIMEOUT)
-            .connect(url)
-            .await;
-        match attempt {
+            .connection_timeout(CONNECT_ATTEMPT_TIMEOUT);
+        if let Some(credentials) = credentials {
+            options =
+                options.user_and_password(credentials.user.clone(), credentials.password.clone());
+        }
+        match options.connect(url).await {
             Ok(client) => return Ok(client),
-            Err(error) if tokio::time::Instant::now() + CONNECT_RETRY_DELAY >= deadline => {
+            Err(error)
+                if error.kind() == async_nats::ConnectErrorKind::AuthorizationViolation
+                    || tokio::time::Instant::now() + CONNECT_RETRY_DELAY >= deadline =>
+            {
                 return Err(error)
             }
             Err(error) => {
@@ -105,6 +179,37 @@ pub async fn connect(
             }
         }
     }
+}
+
+/// [`connect`] with what [`NatsArgs`] say, logging why not and returning the exit code
+/// to use: [`exit::UNAVAILABLE`] when NATS cannot be reached, [`exit::NOPERM`] when it
+/// refused the login, [`exit::USAGE`] when the password file cannot be read.
+pub async fn connect_with(
+    args: &NatsArgs,
+    name: &str,
+    patience: Duration,
+) -> Result<async_nats::Client, i32> {
+    let credentials = args.credentials().map_err(|error| {
+        tracing::error!(%error, "cannot read the NATS password");
+        exit::USAGE
+    })?;
+    connect(&args.nats_url, name, credentials.as_ref(), patience)
+        .await
+        .map_err(|error| {
+            let refused = error.kind() == async_nats::ConnectErrorKind::AuthorizationViolation;
+            tracing::error!(
+                url = %args.nats_url,
+                user = args.nats_user.as_deref().unwrap_or(""),
+                %error,
+                "{}",
+                if refused { "NATS refused the login" } else { "cannot reach NATS" }
+            );
+            if refused {
+                exit::NOPERM
+            } else {
+                exit::UNAVAILABLE
+            }
+        })
 }
 
 /// Completes when the process is asked to stop: SIGTERM, or Ctrl-C (SIGINT).
@@ -144,7 +249,7 @@ mod tests {
             .unwrap()
             .port();
         let url = format!("nats://127.0.0.1:{port}");
-        assert!(connect(&url, "test", Duration::from_millis(600))
+        assert!(connect(&url, "test", None, Duration::from_millis(600))
             .await
             .is_err());
     }
@@ -152,7 +257,7 @@ mod tests {
     #[tokio::test]
     async fn connect_reaches_a_server() {
         let server = test_support::run_server();
-        let client = connect(&server.url(), "test", Duration::from_secs(5))
+        let client = connect(&server.url(), "test", None, Duration::from_secs(5))
             .await
             .unwrap();
         client.flush().await.unwrap();

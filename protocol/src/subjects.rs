@@ -13,6 +13,16 @@ pub fn room_message(room: &RoomName, user: &UserName) -> String {
     format!("{ROOT}.room.{room}.msg.{user}")
 }
 
+/// `chat.room.*.msg.<user>`: what `user` may publish, in any room.
+pub fn room_message_pattern(user: &UserName) -> String {
+    format!("{ROOT}.room.*.msg.{user}")
+}
+
+/// `chat.presence.*.<user>`: `user`'s presence requests, in any room.
+pub fn presence_pattern(user: &UserName) -> String {
+    format!("{ROOT}.presence.*.{user}")
+}
+
 /// `chat.room.<room>.msg.*`: every chat message of a room, whoever sent it.
 pub fn room_messages(room: &RoomName) -> String {
     format!("{ROOT}.room.{room}.msg.*")

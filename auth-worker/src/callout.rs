@@ -1,0 +1,190 @@
+//! One auth callout request, from nats-server's signed question to the signed answer.
+//!
+//! - No password: a guest in `GUEST`, which may only ask `chat.auth.register`.
+//! - A resume token ([`crate::resume`]) for the CONNECT user: checked by signature,
+//!   expiry and the user record's revision, without hashing.
+//! - Otherwise the password, checked against the user table (argon2id).
+//!
+//! An accepted chat user gets a user JWT for `CHAT` with [`permissions::chat_user`],
+//! expiring after [`Config::token_ttl`](crate::Config): the server then disconnects
+//! it and the client logs in again, so a password change takes effect by then at the
+//! latest. A refusal says why in the server's log only; the client sees
+//! "Authorization Violation" whatever the reason, so a wrong name and a wrong password
+//! look the same from outside.
+
+use std::sync::Arc;
+
+use chat_protocol::auth::{CHAT_ACCOUNT, GUEST_ACCOUNT};
+use chat_protocol::UserName;
+use nkeys::KeyPair;
+
+use crate::claims::{
+    AuthorizationResponse, RequestClaims, ResponseClaims, UserClaims, UserNats,
+    REQUEST_AUDIENCE,
+};
+use crate::permissions::{self, Permissions};
+use crate::users::Users;
+use crate::{jwt, resume, Config};
+
+/// How a connection was let in, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A chat user, by password.
+    Password(UserName),
+    /// A chat user, by resume token.
+    Resumed(UserName),
+    /// A guest.
+    Guest,
+    /// Refused, and why (for the server's log).
+    Refused(String),
+}
+
+/// A callout request that cannot be answered at all (no valid server signature): the
+/// server then refuses the connection after its timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("unusable auth callout request: {0}")]
+pub struct BadRequest(#[from] jwt::JwtError);
+
+/// Decides callout requests.
+#[derive(Clone)]
+pub struct Authority {
+    issuer: Arc<KeyPair>,
+    users: Users,
+    config: Arc<Config>,
+}
+
+impl Authority {
+    /// Answers with `issuer`'s key (the account key named in the server's
+    /// `auth_callout.issuer`), checking logins against `users`.
+    pub fn new(issuer: Arc<KeyPair>, users: Users, config: Arc<Config>) -> Self {
+        Self {
+            issuer,
+            users,
+            config,
+        }
+    }
+
+    /// The signed answer to a callout request's payload, and the verdict.
+    pub async fn answer(&self, payload: &[u8]) -> Result<(String, Verdict), BadRequest> {
+        let text = String::from_utf8_lossy(payload);
+        let request: RequestClaims = jwt::decode(&text)?;
+        if request.aud != REQUEST_AUDIENCE {
+            tracing::warn!(aud = %request.aud, "callout request with an unexpected audience");
+        }
+        let request = request.nats;
+        let now = chrono::Utc::now().timestamp();
+        let verdict = self.decide(&request.connect_opts, now).await;
+        let response = match &verdict {
+            Verdict::Password(user) | Verdict::Resumed(user) => self.user_jwt(
+                &request.user_nkey,
+                user.as_str(),
+                CHAT_ACCOUNT,
+                permissions::chat_user(user),
+                now + self.config.token_ttl.as_secs() as i64,
+                now,
+            ),
+            Verdict::Guest => self.user_jwt(
+                &request.user_nkey,
+                "guest",
+                GUEST_ACCOUNT,
+                permissions::guest(),
+                now + self.config.guest_ttl.as_secs() as i64,
+                now,
+            ),
+            Verdict::Refused(why) => Ok(AuthorizationResponse::refuse(why.clone())),
+        }?;
+        let answer = ResponseClaims {
+            iat: now,
+            iss: self.issuer.public_key(),
+            sub: request.user_nkey.clone(),
+            aud: request.server_id.id.clone(),
+            nats: response,
+        };
+        let user = request.connect_opts.user.as_deref().unwrap_or("");
+        match &verdict {
+            Verdict::Refused(why) => tracing::info!(
+                user, host = %request.client_info.host, kind = %request.client_info.kind,
+                why = %why, "login refused"
+            ),
+            verdict => tracing::debug!(
+                user, host = %request.client_info.host, kind = %request.client_info.kind,
+                ?verdict, "login accepted"
+            ),
+        }
+        Ok((jwt::encode(&answer, &self.issuer)?, verdict))
+    }
+
+    async fn decide(&self, connect: &crate::claims::ConnectOpts, now: i64) -> Verdict {
+        let user = connect.user.as_deref().unwrap_or("");
+        let password = connect.pass.as_deref().unwrap_or("");
+        if password.is_empty() {
+            return Verdict::Guest;
+        }
+        let refused = || Verdict::Refused(format!("wrong name or password for {user:?}"));
+        if resume::is_token(password) {
+            let Some(token) = resume::verify(&self.issuer, password, now) else {
+                return Verdict::Refused("invalid or expired resume token".into());
+            };
+            if token.user != user {
+                return Verdict::Refused("resume token of another user".into());
+            }
+            return match self.users.find(user).await {
+                Ok(Some(found)) if found.revision == token.revision => {
+                    Verdict::Resumed(found.record.user)
+                }
+                Ok(_) => Verdict::Refused("resume token of an older password".into()),
+                Err(error) => Verdict::Refused(format!("user table unavailable: {error}")),
+            };
+        }
+        match self.users.login(user, password).await {
+            Ok(Some(found)) => Verdict::Password(found.record.user),
+            Ok(None) => refused(),
+            Err(error) => Verdict::Refused(format!("user table unavailable: {error}")),
+        }
+    }
+
+    fn user_jwt(
+        &self,
+        user_nkey: &str,
+        name: &str,
+        account: &str,
+        permissions: Permissions,
+        expires: i64,
+        now: i64,
+    ) -> Result<AuthorizationResponse, jwt::JwtError> {
+        let claims = UserClaims {
+            iat: now,
+            exp: expires,
+            iss: self.issuer.public_key(),
+            sub: user_nkey.to_string(),
+            name: name.to_string(),
+            aud: account.to_string(),
+            nats: UserNats::new(permissions),
+        };
+        Ok(AuthorizationResponse::accept(jwt::encode(
+            &claims,
+            &self.issuer,
+        )?))
+    }
+
+    /// A resume token for `user` (who just asked, logged in), or why not.
+    pub async fn resume_token(
+        &self,
+        user: &UserName,
+    ) -> Result<(String, chrono::DateTime<chrono::Utc>), crate::users::UsersError> {
+        let found = self
+            .users
+            .find(user.as_str())
+            .await?
+            .ok_or(crate::users::UsersError::Unknown)?;
+        let expires = chrono::Utc::now()
+            + chrono::Duration::from_std(self.config.resume_ttl).unwrap_or_default();
+        let token = resume::issue(&self.issuer, user, expires.timestamp(), found.revision);
+        Ok((token, expires))
+    }
+
+    /// The user table.
+    pub fn users(&self) -> &Users {
+        &self.users
+    }
+}

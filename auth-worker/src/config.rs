@@ -1,0 +1,38 @@
+//! The auth worker's settings.
+
+use std::time::Duration;
+
+/// How long logins last and how much work is done at once.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Lifetime of a chat user's JWT: the server disconnects the connection then and
+    /// the client logs in again (unnoticed), so a password change or a ban takes effect
+    /// by then at the latest. `AUTH_TOKEN_TTL`, default 1 hour.
+    pub token_ttl: Duration,
+    /// Lifetime of a guest's JWT (time enough to register).
+    pub guest_ttl: Duration,
+    /// Lifetime of a resume token.
+    pub resume_ttl: Duration,
+    /// Password hashes computed at once (each takes 19 MiB and a core for tens of ms).
+    pub hash_slots: usize,
+    /// Requests served at once; more wait in the subscription.
+    pub concurrency: usize,
+    /// Replicas of the user table bucket (3 in a cluster).
+    pub kv_replicas: usize,
+    /// How long a graceful stop waits for requests in progress.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            token_ttl: Duration::from_secs(3600),
+            guest_ttl: Duration::from_secs(300),
+            resume_ttl: Duration::from_secs(24 * 3600),
+            hash_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            concurrency: 256,
+            kv_replicas: 1,
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}

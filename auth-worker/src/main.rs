@@ -1,0 +1,87 @@
+//! `auth-worker`: the `chat-auth` NATS service as a process.
+//!
+//! Parses flags (with environment fallbacks), sets up logging, reads the issuer seed,
+//! connects as `@auth`, serves until SIGTERM or Ctrl-C, then stops gracefully. Exit
+//! codes: 0 after a normal stop, 2 for bad arguments or an unreadable seed, 69 when
+//! NATS cannot be reached at start, 77 when it refuses the worker's login, 1 for any
+//! other failure.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use auth_worker::{AuthWorker, Config};
+use chat_protocol::auth::static_users;
+use chat_protocol::runtime::{self, exit, LogFormat, NatsArgs};
+use clap::Parser;
+
+/// How long to keep trying to reach NATS at start before exiting with 69.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Answers nats-server's auth callout (logins), registrations and password changes
+/// (NATS service `chat-auth`). Run any number of instances side by side.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// The issuer account's seed (a file made by `chat-admin init`, mode 0600).
+    #[arg(long, env = "AUTH_ISSUER_SEED_FILE", default_value = ".run/secrets/issuer.seed")]
+    issuer_seed_file: PathBuf,
+    /// Lifetime of a chat user's login in seconds, after which the client logs in again
+    /// (a password change takes effect by then).
+    #[arg(long, env = "AUTH_TOKEN_TTL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    token_ttl: u64,
+    /// Lifetime of a resume token in seconds.
+    #[arg(long, env = "AUTH_RESUME_TTL", default_value_t = 86400, value_parser = clap::value_parser!(u64).range(1..))]
+    resume_ttl: u64,
+    /// Replicas of the user table bucket (3 in a cluster).
+    #[arg(long, env = "KV_REPLICAS", default_value_t = 1)]
+    kv_replicas: usize,
+    /// Log line format; the level comes from LOG_LEVEL or RUST_LOG (default info).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = Args::parse();
+    runtime::init_logging(args.log_format);
+    args.nats
+        .nats_user
+        .get_or_insert_with(|| static_users::AUTH.to_string());
+    std::process::exit(run(args).await);
+}
+
+async fn run(args: Args) -> i32 {
+    let issuer = match std::fs::read_to_string(&args.issuer_seed_file)
+        .map_err(|e| e.to_string())
+        .and_then(|seed| nkeys::KeyPair::from_seed(seed.trim()).map_err(|e| e.to_string()))
+    {
+        Ok(issuer) => issuer,
+        Err(error) => {
+            tracing::error!(file = %args.issuer_seed_file.display(), %error, "cannot read the issuer seed");
+            return exit::USAGE;
+        }
+    };
+    let client = match runtime::connect_with(&args.nats, "auth-worker", CONNECT_PATIENCE).await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let config = Config {
+        token_ttl: Duration::from_secs(args.token_ttl),
+        resume_ttl: Duration::from_secs(args.resume_ttl),
+        kv_replicas: args.kv_replicas,
+        ..Config::default()
+    };
+    let worker = match AuthWorker::start(client, issuer, config).await {
+        Ok(worker) => worker,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return exit::UNAVAILABLE;
+        }
+    };
+    runtime::shutdown_signal().await;
+    tracing::info!("stopping");
+    worker.stop().await;
+    exit::OK
+}

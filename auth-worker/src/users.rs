@@ -1,0 +1,200 @@
+//! The user table: one key per user in the KV bucket `chat_auth_users` of the `AUTH`
+//! account, which no chat user can read.
+//!
+//! The key is the name in lower case, so that `Alice` cannot register beside `alice`;
+//! the record keeps the name as registered, and a login must use exactly that. A
+//! registration is a KV create (the first writer wins, whichever auth worker serves
+//! it); a password change is a compare-and-set on the record's revision. The revision
+//! also stamps resume tokens: a change of password invalidates them.
+
+use async_nats::jetstream::{self, kv};
+use chat_protocol::auth::{check_password, PasswordError};
+use chat_protocol::{NameError, UserName};
+use serde::{Deserialize, Serialize};
+
+use crate::password::{HashError, Hasher};
+
+/// The bucket's name.
+pub const BUCKET: &str = "chat_auth_users";
+
+/// A registered user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// The name as registered.
+    pub user: UserName,
+    /// Argon2id PHC string.
+    pub hash: String,
+    /// When registered.
+    #[serde(with = "chat_protocol::body::rfc3339")]
+    pub created: chrono::DateTime<chrono::Utc>,
+}
+
+/// Why a registration or a password change was refused, or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    /// The name breaks the naming rules.
+    #[error("{0}")]
+    Name(#[from] NameError),
+    /// The password breaks the password rules.
+    #[error("{0}")]
+    Password(#[from] PasswordError),
+    /// Someone has that name (or the same name in another case).
+    #[error("the name {0} is taken; choose another")]
+    Taken(UserName),
+    /// Wrong current password (password change).
+    #[error("the current password is wrong")]
+    WrongPassword,
+    /// The user does not exist (password change of a deleted user).
+    #[error("no such user")]
+    Unknown,
+    /// The record changed meanwhile (a concurrent password change); try again.
+    #[error("the account changed meanwhile; try again")]
+    Conflict,
+    /// Hashing failed.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    /// The user table could not be read or written.
+    #[error("user table unavailable: {0}")]
+    Store(#[source] async_nats::Error),
+}
+
+impl UsersError {
+    /// The service error code: 400 for what the caller must change, 409 for a taken name
+    /// or a race, 401 for a wrong password, 500/503 for our failures.
+    pub fn code(&self) -> u16 {
+        match self {
+            UsersError::Name(_) | UsersError::Password(_) => 400,
+            UsersError::WrongPassword | UsersError::Unknown => 401,
+            UsersError::Taken(_) | UsersError::Conflict => 409,
+            UsersError::Hash(_) => 500,
+            UsersError::Store(_) => 503,
+        }
+    }
+}
+
+/// The user table.
+#[derive(Clone)]
+pub struct Users {
+    kv: kv::Store,
+    hasher: Hasher,
+}
+
+/// A user as found: the record and its revision.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The record.
+    pub record: Record,
+    /// Its KV revision.
+    pub revision: u64,
+}
+
+fn key(user: &str) -> String {
+    user.to_ascii_lowercase()
+}
+
+impl Users {
+    /// Opens (creating if needed) the bucket.
+    pub async fn open(
+        js: &jetstream::Context,
+        replicas: usize,
+        hasher: Hasher,
+    ) -> Result<Self, async_nats::Error> {
+        let kv = match js.get_key_value(BUCKET).await {
+            Ok(kv) => kv,
+            Err(_) => {
+                js.create_key_value(kv::Config {
+                    bucket: BUCKET.to_string(),
+                    description: "chat users: name -> argon2id hash (auth worker only)".into(),
+                    history: 1,
+                    num_replicas: replicas.max(1),
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await?
+            }
+        };
+        Ok(Self { kv, hasher })
+    }
+
+    /// Creates `user` with `password`, unless the name is invalid, the password weak,
+    /// or the name taken.
+    pub async fn register(&self, user: &str, password: &str) -> Result<UserName, UsersError> {
+        let user = UserName::new(user)?;
+        check_password(&user, password)?;
+        let record = Record {
+            user: user.clone(),
+            hash: self.hasher.hash(password).await?,
+            created: chrono::Utc::now(),
+        };
+        let body = serde_json::to_vec(&record).expect("a record serializes");
+        match self.kv.create(key(user.as_str()), body.into()).await {
+            Ok(_) => Ok(user),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(UsersError::Taken(user)),
+            Err(e) => Err(UsersError::Store(e.into())),
+        }
+    }
+
+    /// The user named exactly `user`, if registered.
+    pub async fn find(&self, user: &str) -> Result<Option<Found>, UsersError> {
+        if UserName::new(user).is_err() {
+            return Ok(None);
+        }
+        let entry = self
+            .kv
+            .entry(key(user))
+            .await
+            .map_err(|e| UsersError::Store(e.into()))?;
+        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+            return Ok(None);
+        };
+        let record: Record = match serde_json::from_slice(&entry.value) {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::error!(%error, "unreadable user record; refusing its logins");
+                return Ok(None);
+            }
+        };
+        Ok((record.user.as_str() == user).then_some(Found {
+            record,
+            revision: entry.revision,
+        }))
+    }
+
+    /// The user if `password` is theirs; `None` for a wrong name or password alike.
+    pub async fn login(&self, user: &str, password: &str) -> Result<Option<Found>, UsersError> {
+        let found = self.find(user).await?;
+        let hash = found.as_ref().map(|f| f.record.hash.as_str());
+        let ok = self.hasher.verify(hash, password).await?;
+        Ok(found.filter(|_| ok))
+    }
+
+    /// Changes `user`'s password from `old` to `new`.
+    pub async fn change_password(
+        &self,
+        user: &UserName,
+        old: &str,
+        new: &str,
+    ) -> Result<(), UsersError> {
+        check_password(user, new)?;
+        let found = self.find(user.as_str()).await?.ok_or(UsersError::Unknown)?;
+        if !self.hasher.verify(Some(&found.record.hash), old).await? {
+            return Err(UsersError::WrongPassword);
+        }
+        let record = Record {
+            hash: self.hasher.hash(new).await?,
+            ..found.record
+        };
+        let body = serde_json::to_vec(&record).expect("a record serializes");
+        match self
+            .kv
+            .update(key(user.as_str()), body.into(), found.revision)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                Err(UsersError::Conflict)
+            }
+            Err(e) => Err(UsersError::Store(e.into())),
+        }
+    }
+}
