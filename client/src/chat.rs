@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use chat_protocol::body::{ChatMessage, MessageKind, PresenceAction, RoomsReply, UsersReply};
-use chat_protocol::{streams, subjects, RoomName, SessionId, UserName};
+use chat_protocol::{auth, streams, subjects, RoomName, SessionId, UserName};
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
 use crate::event::{Event, State};
 use crate::history;
+use crate::login::{AccountError, Login};
 use crate::presence::Presence;
 use crate::publish::{Publisher, RetryPolicy, SendError, SendHandle};
 use crate::room::Feed;
@@ -29,6 +30,11 @@ pub struct Options {
     pub url: String,
     /// Who this session is.
     pub user: UserName,
+    /// Their password (kept in memory to log in again when the server asks).
+    pub password: String,
+    /// Password refusals in a row, while reconnecting, after which the session ends
+    /// (the password was changed elsewhere or the account closed).
+    pub max_login_refusals: u32,
     /// How long to wait for a worker's reply.
     pub request_timeout: Duration,
     /// How publishes are confirmed and retried.
@@ -38,11 +44,13 @@ pub struct Options {
 }
 
 impl Options {
-    /// Defaults for `user` at `url`.
-    pub fn new(url: impl Into<String>, user: UserName) -> Self {
+    /// Defaults for `user`, logging in with `password`, at `url`.
+    pub fn new(url: impl Into<String>, user: UserName, password: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             user,
+            password: password.into(),
+            max_login_refusals: 5,
             request_timeout: Duration::from_secs(3),
             retry: RetryPolicy::default(),
             event_buffer: 1024,
@@ -53,6 +61,13 @@ impl Options {
 /// Why the client could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// The server refused the login: unknown name or wrong password (they look the
+    /// same from outside, on purpose).
+    #[error("login refused for {user}: wrong name or password (a new name must be registered first: chat-client register --user {user})")]
+    Refused {
+        /// The name tried.
+        user: UserName,
+    },
     /// NATS did not accept the connection.
     #[error("cannot reach NATS at {url}: {reason}")]
     Unreachable {
@@ -72,6 +87,7 @@ pub struct Chat {
 struct Inner {
     client: async_nats::Client,
     js: jetstream::Context,
+    login: Arc<Login>,
     user: UserName,
     session: SessionId,
     options: Options,
@@ -113,42 +129,84 @@ impl Chat {
         let (reconnected, reconnects) = watch::channel(0u64);
         let callback_events = events.clone();
         let down = Arc::new(AtomicBool::new(false));
-        let client = async_nats::ConnectOptions::new()
-            .name(format!("chat-client {}", options.user))
-            .connection_timeout(Duration::from_secs(5))
-            .event_callback(move |event| {
-                let events = callback_events.clone();
-                let down = down.clone();
-                let reconnected = reconnected.clone();
-                async move {
-                    let status = match event {
-                        async_nats::Event::Disconnected => {
-                            down.store(true, Ordering::SeqCst);
-                            Event::status(
-                                State::Disconnected,
-                                None,
-                                "disconnected from NATS, reconnecting…",
-                            )
-                        }
-                        async_nats::Event::Connected if down.swap(false, Ordering::SeqCst) => {
-                            reconnected.send_modify(|n| *n += 1);
-                            Event::status(State::Reconnected, None, "reconnected")
-                        }
-                        other => {
-                            tracing::info!("NATS connection event: {other}");
+        let login = Login::new(
+            options.user.clone(),
+            options.password.clone(),
+            options.max_login_refusals,
+        );
+        let callback_login = login.clone();
+        let event_login = login.clone();
+        let client = async_nats::ConnectOptions::with_auth_callback(move |_nonce| {
+            let credentials = callback_login.credentials();
+            async move { Ok(credentials) }
+        })
+        .name(format!("chat-client {}", options.user))
+        .custom_inbox_prefix(auth::inbox_prefix(&options.user))
+        .connection_timeout(Duration::from_secs(5))
+        .event_callback(move |event| {
+            let events = callback_events.clone();
+            let down = down.clone();
+            let reconnected = reconnected.clone();
+            let login = event_login.clone();
+            async move {
+                let status = match event {
+                    async_nats::Event::Disconnected => {
+                        down.store(true, Ordering::SeqCst);
+                        Event::status(
+                            State::Disconnected,
+                            None,
+                            "disconnected from NATS, reconnecting…",
+                        )
+                    }
+                    async_nats::Event::Connected => {
+                        login.on_connected();
+                        if !down.swap(false, Ordering::SeqCst) {
                             return;
                         }
-                    };
-                    tracing::info!("{status:?}");
-                    let _ = events.send(status).await;
-                }
-            })
-            .connect(&options.url)
-            .await
-            .map_err(|err| ConnectError::Unreachable {
+                        reconnected.send_modify(|n| *n += 1);
+                        Event::status(State::Reconnected, None, "reconnected")
+                    }
+                    async_nats::Event::ClientError(async_nats::ClientError::Other(error))
+                        if error.contains("authorization violation") =>
+                    {
+                        match login.on_refused() {
+                            0 => return, // the resume token; the password comes next
+                            n => Event::status(
+                                State::LoginRefused,
+                                None,
+                                format!("the server refused the login ({n} in a row); retrying"),
+                            ),
+                        }
+                    }
+                    async_nats::Event::ServerError(error) => {
+                        tracing::warn!(%error, "the server refused something");
+                        Event::error(format!("refused by the server: {error}"))
+                    }
+                    other => {
+                        tracing::info!("NATS connection event: {other}");
+                        return;
+                    }
+                };
+                tracing::info!("{status:?}");
+                let _ = events.send(status).await;
+            }
+        })
+        .connect(&options.url)
+        .await
+        .map_err(|err| match err.kind() {
+            async_nats::ConnectErrorKind::AuthorizationViolation => ConnectError::Refused {
+                user: options.user.clone(),
+            },
+            _ => ConnectError::Unreachable {
                 url: options.url.clone(),
                 reason: err.to_string(),
-            })?;
+            },
+        })?;
+        tokio::spawn(login.clone().keep_token(
+            client.clone(),
+            reconnects.clone(),
+            options.request_timeout,
+        ));
         // JetStream API calls (consumer creation, stream info) give up as quickly as
         // worker requests do, so a call lost in a reconnect is retried soon.
         let js = jetstream::context::ContextBuilder::new()
@@ -158,6 +216,7 @@ impl Chat {
         let inner = Inner {
             client,
             js,
+            login,
             user: options.user.clone(),
             session: SessionId::random(),
             options,
@@ -379,6 +438,22 @@ impl Chat {
             &self.inner.events,
         )
         .await
+    }
+
+    /// Changes this user's password from `old` to `new`; reconnects use the new one.
+    pub async fn change_password(&self, old: &str, new: &str) -> Result<(), AccountError> {
+        let timeout = self.inner.options.request_timeout;
+        self.inner
+            .login
+            .change_password(&self.inner.client, old, new, timeout)
+            .await
+    }
+
+    /// Completes when the server keeps refusing this user's login while reconnecting
+    /// ([`Options::max_login_refusals`] times in a row): the session cannot go on, and
+    /// UIs end it (exit code 77).
+    pub async fn login_refused(&self) {
+        self.inner.login.refused().await
     }
 
     /// Shows `event` in order with everything else (for UIs reporting their own errors).

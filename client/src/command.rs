@@ -24,13 +24,14 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     ("#all_messages", "the complete history of the current room"),
     ("#my_messages", "your messages in every room you are in"),
+    ("/passwd", "change your password (asked without echo)"),
     ("/help", "this list"),
     ("/quit or !exit", "leave every room and exit"),
 ];
 
 /// The command names listed in errors about unknown commands.
 const NAMES: &str =
-    "/me, /users, /join, /leave, /rooms, /help, /quit, !exit, #all_messages, #my_messages";
+    "/me, /users, /join, /leave, /rooms, /passwd, /help, /quit, !exit, #all_messages, #my_messages";
 
 /// One understood input line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,8 @@ pub enum Command {
     AllMessages,
     /// Replay the user's own messages across their rooms.
     MyMessages,
+    /// Change the password.
+    Passwd,
     /// Show the commands.
     Help,
     /// Leave everything and exit.
@@ -105,6 +108,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "/users" => no_args(Command::Users, "/users"),
         "/rooms" => no_args(Command::Rooms, "/rooms"),
         "/help" => no_args(Command::Help, "/help"),
+        "/passwd" => no_args(Command::Passwd, "/passwd (the passwords are asked without echo)"),
         "/quit" | "!exit" => no_args(Command::Quit, "/quit"),
         "#all_messages" => no_args(Command::AllMessages, "#all_messages"),
         "#my_messages" => no_args(Command::MyMessages, "#my_messages"),
@@ -172,6 +176,8 @@ mod tests {
         assert_eq!(parse("/users").unwrap(), Command::Users);
         assert_eq!(parse("/rooms").unwrap(), Command::Rooms);
         assert_eq!(parse("/help").unwrap(), Command::Help);
+        assert_eq!(parse("/passwd").unwrap(), Command::Passwd);
+        assert!(matches!(parse("/passwd secret"), Err(CommandError::Usage(_))));
         assert_eq!(parse("/quit").unwrap(), Command::Quit);
         assert_eq!(parse("!exit").unwrap(), Command::Quit);
         assert_eq!(parse("#all_messages").unwrap(), Command::AllMessages);

@@ -27,6 +27,11 @@ pub enum State {
     Left,
     /// The live feed of a room failed and is being recreated.
     Resuming,
+    /// The server refused the login while reconnecting (retried a few times, then the
+    /// session ends).
+    LoginRefused,
+    /// `/passwd` changed the password.
+    PasswordChanged,
 }
 
 /// One thing to show.

@@ -10,6 +10,8 @@
 //! - [`event`]: the [`Event`]s a UI shows (also the `--json` line format).
 //! - [`chat`]: the [`Chat`] handle: connect, join, send, leave, users, rooms, history,
 //!   close.
+//! - [`login`]: logging in and staying logged in (resume tokens, refusals), register,
+//!   password change.
 //! - [`publish`]: reliable publishing: pipelined, acknowledged, retried with the same id.
 //! - `room` (private): one room's feed, replay then live, no gap and no duplicate.
 //! - `presence` (private): join with retry, heartbeats, leave.
@@ -23,6 +25,7 @@ pub mod chat;
 pub mod command;
 pub mod event;
 mod history;
+pub mod login;
 mod presence;
 pub mod publish;
 pub mod render;
@@ -31,5 +34,6 @@ pub mod service;
 pub mod ui;
 
 pub use chat::{Chat, ConnectError, Options};
+pub use login::AccountError;
 pub use event::{Event, State};
 pub use publish::{RetryPolicy, SendError, SendHandle};

@@ -257,9 +257,27 @@ mod tests {
     #[tokio::test]
     async fn connect_reaches_a_server() {
         let server = test_support::run_server();
-        let client = connect(&server.url(), "test", None, Duration::from_secs(5))
+        // test-support links its own build of this crate: copy the fields over.
+        let admin = server.credentials(crate::auth::static_users::ADMIN);
+        let admin = Credentials {
+            user: admin.user,
+            password: admin.password,
+        };
+        let client = connect(&server.url(), "test", Some(&admin), Duration::from_secs(5))
             .await
             .unwrap();
         client.flush().await.unwrap();
+        // A wrong password is refused at once, not retried for the whole patience.
+        let wrong = Credentials {
+            password: "wrong".into(),
+            ..admin
+        };
+        let error = connect(&server.url(), "test", Some(&wrong), Duration::from_secs(60))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.kind(),
+            async_nats::ConnectErrorKind::AuthorizationViolation
+        );
     }
 }

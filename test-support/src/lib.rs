@@ -1,15 +1,30 @@
-//! # test-support: a real nats-server for every test
+//! # test-support: the real chat stack for every test
 //!
-//! Tests of this workspace never mock NATS. [`run_server`] starts a fresh nats-server
-//! with JetStream on a random loopback port and a temporary store; dropping the
-//! returned [`NatsServer`] kills it and deletes the store. The binary is found by
-//! `scripts/nats-server-path`, the same script the README's commands use, so tests
-//! and people run the same pinned server.
+//! Tests of this workspace never mock NATS. [`run_server`] starts, per test, what
+//! `scripts/up` starts for people, on random loopback ports with a temporary store:
+//! nats-server with the project's configuration (rendered from
+//! `nats/nats-server.conf.template` by `chat-admin`, with freshly made secrets: the
+//! accounts, the static worker users, the auth callout) and one auth worker. Dropping
+//! the returned [`NatsServer`] kills both and deletes the store.
+//!
+//! Everyone connects as somebody: [`NatsServer::client`] is the operator (`@admin`),
+//! [`NatsServer::presence_client`] and [`NatsServer::history_client`] are the workers'
+//! least-privilege users, and [`NatsServer::user_client`] registers a chat user and
+//! logs in as them, with exactly the permissions a real user gets.
+//!
+//! The nats-server binary is found by `scripts/nats-server-path`, the same script the
+//! README's commands use, so tests and people run the same pinned server.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use chat_admin::config::{self, ServerConfig};
+use chat_admin::secrets::{password_file, Secrets};
+use chat_protocol::auth::{self, static_users};
+use chat_protocol::runtime::Credentials;
+use chat_protocol::UserName;
 
 /// The nats-server binary, found (and if needed installed) once per test process.
 pub fn nats_server_bin() -> &'static Path {
@@ -40,22 +55,67 @@ pub fn unreachable_url() -> String {
     format!("nats://127.0.0.1:{port}")
 }
 
-/// A running nats-server; killed, and its store deleted, on drop.
+/// The password tests give chat user `user` (registration rules: 8+ characters, not
+/// the name).
+pub fn password_of(user: &str) -> String {
+    format!("pw-{user}-secret")
+}
+
+/// How the stack is set up.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Auth worker instances started with the server (0: none, logins then fail).
+    pub auth_workers: usize,
+    /// The auth workers' configuration (login lifetime, ...).
+    pub auth: auth_worker::Config,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            auth_workers: 1,
+            auth: auth_worker::Config {
+                // Tests register many users; keep the hashing bounded but parallel.
+                hash_slots: 4,
+                ..auth_worker::Config::default()
+            },
+        }
+    }
+}
+
+/// A running stack: nats-server and its auth workers; killed, and the store deleted,
+/// on drop.
 pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store: tempfile::TempDir,
+    secrets: Secrets,
+    options: StackOptions,
+    auth_workers: Vec<AuthWorkerHandle>,
 }
 
-/// Starts a nats-server with JetStream on a random port and a temporary store.
+/// Starts the stack with one auth worker.
 pub fn run_server() -> NatsServer {
+    run_server_with(StackOptions::default())
+}
+
+/// Starts the stack as `options` say.
+pub fn run_server_with(options: StackOptions) -> NatsServer {
     let store = tempfile::tempdir().expect("temporary store");
+    let secrets = Secrets::load_or_create(&store.path().join("secrets")).expect("secrets");
     let mut server = NatsServer {
         child: None,
         port: 0,
         store,
+        secrets,
+        options,
+        auth_workers: Vec::new(),
     };
     server.spawn();
+    for _ in 0..server.options.auth_workers {
+        let worker = server.start_auth_worker();
+        server.auth_workers.push(worker);
+    }
     server
 }
 
@@ -64,18 +124,23 @@ impl NatsServer {
         let ports_dir = self.store.path().join("ports");
         let _ = std::fs::remove_dir_all(&ports_dir);
         std::fs::create_dir_all(&ports_dir).expect("ports dir");
-        let port = if self.port == 0 {
-            "-1".to_string()
-        } else {
-            self.port.to_string()
-        };
+        let port = if self.port == 0 { -1 } else { self.port as i32 };
+        let conf = self.store.path().join("nats-server.conf");
+        let text = ServerConfig::local(self.store.path(), port, -1, -1)
+            .render(&self.secrets)
+            .expect("the template renders");
+        config::write(&conf, &text).expect("write the server configuration");
         let child = Command::new(nats_server_bin())
-            .args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
-            .arg(self.store.path().join("jetstream"))
+            .arg("-c")
+            .arg(&conf)
             .arg("--ports_file_dir")
             .arg(&ports_dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(if std::env::var_os("NATS_SERVER_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("start nats-server");
         self.child = Some(child);
@@ -98,16 +163,111 @@ impl NatsServer {
         self.child.as_ref().map(Child::id)
     }
 
-    /// A connected client.
-    pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url())
-            .await
-            .expect("connect to test nats-server")
+    /// The folder of the stack's secrets (issuer seed, static users' password files).
+    pub fn secrets_dir(&self) -> &Path {
+        self.secrets.dir()
     }
 
-    /// A JetStream context on a fresh client.
+    /// The file holding static user `user`'s password (for worker processes:
+    /// `NATS_PASSWORD_FILE`).
+    pub fn password_file(&self, user: &str) -> PathBuf {
+        password_file(self.secrets.dir(), user)
+    }
+
+    /// The issuer account key the auth workers sign with.
+    pub fn issuer(&self) -> nkeys::KeyPair {
+        self.secrets.issuer()
+    }
+
+    /// The credentials of static user `user` (one of [`static_users::ALL`]).
+    pub fn credentials(&self, user: &str) -> Credentials {
+        Credentials {
+            user: user.to_string(),
+            password: self.secrets.password(user).to_string(),
+        }
+    }
+
+    /// A client connected as static user `user`.
+    pub async fn client_as(&self, user: &str) -> async_nats::Client {
+        async_nats::ConnectOptions::with_user_and_password(
+            user.to_string(),
+            self.secrets.password(user).to_string(),
+        )
+        .connect(self.url())
+        .await
+        .unwrap_or_else(|e| panic!("connect as {user}: {e}"))
+    }
+
+    /// A client with every right in `CHAT` (`@admin`): what tests use to look at or
+    /// set up the chat's state from outside.
+    pub async fn client(&self) -> async_nats::Client {
+        self.client_as(static_users::ADMIN).await
+    }
+
+    /// A JetStream context on a fresh `@admin` client.
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
         async_nats::jetstream::new(self.client().await)
+    }
+
+    /// A client as the presence worker's user (`@presence`).
+    pub async fn presence_client(&self) -> async_nats::Client {
+        self.client_as(static_users::PRESENCE).await
+    }
+
+    /// A client as the history worker's user (`@history`).
+    pub async fn history_client(&self) -> async_nats::Client {
+        self.client_as(static_users::HISTORY).await
+    }
+
+    /// Registers chat user `user` with [`password_of`] (through the real registration,
+    /// as a guest); a name already registered is fine. Returns the password.
+    pub async fn register(&self, user: &str) -> String {
+        let password = password_of(user);
+        let guest = async_nats::connect(self.url())
+            .await
+            .expect("connect as a guest (is an auth worker running?)");
+        let body = serde_json::json!({ "user": user, "password": password });
+        let reply = tokio::time::timeout(
+            Duration::from_secs(30),
+            guest.request(auth::REGISTER, body.to_string().into()),
+        )
+        .await
+        .expect("registration answered in time")
+        .expect("registration request");
+        let text = String::from_utf8_lossy(&reply.payload);
+        assert!(
+            text.contains("\"ok\":true") || text.contains("taken"),
+            "registering {user}: {text}"
+        );
+        password
+    }
+
+    /// A raw client logged in as chat user `user` (registered first if needed), with
+    /// the inbox prefix its permissions require: exactly what that user may do.
+    pub async fn user_client(&self, user: &str) -> async_nats::Client {
+        let password = self.register(user).await;
+        let name = UserName::new(user).expect("a valid user name");
+        async_nats::ConnectOptions::with_user_and_password(user.to_string(), password)
+            .custom_inbox_prefix(auth::inbox_prefix(&name))
+            .connect(self.url())
+            .await
+            .unwrap_or_else(|e| panic!("log in as {user}: {e}"))
+    }
+
+    /// Starts one more auth worker instance (in-process, on its own runtime thread),
+    /// running until the handle is dropped (which kills it, as a crash would).
+    pub fn start_auth_worker(&self) -> AuthWorkerHandle {
+        AuthWorkerHandle::start(
+            self.url(),
+            self.credentials(static_users::AUTH),
+            self.secrets.issuer(),
+            self.options.auth.clone(),
+        )
+    }
+
+    /// Kills the auth workers started with the server.
+    pub fn kill_auth_workers(&mut self) {
+        self.auth_workers.clear();
     }
 
     /// Kills the server (as a crash would), keeping its store.
@@ -118,7 +278,7 @@ impl NatsServer {
         }
     }
 
-    /// Starts the server again on the same port with the same store.
+    /// Starts the server again on the same port with the same store and secrets.
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
@@ -127,7 +287,67 @@ impl NatsServer {
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
+        self.auth_workers.clear();
         self.stop();
+    }
+}
+
+/// An auth worker running on its own thread and runtime, so that a test blocking its
+/// own runtime (or several tests' runtimes) never stalls logins. Dropping it kills it.
+pub struct AuthWorkerHandle {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl AuthWorkerHandle {
+    fn start(
+        url: String,
+        credentials: Credentials,
+        issuer: nkeys::KeyPair,
+        config: auth_worker::Config,
+    ) -> Self {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("auth-worker".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the auth worker");
+                runtime.block_on(async move {
+                    let client = chat_protocol::runtime::connect(
+                        &url,
+                        "auth-worker (test)",
+                        Some(&credentials),
+                        Duration::from_secs(20),
+                    )
+                    .await
+                    .expect("the auth worker connects");
+                    let worker = auth_worker::AuthWorker::start(client, issuer, config)
+                        .await
+                        .expect("the auth worker starts");
+                    let _ = ready_tx.send(());
+                    let _ = stop_rx.await;
+                    drop(worker);
+                });
+                runtime.shutdown_background();
+            })
+            .expect("spawn the auth worker thread");
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the auth worker started in time");
+        Self {
+            stop: Some(stop_tx),
+        }
+    }
+}
+
+impl Drop for AuthWorkerHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use chat_protocol::RoomName;
 use tokio::sync::watch;
 
 use crate::command::{self, Command};
-use crate::event::Event;
+use crate::event::{Event, State};
 use crate::Chat;
 
 /// Whether to go on reading input.
@@ -100,6 +100,13 @@ impl Session {
                 let commands = command::help_lines().collect();
                 self.chat.notify(Event::Help { commands }).await;
             }
+            Command::Passwd => {
+                let event = match self.change_password().await {
+                    Ok(()) => Event::status(State::PasswordChanged, None, "password changed"),
+                    Err(message) => Event::error(message),
+                };
+                self.chat.notify(event).await;
+            }
             command => {
                 let Some(current) = self.current() else {
                     self.chat.notify(no_room()).await;
@@ -167,11 +174,34 @@ impl Session {
                 }
                 Ok(())
             }
-            Command::Quit | Command::Join(_) | Command::Help => Ok(()),
+            Command::Quit | Command::Join(_) | Command::Help | Command::Passwd => Ok(()),
         };
         if let Err(message) = result {
             self.chat.notify(Event::error(message)).await;
         }
+    }
+
+    /// `/passwd`: asks the current and the new password (twice) on the terminal without
+    /// echo. The line editor is not reading meanwhile (it waits until a line is
+    /// handled), so the terminal is free. Line mode has no terminal to ask on.
+    async fn change_password(&self) -> Result<(), String> {
+        if !self.background {
+            return Err("/passwd needs a terminal; use `chat-client passwd --user NAME` \
+                        (CHAT_PASSWORD and CHAT_NEW_PASSWORD, or prompts)"
+                .into());
+        }
+        let asked = tokio::task::spawn_blocking(|| -> std::io::Result<(String, String)> {
+            let old = rpassword::prompt_password("current password: ")?;
+            let new = crate::login::ask_new_password()?;
+            Ok((old, new))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+        self.chat
+            .change_password(&asked.0, &asked.1)
+            .await
+            .map_err(|e| format!("password not changed: {e}"))
     }
 
     /// Ends the session: waits for outstanding acks, leaves every room. Returns the

@@ -1,0 +1,213 @@
+//! Logging in, staying logged in, and the account requests (register, password change).
+//!
+//! A chat user connects with their name and password in CONNECT; nats-server asks the
+//! auth worker, which gives the connection exactly that user's permissions for a
+//! limited time (an hour by default). When that time is up the server disconnects the
+//! client, which logs in again by itself like after any other disconnection. To keep
+//! reconnects cheap (no password hashing on the server side), the client fetches a
+//! *resume token* after each (re)connect and presents it instead of the password the
+//! next time; a refused token falls back to the password at once.
+//!
+//! A refusal of the password itself (changed elsewhere, account gone, a ban) is shown
+//! as it happens and, if it lasts, ends the session: it is never retried forever.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chat_protocol::auth::{self, AuthReply, PasswdRequest, RegisterRequest, ResumeReply};
+use chat_protocol::UserName;
+use tokio::sync::watch;
+
+use crate::service::{self, RequestError};
+
+/// What the auth callback presents, and what happened to it.
+pub(crate) struct Login {
+    user: UserName,
+    password: Mutex<String>,
+    token: Mutex<Option<String>>,
+    /// The last attempt presented the token (so a refusal means the token).
+    sent_token: AtomicBool,
+    /// Password refusals in a row since the last successful connection.
+    refusals: AtomicU32,
+    /// Set once the password has been refused `max_refusals` times in a row.
+    refused: watch::Sender<bool>,
+    max_refusals: u32,
+}
+
+impl Login {
+    pub(crate) fn new(user: UserName, password: String, max_refusals: u32) -> Arc<Self> {
+        Arc::new(Self {
+            user,
+            password: Mutex::new(password),
+            token: Mutex::new(None),
+            sent_token: AtomicBool::new(false),
+            refusals: AtomicU32::new(0),
+            refused: watch::channel(false).0,
+            max_refusals: max_refusals.max(1),
+        })
+    }
+
+    /// The credentials for the next connection attempt.
+    pub(crate) fn credentials(&self) -> async_nats::Auth {
+        let token = self.token.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.sent_token.store(token.is_some(), Ordering::SeqCst);
+        let mut auth = async_nats::Auth::new();
+        auth.username = Some(self.user.to_string());
+        auth.password = Some(token.unwrap_or_else(|| self.password()));
+        auth
+    }
+
+    fn password(&self) -> String {
+        self.password
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The server refused an attempt. Returns how many password refusals in a row
+    /// there have been (0 when it was the token, which is then dropped).
+    pub(crate) fn on_refused(&self) -> u32 {
+        if self.sent_token.swap(false, Ordering::SeqCst) {
+            *self.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            return 0;
+        }
+        let refusals = self.refusals.fetch_add(1, Ordering::SeqCst) + 1;
+        if refusals >= self.max_refusals {
+            self.refused.send_replace(true);
+        }
+        refusals
+    }
+
+    /// A connection went through.
+    pub(crate) fn on_connected(&self) {
+        self.refusals.store(0, Ordering::SeqCst);
+    }
+
+    /// Completes once the server has refused the password too many times in a row.
+    pub(crate) async fn refused(&self) {
+        let mut refused = self.refused.subscribe();
+        let _ = refused.wait_for(|r| *r).await;
+    }
+
+    /// Asks for a fresh resume token (after each connect; failures only cost the next
+    /// reconnect a password check).
+    pub(crate) async fn refresh_token(&self, client: &async_nats::Client, timeout: Duration) {
+        match service::request::<ResumeReply>(
+            client,
+            "auth",
+            auth::RESUME.to_string(),
+            bytes::Bytes::new(),
+            timeout,
+        )
+        .await
+        {
+            Ok(reply) => {
+                *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(reply.token);
+            }
+            Err(error) => tracing::info!(%error, "no resume token; reconnects use the password"),
+        }
+    }
+
+    /// Keeps the token fresh: one after every (re)connection.
+    pub(crate) async fn keep_token(
+        self: Arc<Self>,
+        client: async_nats::Client,
+        mut reconnects: watch::Receiver<u64>,
+        timeout: Duration,
+    ) {
+        loop {
+            self.refresh_token(&client, timeout).await;
+            if reconnects.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Changes the password (the account's and the one kept for reconnecting).
+    pub(crate) async fn change_password(
+        &self,
+        client: &async_nats::Client,
+        old: &str,
+        new: &str,
+        timeout: Duration,
+    ) -> Result<(), AccountError> {
+        auth::check_password(&self.user, new).map_err(|e| AccountError::Invalid(e.to_string()))?;
+        let body = service::body(&PasswdRequest {
+            old: old.to_string(),
+            new: new.to_string(),
+        });
+        service::request::<AuthReply>(client, "auth", auth::PASSWD.to_string(), body, timeout)
+            .await?;
+        *self.password.lock().unwrap_or_else(|e| e.into_inner()) = new.to_string();
+        // The old token names the old password's record; get one for the new.
+        self.refresh_token(client, timeout).await;
+        Ok(())
+    }
+}
+
+/// Why registering or changing a password did not work.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// Refused before sending: the name or password breaks the rules.
+    #[error("{0}")]
+    Invalid(String),
+    /// NATS could not be reached.
+    #[error("cannot reach NATS at {url}: {reason}")]
+    Unreachable {
+        /// The URL tried.
+        url: String,
+        /// What async-nats said.
+        reason: String,
+    },
+    /// The auth service refused it or did not answer.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+}
+
+/// Registers `user` with `password` (connecting as a guest), checking the rules here
+/// first so that nothing is sent for a name or password the server would refuse.
+pub async fn register(
+    url: &str,
+    user: &str,
+    password: &str,
+    timeout: Duration,
+) -> Result<UserName, AccountError> {
+    let name = UserName::new(user).map_err(|e| AccountError::Invalid(e.to_string()))?;
+    auth::check_password(&name, password).map_err(|e| AccountError::Invalid(e.to_string()))?;
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("chat-client register {name}"))
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(|e| AccountError::Unreachable {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+    let body = service::body(&RegisterRequest {
+        user: user.to_string(),
+        password: password.to_string(),
+    });
+    // Hashing a password takes a while under load: be patient.
+    let reply: AuthReply = service::request(
+        &client,
+        "auth",
+        auth::REGISTER.to_string(),
+        body,
+        timeout.max(Duration::from_secs(10)),
+    )
+    .await?;
+    Ok(reply.user)
+}
+
+/// Asks a new password twice on the terminal without echo, until both agree.
+pub fn ask_new_password() -> std::io::Result<String> {
+    loop {
+        let first = rpassword::prompt_password("new password: ")?;
+        let second = rpassword::prompt_password("new password again: ")?;
+        if first == second {
+            return Ok(first);
+        }
+        eprintln!("the two passwords differ; again");
+    }
+}
