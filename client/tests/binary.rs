@@ -9,7 +9,16 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-fn client(url: &str, user: &str) -> Command {
+/// The binary as `user` (registered first), logging in with `CHAT_PASSWORD`.
+async fn client(server: &test_support::NatsServer, user: &str) -> Command {
+    let password = server.register(user).await;
+    let mut command = command_at(&server.url(), user);
+    command.env("CHAT_PASSWORD", password);
+    command
+}
+
+/// The binary in line mode for `user` at `url` (no password given).
+fn command_at(url: &str, user: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chat-client"));
     command
         .args([
@@ -21,6 +30,7 @@ fn client(url: &str, user: &str) -> Command {
             "--nats-url",
             url,
         ])
+        .env_remove("CHAT_PASSWORD")
         .env_remove("CHAT_ROOM")
         .env_remove("CHAT_LOG_FILE")
         .env("LOG_LEVEL", "warn")
@@ -61,7 +71,7 @@ fn spawn(command: &mut Command) -> (Child, Lines<BufReader<ChildStdout>>) {
 async fn json_line_mode_end_to_end() {
     let server = test_support::run_server();
     let _presence = presence(&server).await;
-    let (mut alice, mut out) = spawn(&mut client(&server.url(), "alice"));
+    let (mut alice, mut out) = spawn(&mut client(&server, "alice").await);
     let welcome = next_event(&mut out, "welcome").await;
     assert_eq!(
         (welcome["room"].as_str(), welcome["user"].as_str()),
@@ -114,7 +124,7 @@ async fn json_line_mode_end_to_end() {
 
 #[tokio::test]
 async fn bad_arguments_and_unreachable_nats() {
-    let mut bad_user = client("nats://127.0.0.1:1", "al ice");
+    let mut bad_user = command_at("nats://127.0.0.1:1", "al ice");
     let output = bad_user.output().await.unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -123,13 +133,17 @@ async fn bad_arguments_and_unreachable_nats() {
         "{stderr}"
     );
 
-    let mut bad_room = client("nats://127.0.0.1:1", "alice");
+    let mut bad_room = command_at("nats://127.0.0.1:1", "alice");
     let output = bad_room.args(["--room", "no.dots"]).output().await.unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("room name"));
 
     let url = test_support::unreachable_url();
-    let output = client(&url, "alice").output().await.unwrap();
+    let output = command_at(&url, "alice")
+        .env("CHAT_PASSWORD", "whatever-it-is")
+        .output()
+        .await
+        .unwrap();
     assert_eq!(output.status.code(), Some(69));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&url), "{stderr}");
@@ -141,7 +155,7 @@ async fn bad_arguments_and_unreachable_nats() {
 async fn piped_script_is_joined_before_its_lines() {
     let server = test_support::run_server();
     let _presence = presence(&server).await;
-    let mut command = client(&server.url(), "scripted");
+    let mut command = client(&server, "scripted").await;
     let mut child = command.args(["--room", "fresh-room"]).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"one\ntwo\n/me three\n").await.unwrap();

@@ -42,6 +42,7 @@ async fn all_messages_replays_ten_thousand_in_order() {
         ack.await.unwrap();
     }
 
+    let password = server.register("bob").await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-client"))
         .args([
             "--json",
@@ -52,6 +53,7 @@ async fn all_messages_replays_ten_thousand_in_order() {
             "--nats-url",
             &server.url(),
         ])
+        .env("CHAT_PASSWORD", password)
         .env("LOG_LEVEL", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -25,6 +25,7 @@ async fn answers_ping_and_exits_cleanly_on_sigterm() {
     let server = test_support::run_server();
     let mut child = Command::new(BIN)
         .args(["--nats-url", &server.url(), "--log-format", "json"])
+        .env("NATS_PASSWORD_FILE", server.password_file("@history"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()

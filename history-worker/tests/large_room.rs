@@ -41,6 +41,7 @@ async fn a_room_of_100k_messages_replays_in_full_with_bounded_memory() {
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_history-worker"))
         .args(["--nats-url", &server.url()])
+        .env("NATS_PASSWORD_FILE", server.password_file("@history"))
         .stdin(Stdio::null())
         .spawn()
         .unwrap();

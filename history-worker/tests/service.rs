@@ -78,7 +78,7 @@ async fn requests_per_instance(
 #[tokio::test]
 async fn two_instances_share_concurrent_requests() {
     let s = setup(Config::default()).await;
-    let second = HistoryWorker::start(s.server.client().await, Config::default())
+    let second = HistoryWorker::start(s.server.history_client().await, Config::default())
         .await
         .unwrap();
     let general = room("general");

@@ -16,6 +16,7 @@ async fn answers_ping_and_drains_on_sigterm() {
     let server = run_server();
     let mut child = Command::new(BIN)
         .env("NATS_URL", server.url())
+        .env("NATS_PASSWORD_FILE", server.password_file("@presence"))
         .env("PRESENCE_TTL", "3")
         .args(["--log-format", "json"])
         .stderr(Stdio::piped())
@@ -79,4 +80,20 @@ fn exits_69_when_nats_is_unreachable() {
         .status()
         .unwrap();
     assert_eq!(status.code(), Some(69));
+}
+
+/// A worker whose password is wrong is refused by the server and says so with exit 77,
+/// without retrying.
+#[test]
+fn exits_77_when_the_login_is_refused() {
+    let server = run_server();
+    let wrong = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(wrong.path(), "not-the-password\n").unwrap();
+    let status = Command::new(BIN)
+        .env("NATS_URL", server.url())
+        .env("NATS_PASSWORD_FILE", wrong.path())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(77));
 }

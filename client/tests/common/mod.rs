@@ -21,9 +21,11 @@ pub fn user(name: &str) -> UserName {
     UserName::new(name).unwrap()
 }
 
-/// Options for tests: short timeouts so failures surface fast.
-pub fn options(server: &NatsServer, name: &str) -> Options {
-    let mut options = Options::new(server.url(), user(name));
+/// Options for tests, for `name` (registered first): short timeouts so failures
+/// surface fast.
+pub async fn options(server: &NatsServer, name: &str) -> Options {
+    let password = server.register(name).await;
+    let mut options = Options::new(server.url(), user(name), password);
     options.retry.ack_timeout = Duration::from_secs(2);
     options.retry.max_attempts = 15;
     options
@@ -34,7 +36,7 @@ pub async fn connect(server: &NatsServer, name: &str) -> (Chat, mpsc::Receiver<E
     if std::env::var_os("LOG_LEVEL").is_some() {
         chat_protocol::runtime::init_logging(chat_protocol::runtime::LogFormat::Pretty);
     }
-    Chat::connect(options(server, name)).await.unwrap()
+    Chat::connect(options(server, name).await).await.unwrap()
 }
 
 /// Waits for the first event matching `pick`, skipping others.
@@ -125,14 +127,17 @@ pub async fn presence(server: &NatsServer) -> presence_worker::PresenceWorker {
         ttl: Duration::from_secs(3),
         ..Default::default()
     };
-    presence_worker::PresenceWorker::start(server.client().await, config)
+    presence_worker::PresenceWorker::start(server.presence_client().await, config)
         .await
         .expect("presence worker starts")
 }
 
 /// Starts a history worker in-process.
 pub async fn history(server: &NatsServer) -> history_worker::HistoryWorker {
-    history_worker::HistoryWorker::start(server.client().await, history_worker::Config::default())
+    history_worker::HistoryWorker::start(
+        server.history_client().await,
+        history_worker::Config::default(),
+    )
         .await
         .expect("history worker starts")
 }

@@ -32,7 +32,7 @@ pub async fn setup(config: Config) -> Setup {
     let server = test_support::run_server();
     let client = server.client().await;
     let js = jetstream::new(client.clone());
-    let worker = HistoryWorker::start(server.client().await, config)
+    let worker = HistoryWorker::start(server.history_client().await, config)
         .await
         .expect("worker starts");
     Setup {

@@ -45,7 +45,7 @@ pub async fn steady_worker(server: &NatsServer) -> PresenceWorker {
 /// A worker with the short test TTL, on its own connection, so that dropping it is a
 /// crash.
 pub async fn worker(server: &NatsServer) -> PresenceWorker {
-    PresenceWorker::start(server.client().await, test_config())
+    PresenceWorker::start(server.presence_client().await, test_config())
         .await
         .expect("worker starts")
 }
@@ -155,7 +155,7 @@ where
 
 /// A worker with a custom configuration, on its own connection.
 pub async fn worker_with(server: &NatsServer, config: Config) -> PresenceWorker {
-    PresenceWorker::start(server.client().await, config)
+    PresenceWorker::start(server.presence_client().await, config)
         .await
         .expect("worker starts")
 }
