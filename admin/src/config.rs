@@ -71,8 +71,14 @@ impl ServerConfig {
                 "HISTORY_PASSWORD",
                 secrets.password(static_users::HISTORY).into(),
             ),
-            ("ADMIN_PASSWORD", secrets.password(static_users::ADMIN).into()),
-            ("SYS_PASSWORD", secrets.password(static_users::SYSTEM).into()),
+            (
+                "ADMIN_PASSWORD",
+                secrets.password(static_users::ADMIN).into(),
+            ),
+            (
+                "SYS_PASSWORD",
+                secrets.password(static_users::SYSTEM).into(),
+            ),
         ];
         let mut out = String::with_capacity(TEMPLATE.len());
         let mut rest = TEMPLATE;

@@ -58,7 +58,11 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
         /// Services that must answer.
-        #[arg(long, value_delimiter = ',', default_value = "chat-presence,chat-history")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "chat-presence,chat-history"
+        )]
         services: Vec<String>,
     },
 }

@@ -19,8 +19,7 @@ use chat_protocol::UserName;
 use nkeys::KeyPair;
 
 use crate::claims::{
-    AuthorizationResponse, RequestClaims, ResponseClaims, UserClaims, UserNats,
-    REQUEST_AUDIENCE,
+    AuthorizationResponse, RequestClaims, ResponseClaims, UserClaims, UserNats, REQUEST_AUDIENCE,
 };
 use crate::permissions::{self, Permissions};
 use crate::users::Users;

@@ -165,12 +165,15 @@ pub struct UserNats {
     pub version: u8,
 }
 
-/// An allow list.
+/// An allow list, and exceptions to it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rules {
     /// Subjects (with wildcards) allowed.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// Subjects denied even where `allow` matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
 }
 
 impl UserNats {
@@ -179,9 +182,11 @@ impl UserNats {
         Self {
             publish: Rules {
                 allow: permissions.publish,
+                deny: permissions.publish_deny,
             },
             subscribe: Rules {
                 allow: permissions.subscribe,
+                deny: Vec::new(),
             },
             subs: -1,
             data: -1,

@@ -25,7 +25,11 @@ struct Args {
     #[command(flatten)]
     nats: NatsArgs,
     /// The issuer account's seed (a file made by `chat-admin init`, mode 0600).
-    #[arg(long, env = "AUTH_ISSUER_SEED_FILE", default_value = ".run/secrets/issuer.seed")]
+    #[arg(
+        long,
+        env = "AUTH_ISSUER_SEED_FILE",
+        default_value = ".run/secrets/issuer.seed"
+    )]
     issuer_seed_file: PathBuf,
     /// Lifetime of a chat user's login in seconds, after which the client logs in again
     /// (a password change takes effect by then).

@@ -3,22 +3,32 @@
 //! `docs/protocol.md` ("Accounts and permissions") lists the same, for people.
 
 use chat_protocol::auth::{self, inbox_prefix};
-use chat_protocol::{subjects, UserName};
+use chat_protocol::{streams, subjects, UserName};
 
-/// Publish and subscribe allow lists.
+/// Publish and subscribe allow lists, and what is denied within them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permissions {
     /// Subjects it may publish to.
     pub publish: Vec<String>,
+    /// Subjects it may not publish to, though `publish` matches them.
+    pub publish_deny: Vec<String>,
     /// Subjects it may subscribe to.
     pub subscribe: Vec<String>,
+}
+
+/// The streams of `CHAT` that are not room streams: the presence buckets. Chat users
+/// may not read them (sessions are the presence worker's business; `/users` answers
+/// who is online). Any future private stream of `CHAT` belongs in this list.
+fn private_streams() -> [String; 2] {
+    [streams::PRESENCE_BUCKET, streams::PRESENCE_USERS_BUCKET].map(|bucket| format!("KV_{bucket}"))
 }
 
 /// A chat user in `CHAT`: speaks only as itself (room messages and presence requests on
 /// subjects ending in its name), asks the workers, reads room streams through the
 /// read-only part of the JetStream API (stream info, ordered and pull consumers, direct
 /// get), and receives only on its own inbox prefix. No stream, KV or `.sys` writes, no
-/// deletes, no other inboxes.
+/// deletes, no other inboxes. `*` in a JetStream API subject matches any stream of the
+/// account, so the private streams are denied by name.
 pub fn chat_user(user: &UserName) -> Permissions {
     // `*` is a whole token in NATS subjects (`CHAT_*` would match only a stream literally
     // named so): any stream of the account, whose only streams are the public room
@@ -38,11 +48,19 @@ pub fn chat_user(user: &UserName) -> Permissions {
             format!("{}.>", room("CONSUMER.CREATE")),
             format!("{}.*", room("CONSUMER.INFO")),
             format!("{}.*", room("CONSUMER.MSG.NEXT")),
-            room("DIRECT.GET"),
-            format!("{}.>", room("DIRECT.GET")),
-            // Flow-control answers of ordered push consumers.
-            "$JS.FC.*.>".to_string(),
         ],
+        publish_deny: private_streams()
+            .iter()
+            .flat_map(|stream| {
+                [
+                    format!("$JS.API.STREAM.INFO.{stream}"),
+                    format!("$JS.API.CONSUMER.CREATE.{stream}"),
+                    format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
+                    format!("$JS.API.CONSUMER.INFO.{stream}.*"),
+                    format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.*"),
+                ]
+            })
+            .collect(),
         subscribe: vec![format!("{}.>", inbox_prefix(user))],
     }
 }
@@ -51,6 +69,7 @@ pub fn chat_user(user: &UserName) -> Permissions {
 pub fn guest() -> Permissions {
     Permissions {
         publish: vec![auth::REGISTER.to_string()],
+        publish_deny: Vec::new(),
         subscribe: vec!["_INBOX.>".to_string()],
     }
 }

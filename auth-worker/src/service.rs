@@ -215,7 +215,8 @@ fn parse<T: serde::de::DeserializeOwned>(payload: &[u8], what: &str) -> Result<T
 }
 
 async fn register(authority: &Authority, payload: &[u8]) -> Reply {
-    let request: RegisterRequest = parse(payload, "registration (expected {\"user\", \"password\"})")?;
+    let request: RegisterRequest =
+        parse(payload, "registration (expected {\"user\", \"password\"})")?;
     let user = authority
         .users()
         .register(&request.user, &request.password)
@@ -249,7 +250,10 @@ fn requester(message: &async_nats::Message) -> Result<UserName, (u16, String)> {
 
 async fn passwd(authority: &Authority, message: &async_nats::Message) -> Reply {
     let user = requester(message)?;
-    let request: PasswdRequest = parse(&message.payload, "password change (expected {\"old\", \"new\"})")?;
+    let request: PasswdRequest = parse(
+        &message.payload,
+        "password change (expected {\"old\", \"new\"})",
+    )?;
     authority
         .users()
         .change_password(&user, &request.old, &request.new)

@@ -129,7 +129,9 @@ impl Users {
         let body = serde_json::to_vec(&record).expect("a record serializes");
         match self.kv.create(key(user.as_str()), body.into()).await {
             Ok(_) => Ok(user),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(UsersError::Taken(user)),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                Err(UsersError::Taken(user))
+            }
             Err(e) => Err(UsersError::Store(e.into())),
         }
     }

@@ -68,6 +68,12 @@ pub enum ConnectError {
         /// The name tried.
         user: UserName,
     },
+    /// The server could not check the login: no auth worker answered it.
+    #[error("cannot log in at {url}: the server's login service (auth worker) is not answering; try again later")]
+    AuthUnavailable {
+        /// The URL tried.
+        url: String,
+    },
     /// NATS did not accept the connection.
     #[error("cannot reach NATS at {url}: {reason}")]
     Unreachable {
@@ -76,6 +82,25 @@ pub enum ConnectError {
         /// What async-nats said.
         reason: String,
     },
+}
+
+/// Tells a wrong name or password from a login service that is down: nats-server
+/// says "Authorization Violation" for both, but a guest login (no password) is refused
+/// only when no auth worker answers.
+async fn refusal(options: &Options) -> ConnectError {
+    let guest = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .max_reconnects(Some(1))
+        .connect(&options.url)
+        .await;
+    match guest {
+        Ok(_) => ConnectError::Refused {
+            user: options.user.clone(),
+        },
+        Err(_) => ConnectError::AuthUnavailable {
+            url: options.url.clone(),
+        },
+    }
 }
 
 /// One connected chat session; cheap to clone (all clones share the session).
@@ -125,6 +150,11 @@ impl Chat {
     /// Connects to NATS. Connection losses later are survived (and reported as
     /// `status` events); only an unreachable server at start is an error.
     pub async fn connect(options: Options) -> Result<(Chat, mpsc::Receiver<Event>), ConnectError> {
+        if options.password.is_empty() {
+            // Without a password the server would let it in as a guest, who can only
+            // register: that is never what a chat session means.
+            return Err(ConnectError::Refused { user: options.user });
+        }
         let (events, rx) = mpsc::channel(options.event_buffer.max(1));
         let (reconnected, reconnects) = watch::channel(0u64);
         let callback_events = events.clone();
@@ -193,15 +223,19 @@ impl Chat {
         })
         .connect(&options.url)
         .await
-        .map_err(|err| match err.kind() {
-            async_nats::ConnectErrorKind::AuthorizationViolation => ConnectError::Refused {
-                user: options.user.clone(),
-            },
-            _ => ConnectError::Unreachable {
-                url: options.url.clone(),
-                reason: err.to_string(),
-            },
-        })?;
+        .map_err(|err| err.kind());
+        let client = match client {
+            Ok(client) => client,
+            Err(async_nats::ConnectErrorKind::AuthorizationViolation) => {
+                return Err(refusal(&options).await)
+            }
+            Err(kind) => {
+                return Err(ConnectError::Unreachable {
+                    url: options.url.clone(),
+                    reason: kind.to_string(),
+                })
+            }
+        };
         tokio::spawn(login.clone().keep_token(
             client.clone(),
             reconnects.clone(),

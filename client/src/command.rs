@@ -108,7 +108,10 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "/users" => no_args(Command::Users, "/users"),
         "/rooms" => no_args(Command::Rooms, "/rooms"),
         "/help" => no_args(Command::Help, "/help"),
-        "/passwd" => no_args(Command::Passwd, "/passwd (the passwords are asked without echo)"),
+        "/passwd" => no_args(
+            Command::Passwd,
+            "/passwd (the passwords are asked without echo)",
+        ),
         "/quit" | "!exit" => no_args(Command::Quit, "/quit"),
         "#all_messages" => no_args(Command::AllMessages, "#all_messages"),
         "#my_messages" => no_args(Command::MyMessages, "#my_messages"),
@@ -177,7 +180,10 @@ mod tests {
         assert_eq!(parse("/rooms").unwrap(), Command::Rooms);
         assert_eq!(parse("/help").unwrap(), Command::Help);
         assert_eq!(parse("/passwd").unwrap(), Command::Passwd);
-        assert!(matches!(parse("/passwd secret"), Err(CommandError::Usage(_))));
+        assert!(matches!(
+            parse("/passwd secret"),
+            Err(CommandError::Usage(_))
+        ));
         assert_eq!(parse("/quit").unwrap(), Command::Quit);
         assert_eq!(parse("!exit").unwrap(), Command::Quit);
         assert_eq!(parse("#all_messages").unwrap(), Command::AllMessages);

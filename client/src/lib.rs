@@ -34,6 +34,6 @@ pub mod service;
 pub mod ui;
 
 pub use chat::{Chat, ConnectError, Options};
-pub use login::AccountError;
 pub use event::{Event, State};
+pub use login::AccountError;
 pub use publish::{RetryPolicy, SendError, SendHandle};

@@ -33,7 +33,12 @@ struct Args {
     #[arg(long, env = "CHAT_ROOM", default_value = "general", value_parser = parse_room)]
     room: RoomName,
     /// NATS server URL.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
     nats_url: String,
     /// Past messages replayed on join (0 for none).
     #[arg(long, env = "CHAT_HISTORY", default_value_t = 50)]
@@ -177,7 +182,9 @@ fn connect_failed(err: ConnectError) -> i32 {
     eprintln!("chat-client: {err}");
     match err {
         ConnectError::Refused { .. } => exit::NOPERM,
-        ConnectError::Unreachable { .. } => exit::UNAVAILABLE,
+        ConnectError::Unreachable { .. } | ConnectError::AuthUnavailable { .. } => {
+            exit::UNAVAILABLE
+        }
     }
 }
 
@@ -271,7 +278,9 @@ fn stdin_line() -> Result<String, i32> {
     let mut line = String::new();
     match std::io::stdin().read_line(&mut line) {
         Ok(0) => {
-            eprintln!("chat-client: no password: set CHAT_PASSWORD or give it as the first input line");
+            eprintln!(
+                "chat-client: no password: set CHAT_PASSWORD or give it as the first input line"
+            );
             Err(exit::USAGE)
         }
         Ok(_) => Ok(line.trim_end_matches(['\n', '\r']).to_string()),

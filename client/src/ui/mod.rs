@@ -186,9 +186,11 @@ impl Session {
     /// handled), so the terminal is free. Line mode has no terminal to ask on.
     async fn change_password(&self) -> Result<(), String> {
         if !self.background {
-            return Err("/passwd needs a terminal; use `chat-client passwd --user NAME` \
+            return Err(
+                "/passwd needs a terminal; use `chat-client passwd --user NAME` \
                         (CHAT_PASSWORD and CHAT_NEW_PASSWORD, or prompts)"
-                .into());
+                    .into(),
+            );
         }
         let asked = tokio::task::spawn_blocking(|| -> std::io::Result<(String, String)> {
             let old = rpassword::prompt_password("current password: ")?;

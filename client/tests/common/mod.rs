@@ -138,6 +138,6 @@ pub async fn history(server: &NatsServer) -> history_worker::HistoryWorker {
         server.history_client().await,
         history_worker::Config::default(),
     )
-        .await
-        .expect("history worker starts")
+    .await
+    .expect("history worker starts")
 }
