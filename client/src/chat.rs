@@ -17,7 +17,7 @@ use tokio::task::AbortHandle;
 
 use crate::event::{Event, State};
 use crate::history;
-use crate::login::{AccountError, Login};
+use crate::login::{self, AccountError, Login};
 use crate::presence::Presence;
 use crate::publish::{Publisher, RetryPolicy, SendError, SendHandle};
 use crate::room::Feed;
@@ -84,6 +84,10 @@ pub enum ConnectError {
     },
 }
 
+/// How long the first login may take: the server's callout timeout (a few seconds)
+/// and then some.
+const LOGIN_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Tells a wrong name or password from a login service that is down: nats-server
 /// says "Authorization Violation" for both, but a guest login (no password) is refused
 /// only when no auth worker answers.
@@ -93,11 +97,23 @@ async fn refusal(options: &Options) -> ConnectError {
         .max_reconnects(Some(1))
         .connect(&options.url)
         .await;
-    match guest {
-        Ok(_) => ConnectError::Refused {
+    let guest_in = match &guest {
+        Ok(client) => {
+            login::logged_in(
+                client,
+                auth::REGISTER,
+                std::future::pending(),
+                LOGIN_PATIENCE,
+            )
+            .await
+        }
+        Err(_) => false,
+    };
+    match guest_in {
+        true => ConnectError::Refused {
             user: options.user.clone(),
         },
-        Err(_) => ConnectError::AuthUnavailable {
+        false => ConnectError::AuthUnavailable {
             url: options.url.clone(),
         },
     }
@@ -208,6 +224,13 @@ impl Chat {
                             ),
                         }
                     }
+                    async_nats::Event::ServerError(
+                        async_nats::ServerError::AuthorizationViolation,
+                    ) => {
+                        // Refused on a connection that looked made (see `login::logged_in`).
+                        login.on_refused();
+                        return;
+                    }
                     async_nats::Event::ServerError(error) => {
                         tracing::warn!(%error, "the server refused something");
                         Event::error(format!("refused by the server: {error}"))
@@ -225,7 +248,21 @@ impl Chat {
         .await
         .map_err(|err| err.kind());
         let client = match client {
-            Ok(client) => client,
+            Ok(client)
+                if login::logged_in(
+                    &client,
+                    auth::RESUME,
+                    login.next_refusal(),
+                    LOGIN_PATIENCE,
+                )
+                .await =>
+            {
+                client
+            }
+            Ok(client) => {
+                drop(client);
+                return Err(refusal(&options).await);
+            }
             Err(async_nats::ConnectErrorKind::AuthorizationViolation) => {
                 return Err(refusal(&options).await)
             }

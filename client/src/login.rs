@@ -32,6 +32,8 @@ pub(crate) struct Login {
     refusals: AtomicU32,
     /// Set once the password has been refused `max_refusals` times in a row.
     refused: watch::Sender<bool>,
+    /// Every refusal so far (token or password), for the first login's check.
+    any_refusal: watch::Sender<u32>,
     max_refusals: u32,
 }
 
@@ -44,6 +46,7 @@ impl Login {
             sent_token: AtomicBool::new(false),
             refusals: AtomicU32::new(0),
             refused: watch::channel(false).0,
+            any_refusal: watch::channel(0).0,
             max_refusals: max_refusals.max(1),
         })
     }
@@ -68,6 +71,7 @@ impl Login {
     /// The server refused an attempt. Returns how many password refusals in a row
     /// there have been (0 when it was the token, which is then dropped).
     pub(crate) fn on_refused(&self) -> u32 {
+        self.any_refusal.send_modify(|n| *n += 1);
         if self.sent_token.swap(false, Ordering::SeqCst) {
             *self.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
             return 0;
@@ -82,6 +86,13 @@ impl Login {
     /// A connection went through.
     pub(crate) fn on_connected(&self) {
         self.refusals.store(0, Ordering::SeqCst);
+    }
+
+    /// Completes at the next refusal of any kind.
+    pub(crate) async fn next_refusal(&self) {
+        let mut refusals = self.any_refusal.subscribe();
+        refusals.borrow_and_update();
+        let _ = refusals.changed().await;
     }
 
     /// Completes once the server has refused the password too many times in a row.
@@ -144,6 +155,32 @@ impl Login {
         self.refresh_token(client, timeout).await;
         Ok(())
     }
+}
+
+/// Whether `client` really got in. nats-server answers a CONNECT only once the auth
+/// worker has decided, but async-nats counts the server's first PING (sent after two
+/// seconds) as success: with a slow or absent auth worker a connection looks made and
+/// is refused just after. A request to `subject` tells: any answer (even "no
+/// responders") comes only once logged in. `refused` completes when a refusal was seen
+/// meanwhile.
+pub(crate) async fn logged_in(
+    client: &async_nats::Client,
+    subject: &str,
+    refused: impl std::future::Future<Output = ()>,
+    patience: Duration,
+) -> bool {
+    let round_trip = async {
+        tokio::select! {
+            answer = client.request(subject.to_string(), bytes::Bytes::new()) => match answer {
+                Ok(_) => true,
+                Err(error) => error.kind() == async_nats::RequestErrorKind::NoResponders,
+            },
+            _ = refused => false,
+        }
+    };
+    tokio::time::timeout(patience, round_trip)
+        .await
+        .unwrap_or(false)
 }
 
 /// Why registering or changing a password did not work.

@@ -296,6 +296,7 @@ impl Drop for NatsServer {
 /// own runtime (or several tests' runtimes) never stalls logins. Dropping it kills it.
 pub struct AuthWorkerHandle {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl AuthWorkerHandle {
@@ -307,7 +308,7 @@ impl AuthWorkerHandle {
     ) -> Self {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("auth-worker".into())
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -331,7 +332,8 @@ impl AuthWorkerHandle {
                     let _ = stop_rx.await;
                     drop(worker);
                 });
-                runtime.shutdown_background();
+                // Its connection is closed when this returns: the worker is gone.
+                runtime.shutdown_timeout(Duration::from_secs(5));
             })
             .expect("spawn the auth worker thread");
         ready_rx
@@ -339,6 +341,7 @@ impl AuthWorkerHandle {
             .expect("the auth worker started in time");
         Self {
             stop: Some(stop_tx),
+            thread: Some(thread),
         }
     }
 }
@@ -347,6 +350,9 @@ impl Drop for AuthWorkerHandle {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
