@@ -1,22 +1,41 @@
 #!/usr/bin/env python3
-"""A chat client in 60 lines of Python: proof that the wire is the API.
+"""A chat client in 70 lines of Python: proof that the wire is the API.
 
-Joins a room through the presence worker, prints the room live (chat messages and
-joined/left events) and sends what you type, with the same subjects and JSON bodies
-as the Rust client (docs/protocol.md). Needs `pip install nats-py`.
+Logs in (name and password in CONNECT, replies on _INBOX_<name>), joins a room through
+the presence worker, prints the room live (chat messages and joined/left events) and
+sends what you type, with the same subjects and JSON bodies as the Rust client
+(docs/protocol.md). Needs `pip install nats-py`. The password comes from CHAT_PASSWORD
+or is asked; `--register` creates the account first.
 
-    python3 examples/chat.py carol general
-    echo "hello from python" | python3 examples/chat.py carol general
+    python3 examples/chat.py --register carol general
+    echo "hello from python" | CHAT_PASSWORD=... python3 examples/chat.py carol general
 """
-import asyncio, datetime, json, os, sys, uuid
+import asyncio, datetime, getpass, json, os, sys, uuid
 
 import nats
 
 SAFE = lambda s: "".join(c if c.isprintable() else "\ufffd" for c in str(s))
+URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 
 
-async def main(user: str, room: str) -> None:
-    nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+async def quiet(_error) -> None:  # connection errors are reported below, once
+    pass
+
+
+async def main(user: str, room: str, register: bool) -> None:
+    password = os.environ.get("CHAT_PASSWORD") or getpass.getpass(f"password for {user}: ")
+    if register:  # as a guest (no password): the only thing a guest may do
+        guest = await nats.connect(URL, error_cb=quiet)
+        body = json.dumps({"user": user, "password": password}).encode()
+        reply = json.loads((await guest.request("chat.auth.register", body, timeout=10)).data)
+        await guest.close()
+        if not reply.get("ok"):
+            sys.exit(f"registration refused: {SAFE(reply.get('error'))}")
+    try:
+        nc = await nats.connect(URL, user=user, password=password, error_cb=quiet,
+                                inbox_prefix=f"_INBOX_{user}".encode())
+    except Exception:
+        sys.exit(f"login refused for {user}: wrong name or password (or use --register)")
     js = nc.jetstream()
     session = uuid.uuid4().hex
 
@@ -34,7 +53,7 @@ async def main(user: str, room: str) -> None:
         body = json.loads(msg.data)
         if msg.subject.endswith(".sys"):
             print(f"-- {SAFE(body['user'])} {body['type']} ({body['users']} online)")
-        else:  # the sender is the subject's last token, never the body's "user"
+        else:  # the sender is the subject's last token, which the server enforces
             sender = msg.subject.rsplit(".", 1)[1]
             print(f"<{SAFE(sender)}> {SAFE(body['text'])}")
 
@@ -67,5 +86,6 @@ async def main(user: str, room: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "pyuser",
-                     sys.argv[2] if len(sys.argv) > 2 else "general"))
+    args = [a for a in sys.argv[1:] if a != "--register"]
+    asyncio.run(main(args[0] if args else "pyuser", args[1] if len(args) > 1 else "general",
+                     "--register" in sys.argv[1:]))

@@ -70,6 +70,10 @@ enum Command {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if std::env::var_os("LOG_LEVEL").is_none() && std::env::var_os("RUST_LOG").is_none() {
+        // A tool's own messages say what matters; the NATS client's chatter is noise.
+        std::env::set_var("LOG_LEVEL", "warn");
+    }
     runtime::init_logging(args.log_format);
     let secrets = match Secrets::load_or_create(&args.run_dir.join("secrets")) {
         Ok(secrets) => secrets,

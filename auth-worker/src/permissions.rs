@@ -43,11 +43,16 @@ pub fn chat_user(user: &UserName) -> Permissions {
             subjects::endpoints::HISTORY.to_string(),
             auth::PASSWD.to_string(),
             auth::RESUME.to_string(),
+            // Finding a stream by subject (nats-py, nats.js subscribe helpers).
+            "$JS.API.INFO".to_string(),
+            "$JS.API.STREAM.NAMES".to_string(),
             room("STREAM.INFO"),
             room("CONSUMER.CREATE"),
             format!("{}.>", room("CONSUMER.CREATE")),
             format!("{}.*", room("CONSUMER.INFO")),
             format!("{}.*", room("CONSUMER.MSG.NEXT")),
+            // Flow-control answers of push consumers (nats-py, nats.js ordered consumers).
+            "$JS.FC.*.>".to_string(),
         ],
         publish_deny: private_streams()
             .iter()
