@@ -2,23 +2,27 @@
 //!
 //! The claim is that this design costs almost nothing on top of NATS itself. This
 //! crate measures it: every scenario drives the real code paths (the `chat-client`
-//! library, the real `presence-worker` and `history-worker` binaries) and, in the
-//! same run and on the same server, raw async-nats of the same shape, and reports
-//! both and their ratio next to the targets. `BENCHMARKS.md` at the top of
+//! library, the real `auth-worker`, `presence-worker` and `history-worker` binaries,
+//! on the authenticated stack: every connection logs in) and, in the same run and on
+//! the same server, raw async-nats of the same shape (logged in as `@admin`), and
+//! reports both and their ratio next to the targets. `BENCHMARKS.md` at the top of
 //! the repository holds the published figures and how to reproduce them.
 //!
 //! ## A tour
 //!
 //! - [`options`]: which [`Scenario`]s run and their [`Sizes`] (full and `--quick`).
-//! - [`setup`]: the [`Stage`]: nats-server (via `test_support`, or `--nats-url`), the
-//!   worker processes, chat sessions connected like the terminal client.
+//! - [`setup`]: the [`Stage`]: nats-server with its auth callout (via `test_support`,
+//!   or `--nats-url` and `--secrets-dir`), the worker processes, chat users registered
+//!   and sessions logged in like the terminal client.
 //! - [`processes`]: locating the real binaries and running them as children.
 //! - [`procfs`]: memory and CPU of a process from `/proc`.
 //! - [`stamp`]: send times carried inside messages, for end-to-end latency.
 //! - [`stats`]: percentiles and rates.
 //! - [`report`]: rows of figures, the `--json` document and the Markdown table.
 //! - [`progress`]: the progress line on stderr.
-//! - [`scenarios`]: publish, fan-out, history, footprint, presence.
+//! - [`scenarios`]: publish, fan-out, history, footprint, presence, login (logins
+//!   through the callout, with the password and with a resume token, and the
+//!   reconnect storm after a server restart).
 //!
 //! Nothing here asserts a timing: the benchmark reports, people judge.
 
@@ -49,6 +53,11 @@ use crate::report::Meta;
 pub struct Settings {
     /// The server to use; `None` starts one through `test_support`.
     pub nats_url: Option<String>,
+    /// With `nats_url`: the stack's secrets folder (`admin.password`, the workers'
+    /// password files, `issuer.seed`).
+    pub secrets_dir: PathBuf,
+    /// With `nats_url`: start an auth worker too (the stack's own answer otherwise).
+    pub auth_worker: bool,
     /// Where the worker and client binaries are; `None`: next to this executable.
     pub bin_dir: Option<PathBuf>,
     /// The scenarios to run.
@@ -65,13 +74,7 @@ pub async fn run(settings: Settings, progress: Progress) -> Result<Report, Bench
     let started_at = chrono::Utc::now();
     let started = Instant::now();
     let load_before = procfs::load_average();
-    let stage = Stage::start(
-        settings.nats_url.clone(),
-        bins,
-        settings.sizes.clone(),
-        progress.clone(),
-    )
-    .await?;
+    let mut stage = Stage::start(&settings, bins, progress.clone()).await?;
     let nats_server = stage
         .raw()
         .await
@@ -92,6 +95,7 @@ pub async fn run(settings: Settings, progress: Progress) -> Result<Report, Bench
             Scenario::History => scenarios::history::run(&stage).await?,
             Scenario::Presence => scenarios::presence::run(&stage).await?,
             Scenario::Footprint => scenarios::footprint::run(&stage, under_load).await?,
+            Scenario::Login => scenarios::login::run(&mut stage).await?,
         };
         scenarios.insert(scenario, rows);
     }

@@ -14,6 +14,14 @@ struct Args {
     /// Use this NATS server instead of starting one (pinned nats-server, temporary store).
     #[arg(long, env = "CHAT_BENCH_NATS_URL")]
     nats_url: Option<String>,
+    /// With --nats-url: the stack's secrets folder (admin.password for the raw
+    /// baselines, the workers' password files, issuer.seed for --auth-worker).
+    #[arg(long, env = "CHAT_SECRETS_DIR", default_value = ".run/secrets")]
+    secrets_dir: PathBuf,
+    /// With --nats-url: start an auth worker as well (by default the stack's own
+    /// auth worker answers logins). The bench's own server always gets one.
+    #[arg(long, env = "CHAT_BENCH_AUTH_WORKER")]
+    auth_worker: bool,
     /// Small sizes: finishes in well under a minute on 2 cores.
     #[arg(long)]
     quick: bool,
@@ -23,7 +31,7 @@ struct Args {
     /// Write every figure, the sizes and the machine to this JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Where presence-worker, history-worker and chat-client are (default: next to chat-bench).
+    /// Where the worker binaries and chat-client are (default: next to chat-bench).
     #[arg(long, env = "CHAT_BENCH_BIN_DIR")]
     bin_dir: Option<PathBuf>,
     /// Publish: messages per side.
@@ -68,6 +76,15 @@ struct Args {
     /// Footprint: seconds of each idle measurement.
     #[arg(long)]
     idle_secs: Option<f64>,
+    /// Login: logins timed (one after the other, then several at once), each kind.
+    #[arg(long)]
+    logins: Option<usize>,
+    /// Login: logins in flight at once for the logins per second.
+    #[arg(long)]
+    login_concurrency: Option<usize>,
+    /// Login: chat sessions connected when the server restarts (reconnect storm).
+    #[arg(long)]
+    storm_clients: Option<usize>,
     /// Internal: run as the idle raw async-nats client of the footprint scenario.
     #[arg(long, hide = true)]
     idle_raw_client: Option<String>,
@@ -103,6 +120,9 @@ impl Args {
             presence_ttl_secs <- presence_ttl,
             history_messages <- history_messages,
             idle_secs <- idle_secs,
+            logins <- logins,
+            login_concurrency <- login_concurrency,
+            storm_clients <- storm_clients,
         );
         s
     }
@@ -148,6 +168,8 @@ async fn run(args: Args) -> i32 {
     }
     let settings = Settings {
         nats_url: args.nats_url.clone(),
+        secrets_dir: args.secrets_dir.clone(),
+        auth_worker: args.auth_worker,
         bin_dir: args.bin_dir.clone(),
         scenarios: if args.only.is_empty() {
             Scenario::ALL.to_vec()

@@ -24,16 +24,20 @@ pub enum Scenario {
     Footprint,
     /// Joins, `/users` in a big room, and crashed sessions going away.
     Presence,
+    /// Logins through the auth callout (password, resume token) and the reconnect
+    /// storm after a nats-server restart (last: it restarts the server).
+    Login,
 }
 
 impl Scenario {
     /// Every scenario, in running order.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Publish,
         Scenario::Fanout,
         Scenario::History,
         Scenario::Footprint,
         Scenario::Presence,
+        Scenario::Login,
     ];
 
     /// The name used in flags, the JSON and the table.
@@ -44,6 +48,7 @@ impl Scenario {
             Scenario::History => "history",
             Scenario::Presence => "presence",
             Scenario::Footprint => "footprint",
+            Scenario::Login => "login",
         }
     }
 }
@@ -88,6 +93,13 @@ pub struct Sizes {
     pub history_messages: usize,
     /// Footprint: seconds each idle measurement lasts.
     pub idle_secs: f64,
+    /// Login: logins timed one after the other, and again several at once (each with
+    /// the password, then each with a resume token).
+    pub logins: usize,
+    /// Login: logins in flight at once for the logins per second.
+    pub login_concurrency: usize,
+    /// Login: chat sessions connected when the server restarts (the reconnect storm).
+    pub storm_clients: usize,
 }
 
 impl Sizes {
@@ -108,6 +120,9 @@ impl Sizes {
             presence_ttl_secs: 30,
             history_messages: 100_000,
             idle_secs: 10.0,
+            logins: 200,
+            login_concurrency: 8,
+            storm_clients: 1_000,
         }
     }
 
@@ -128,6 +143,9 @@ impl Sizes {
             presence_ttl_secs: 2,
             history_messages: 3_000,
             idle_secs: 2.0,
+            logins: 20,
+            login_concurrency: 4,
+            storm_clients: 100,
         }
     }
 

@@ -1,9 +1,9 @@
 //! The real binaries, run as child processes so that `/proc` can measure them: the
-//! presence worker, the history worker and the terminal client.
+//! presence, history and auth workers and the terminal client.
 //!
 //! They are looked up next to the `chat-bench` executable (the same `target/<profile>`
 //! directory, so `cargo build --release -p presence-worker -p history-worker -p
-//! chat-client` is all it takes) or in `--bin-dir`.
+//! auth-worker -p chat-client` is all it takes) or in `--bin-dir`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,6 +20,8 @@ pub struct Binaries {
     pub presence: PathBuf,
     /// `history-worker`.
     pub history: PathBuf,
+    /// `auth-worker`.
+    pub auth: PathBuf,
     /// `chat-client`.
     pub client: PathBuf,
 }
@@ -33,14 +35,15 @@ pub enum LocateError {
     /// A binary is missing.
     #[error(
         "{0} not found; build the binaries of the same profile first, e.g. \
-         `cargo build --release -p presence-worker -p history-worker -p chat-client`, \
+         `cargo build --release -p presence-worker -p history-worker -p auth-worker \
+         -p chat-client`, \
          or pass --bin-dir"
     )]
     Missing(PathBuf),
 }
 
 impl Binaries {
-    /// Finds the three binaries in `dir`, or else next to the running executable
+    /// Finds the four binaries in `dir`, or else next to the running executable
     /// (whose `deps/` folder, for a test binary, is looked past).
     pub fn locate(dir: Option<&Path>) -> Result<Self, LocateError> {
         let dir = match dir {
@@ -65,6 +68,7 @@ impl Binaries {
         Ok(Self {
             presence: find("presence-worker")?,
             history: find("history-worker")?,
+            auth: find("auth-worker")?,
             client: find("chat-client")?,
         })
     }
@@ -82,11 +86,13 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `bin` with `args`, logging at `warn` into `log_dir`.
+    /// Starts `bin` with `args` and the environment variables `env`, logging at `warn`
+    /// (unless `env` sets `LOG_LEVEL`) into `log_dir`.
     pub fn spawn(
         name: &str,
         bin: &Path,
         args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
         log_dir: &Path,
         stdio: (Stdio, Stdio),
     ) -> std::io::Result<Self> {
@@ -94,6 +100,7 @@ impl Process {
         let child = Command::new(bin)
             .args(args)
             .env("LOG_LEVEL", "warn")
+            .envs(env.iter().copied())
             .stdin(stdio.0)
             .stdout(stdio.1)
             .stderr(std::fs::File::create(&log)?)

@@ -1,20 +1,46 @@
-//! The stage every scenario runs on: a nats-server (started through `test_support`,
-//! or the one at `--nats-url`), the real presence and history workers as child
-//! processes, and helpers to connect chat sessions the way a person's client does.
+//! The stage every scenario runs on: the authenticated stack (nats-server with its
+//! auth callout, started through `test_support` without in-process auth workers, or
+//! the one at `--nats-url`), the real auth, presence and history workers as child
+//! processes, and helpers to register and log in chat sessions the way a person's
+//! client does.
+//!
+//! Everyone logs in: chat sessions as registered chat users (each registered once per
+//! run, before anything is timed: registering costs an argon2 hash), raw baseline
+//! clients as the operator `@admin` (a static user, so no callout), the workers as
+//! their own static users with the passwords from the secrets folder.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use chat_client::login::{self, AccountError};
 use chat_client::{service::RequestError, Chat, Event, Options};
+use chat_protocol::auth::static_users;
+use chat_protocol::runtime::Credentials;
 use chat_protocol::{RoomName, SessionId, UserName};
-use futures::TryStreamExt;
-use test_support::NatsServer;
-use tokio::sync::mpsc;
+use futures::{StreamExt, TryStreamExt};
+use test_support::{password_of, NatsServer, StackOptions};
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::options::Sizes;
 use crate::processes::{Binaries, LocateError, Process};
 use crate::progress::Progress;
+use crate::Settings;
+
+/// Registrations in flight at once (the auth worker hashes a few at a time; more only
+/// queue).
+const REGISTER_CONCURRENCY: usize = 8;
+
+/// Chat logins with the password in flight at once through [`Stage::chat`], so that
+/// none waits in the auth worker's queue longer than the server's callout timeout (3 s).
+const LOGIN_CONCURRENCY: usize = 16;
+
+/// The `auth-worker`'s log filter: warnings, and one line per accepted login with its
+/// verdict (`Password` or `Resumed`), which the login scenario counts.
+pub const AUTH_LOG_LEVEL: &str = "warn,auth_worker::callout=debug";
 
 /// Longest wait for something that should happen (a welcome, a worker answering);
 /// reaching it is a failure of the run, not a figure.
@@ -44,6 +70,12 @@ pub enum BenchError {
     /// A name built by the bench was refused (a bug).
     #[error("bad name: {0}")]
     Name(#[from] chat_protocol::NameError),
+    /// A secret (a static user's password) could not be read.
+    #[error("cannot read {0}: {1} (with --nats-url, pass the stack's --secrets-dir)")]
+    Secret(PathBuf, std::io::Error),
+    /// A chat user could not be registered.
+    #[error("cannot register {0}: {1}")]
+    Register(String, String),
 }
 
 impl BenchError {
@@ -72,16 +104,28 @@ pub async fn raw_room_feed(
         .map_err(BenchError::nats)
 }
 
+/// The file holding static user `user`'s password in a secrets folder made by
+/// `chat-admin init` (`@admin` → `admin.password`).
+pub fn password_file(secrets: &Path, user: &str) -> PathBuf {
+    secrets.join(format!("{}.password", user.trim_start_matches('@')))
+}
+
 /// Where and how a run takes place.
 pub struct Stage {
     /// The server started for this run (none with `--nats-url`).
     server: Option<NatsServer>,
     /// Its URL.
     pub url: String,
+    /// The stack's secrets folder (the static users' passwords, the issuer seed).
+    pub secrets: PathBuf,
+    /// `@admin`, as whom the raw baselines connect.
+    admin: Credentials,
     /// The real binaries.
     pub bins: Binaries,
-    /// Log files of the child processes (kept with `--keep-logs`).
+    /// Log files of the child processes (kept when `CHAT_BENCH_KEEP_LOGS` is set).
     pub logs: tempfile::TempDir,
+    /// The auth worker (none with `--nats-url` unless `--auth-worker`).
+    pub auth: Option<Process>,
     /// The presence worker.
     pub presence: Process,
     /// The history worker.
@@ -92,23 +136,33 @@ pub struct Stage {
     pub progress: Progress,
     /// Prefix of every room of this run, so that runs against one server never meet.
     tag: String,
+    /// Chat users registered (or found registered) in this run.
+    registered: Mutex<HashSet<String>>,
+    /// Bounds the chat logins with the password in flight.
+    logins: Semaphore,
 }
 
 impl Stage {
-    /// Starts the server (unless `url` is given) and the workers, and waits until both
-    /// workers answer.
+    /// Starts the server (unless `settings.nats_url` is given) and the workers (the
+    /// auth worker only on the bench's own server or when asked), and waits until every
+    /// worker answers.
     pub async fn start(
-        url: Option<String>,
+        settings: &Settings,
         bins: Binaries,
-        sizes: Sizes,
         progress: Progress,
     ) -> Result<Self, BenchError> {
-        let server = match url {
+        let sizes = settings.sizes.clone();
+        let server = match settings.nats_url {
             Some(_) => None,
             None => {
                 progress.phase("starting nats-server");
+                // The real auth-worker binary runs as a child below, not in-process.
+                let options = StackOptions {
+                    auth_workers: 0,
+                    ..StackOptions::default()
+                };
                 Some(
-                    tokio::task::spawn_blocking(test_support::run_server)
+                    tokio::task::spawn_blocking(move || test_support::run_server_with(options))
                         .await
                         .map_err(|e| {
                             BenchError::Spawn("nats-server".into(), std::io::Error::other(e))
@@ -116,43 +170,174 @@ impl Stage {
                 )
             }
         };
-        let url = url.unwrap_or_else(|| server.as_ref().expect("started").url());
+        let url = match (&settings.nats_url, &server) {
+            (Some(url), _) => url.clone(),
+            (None, server) => server.as_ref().expect("started").url(),
+        };
+        let secrets = match &server {
+            Some(server) => server.secrets_dir().to_path_buf(),
+            None => settings.secrets_dir.clone(),
+        };
+        let admin_file = password_file(&secrets, static_users::ADMIN);
+        let admin = Credentials::from_file(static_users::ADMIN, &admin_file)
+            .map_err(|e| BenchError::Secret(admin_file, e))?;
         let logs = tempfile::Builder::new()
             .prefix("chat-bench-")
+            .disable_cleanup(std::env::var_os("CHAT_BENCH_KEEP_LOGS").is_some())
             .tempdir()
             .map_err(|e| BenchError::Spawn("log directory".into(), e))?;
+        let worker = |name: &str, bin: &Path, user: &str, args: &[&str], level: &str| {
+            let password = password_file(&secrets, user);
+            let env: [(&str, &OsStr); 3] = [
+                ("NATS_USER", OsStr::new(user)),
+                ("NATS_PASSWORD_FILE", password.as_os_str()),
+                ("LOG_LEVEL", OsStr::new(level)),
+            ];
+            let mut all = vec!["--nats-url", url.as_str()];
+            all.extend_from_slice(args);
+            Process::spawn(
+                name,
+                bin,
+                &all,
+                &env,
+                logs.path(),
+                (Stdio::null(), Stdio::null()),
+            )
+            .map_err(|e| BenchError::Spawn(name.into(), e))
+        };
+        let auth = if server.is_some() || settings.auth_worker {
+            progress.phase("starting the auth worker");
+            let seed = secrets.join("issuer.seed");
+            let seed = seed.to_string_lossy();
+            Some(worker(
+                "auth-worker",
+                &bins.auth,
+                static_users::AUTH,
+                &["--issuer-seed-file", &seed],
+                AUTH_LOG_LEVEL,
+            )?)
+        } else {
+            None
+        };
         progress.phase("starting the presence and history workers");
         let ttl = sizes.presence_ttl_secs.to_string();
-        let presence = Process::spawn(
+        let presence = worker(
             "presence-worker",
             &bins.presence,
-            &["--nats-url", &url, "--ttl", &ttl],
-            logs.path(),
-            (Stdio::null(), Stdio::null()),
-        )
-        .map_err(|e| BenchError::Spawn("presence-worker".into(), e))?;
-        let history = Process::spawn(
+            static_users::PRESENCE,
+            &["--ttl", &ttl],
+            "warn",
+        )?;
+        let history = worker(
             "history-worker",
             &bins.history,
-            &["--nats-url", &url],
-            logs.path(),
-            (Stdio::null(), Stdio::null()),
-        )
-        .map_err(|e| BenchError::Spawn("history-worker".into(), e))?;
+            static_users::HISTORY,
+            &[],
+            "warn",
+        )?;
         let tag = SessionId::random().to_string()[..6].to_string();
         let stage = Self {
             server,
             url,
+            secrets,
+            admin,
             bins,
             logs,
+            auth,
             presence,
             history,
             sizes,
             progress,
             tag,
+            registered: Mutex::new(HashSet::new()),
+            logins: Semaphore::new(LOGIN_CONCURRENCY),
         };
+        stage.wait_for_auth().await?;
         stage.wait_for_workers().await?;
         Ok(stage)
+    }
+
+    /// Waits until registrations are answered (the auth worker, ours or the stack's,
+    /// is up), registering the probe user on the way.
+    async fn wait_for_auth(&self) -> Result<(), BenchError> {
+        self.progress.phase("waiting for the auth worker");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.register_one("probe").await {
+                Ok(()) => {
+                    self.registered_names().insert("probe".into());
+                    return Ok(());
+                }
+                Err(err) if Instant::now() > deadline => {
+                    let log = match &self.auth {
+                        Some(auth) => log_tail(&auth.log),
+                        None => "(not started by the bench: see --auth-worker)".into(),
+                    };
+                    return Err(BenchError::NotReady(
+                        "auth-worker".into(),
+                        format!("{err}\n{log}"),
+                    ));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    fn registered_names(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.registered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers chat user `name` with [`password_of`]; a name already taken is fine
+    /// (the login that follows tells whether the password is that one).
+    async fn register_one(&self, name: &str) -> Result<(), BenchError> {
+        match login::register(&self.url, name, &password_of(name), Duration::from_secs(30)).await {
+            Ok(_) => Ok(()),
+            Err(AccountError::Request(RequestError::Refused(_, why))) if why.contains("taken") => {
+                Ok(())
+            }
+            Err(err) => Err(BenchError::Register(name.into(), err.to_string())),
+        }
+    }
+
+    /// Registers every one of `names` not yet registered in this run, a few at a time.
+    /// Never timed: each costs an argon2 hash in the auth worker.
+    pub async fn register(
+        &self,
+        names: impl IntoIterator<Item = String>,
+    ) -> Result<(), BenchError> {
+        let todo: Vec<String> = {
+            let done = self.registered_names();
+            names.into_iter().filter(|n| !done.contains(n)).collect()
+        };
+        if todo.len() > 1 {
+            self.progress
+                .update(format!("registering {} users (not timed)", todo.len()));
+        }
+        futures::stream::iter(todo)
+            .map(|name| async move { self.register_one(&name).await.map(|()| name) })
+            .buffer_unordered(REGISTER_CONCURRENCY)
+            .try_for_each(|name| {
+                self.registered_names().insert(name);
+                futures::future::ready(Ok(()))
+            })
+            .await
+    }
+
+    /// Kills the bench's own nats-server and starts it again on the same port with the
+    /// same store (clients and workers reconnect by themselves). Returns false, doing
+    /// nothing, with `--nats-url`.
+    pub async fn restart_server(&mut self) -> Result<bool, BenchError> {
+        let Some(mut server) = self.server.take() else {
+            return Ok(false);
+        };
+        let server = tokio::task::spawn_blocking(move || {
+            server.restart();
+            server
+        })
+        .await
+        .map_err(|e| BenchError::Spawn("nats-server".into(), std::io::Error::other(e)))?;
+        self.server = Some(server);
+        Ok(true)
     }
 
     /// The process id of the bench's own nats-server (none with `--nats-url`).
@@ -210,19 +395,42 @@ impl Stage {
         Ok(RoomName::new(format!("{}-{name}", self.tag))?)
     }
 
-    /// A chat session of user `name`, connected like the terminal client connects.
-    pub async fn chat(&self, name: &str) -> Result<(Chat, mpsc::Receiver<Event>), BenchError> {
-        let mut options = Options::new(&self.url, UserName::new(name)?);
+    /// The options of a session of chat user `name` (with [`password_of`]).
+    pub fn options(&self, name: &str) -> Result<Options, BenchError> {
+        let mut options = Options::new(&self.url, UserName::new(name)?, password_of(name));
         // A slow machine under load must not turn a queued request into a failure.
         options.request_timeout = Duration::from_secs(10);
+        Ok(options)
+    }
+
+    /// A chat session of user `name` (registered first if this run has not yet),
+    /// logged in and connected like the terminal client connects.
+    pub async fn chat(&self, name: &str) -> Result<(Chat, mpsc::Receiver<Event>), BenchError> {
+        self.register([name.to_string()]).await?;
+        let options = self.options(name)?;
+        let _slot = self.logins.acquire().await.expect("never closed");
         Ok(Chat::connect(options).await?)
     }
 
-    /// A raw async-nats connection, for the baselines.
+    /// `@admin`'s credentials (every right in `CHAT`).
+    pub fn admin(&self) -> &Credentials {
+        &self.admin
+    }
+
+    /// The file holding static user `user`'s password.
+    pub fn password_file(&self, user: &str) -> PathBuf {
+        password_file(&self.secrets, user)
+    }
+
+    /// A raw async-nats connection as `@admin`, for the baselines.
     pub async fn raw(&self) -> Result<async_nats::Client, BenchError> {
-        async_nats::connect(&self.url)
-            .await
-            .map_err(BenchError::nats)
+        async_nats::ConnectOptions::with_user_and_password(
+            self.admin.user.clone(),
+            self.admin.password.clone(),
+        )
+        .connect(&self.url)
+        .await
+        .map_err(BenchError::nats)
     }
 }
 

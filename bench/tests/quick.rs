@@ -1,5 +1,6 @@
 //! `chat-bench --quick` keeps working: it runs every scenario against its own
-//! nats-server and the real worker and client binaries, and writes a JSON document
+//! authenticated stack (nats-server with its auth callout) and the real worker and
+//! client binaries, and writes a JSON document
 //! with every scenario's figures. Timings are never asserted; only that each figure
 //! was measured, and that the chat lost nothing.
 
@@ -8,7 +9,14 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const SCENARIOS: [&str; 5] = ["publish", "fanout", "history", "presence", "footprint"];
+const SCENARIOS: [&str; 6] = [
+    "publish",
+    "fanout",
+    "history",
+    "presence",
+    "footprint",
+    "login",
+];
 
 /// Builds the binaries the bench drives, in the profile of this test, so that the
 /// bench never measures stale ones (a no-op when they are fresh).
@@ -26,6 +34,8 @@ fn build_binaries(bench: &Path) {
             "presence-worker",
             "-p",
             "history-worker",
+            "-p",
+            "auth-worker",
             "-p",
             "chat-client",
         ])
@@ -68,6 +78,7 @@ fn quick_run_reports_every_scenario() {
             "1",
         ])
         .args(["--presence-sessions", "20", "--crashed-sessions", "5"])
+        .args(["--logins", "10", "--storm-clients", "30"])
         .output()
         .expect("run chat-bench");
     let stderr = String::from_utf8_lossy(&output.stderr);

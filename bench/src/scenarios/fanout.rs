@@ -159,6 +159,11 @@ async fn chat_side(stage: &Stage) -> Result<(Outcome, WorkersUnderLoad), BenchEr
         "fanout (chat): {} sessions joining",
         s.fanout_rooms * s.fanout_members
     ));
+    stage
+        .register(
+            (0..s.fanout_rooms).flat_map(|r| (0..s.fanout_members).map(move |u| member(r, u))),
+        )
+        .await?;
     let tally = Tally::new();
     let joins = (0..s.fanout_rooms).flat_map(|r| (0..s.fanout_members).map(move |u| (r, u)));
     let members = try_join_all(joins.map(|(r, u)| {

@@ -4,8 +4,11 @@
 //! rest and (measured by the fan-out scenario) under load.
 //!
 //! The raw process is `chat-bench` itself started with a hidden flag
-//! (`--idle-raw-client`): connect, subscribe, wait for stdin to close.
+//! (`--idle-raw-client`): connect (as `@admin`, the user and password passed in
+//! [`USER_ENV`] and [`PASSWORD_ENV`]), subscribe, wait for stdin to close. The client
+//! logs in as the registered chat user `idle` (`CHAT_PASSWORD`).
 
+use std::ffi::OsStr;
 use std::process::Stdio;
 
 use async_nats::Client;
@@ -21,6 +24,11 @@ use crate::setup::{log_tail, BenchError, Stage, PATIENCE};
 /// The raw process prints this line once subscribed.
 pub const READY: &str = "ready";
 
+/// The environment variable giving the idle raw process its NATS user.
+pub const USER_ENV: &str = "CHAT_BENCH_RAW_USER";
+/// The environment variable giving the idle raw process its NATS password.
+pub const PASSWORD_ENV: &str = "CHAT_BENCH_RAW_PASSWORD";
+
 /// Runs the scenario; `under_load` comes from the fan-out scenario, if it ran.
 pub async fn run(
     stage: &Stage,
@@ -28,6 +36,8 @@ pub async fn run(
 ) -> Result<Vec<Row>, BenchError> {
     let room = stage.room("idle")?;
     stage.progress.phase("footprint: starting an idle client");
+    stage.register(["idle".to_string()]).await?;
+    let password = test_support::password_of("idle");
     let mut client = Process::spawn(
         "chat-client",
         &stage.bins.client,
@@ -42,6 +52,7 @@ pub async fn run(
             "--history",
             "0",
         ],
+        &[("CHAT_PASSWORD", OsStr::new(&password))],
         stage.logs.path(),
         (Stdio::piped(), Stdio::piped()),
     )
@@ -55,6 +66,10 @@ pub async fn run(
             &stage.url,
             "--idle-subject",
             &subjects::room_all(&room),
+        ],
+        &[
+            (USER_ENV, OsStr::new(&stage.admin().user)),
+            (PASSWORD_ENV, OsStr::new(&stage.admin().password)),
         ],
         stage.logs.path(),
         (Stdio::piped(), Stdio::piped()),
@@ -175,7 +190,12 @@ async fn ready(
 /// The hidden `--idle-raw-client` mode: a raw async-nats process, subscribed to
 /// `subject`, idle until stdin closes. Its footprint is the baseline of the idle client.
 pub async fn idle_raw_client(url: &str, subject: &str) -> Result<(), BenchError> {
-    let client: Client = async_nats::connect(url).await.map_err(BenchError::nats)?;
+    let user = std::env::var(USER_ENV).unwrap_or_default();
+    let password = std::env::var(PASSWORD_ENV).unwrap_or_default();
+    let client: Client = async_nats::ConnectOptions::with_user_and_password(user, password)
+        .connect(url)
+        .await
+        .map_err(BenchError::nats)?;
     let mut subscription = client
         .subscribe(subject.to_string())
         .await

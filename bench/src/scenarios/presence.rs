@@ -39,6 +39,13 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         .collect::<Result<_, _>>()?;
 
     stage.progress.phase(format!(
+        "presence: registering {} users (not timed)",
+        s.presence_sessions
+    ));
+    stage
+        .register((0..s.presence_sessions).map(|i| format!("p{i}")))
+        .await?;
+    stage.progress.phase(format!(
         "presence: connecting {} sessions",
         s.presence_sessions
     ));
@@ -173,6 +180,13 @@ async fn crash(stage: &Stage) -> Result<Option<f64>, BenchError> {
         "presence: {} sessions join, then crash",
         s.crashed_sessions
     ));
+    stage
+        .register(
+            (0..s.crashed_sessions)
+                .map(|i| format!("c{i}"))
+                .chain(["observer".to_string()]),
+        )
+        .await?;
     let doomed: Vec<Session> = futures::stream::iter(0..s.crashed_sessions)
         .map(|i| {
             let room = room.clone();
