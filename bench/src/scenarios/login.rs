@@ -437,8 +437,9 @@ async fn storm(stage: &mut Stage) -> Result<Vec<Row>, BenchError> {
     let accepted = counts.resumed.unwrap_or(0) + counts.password.unwrap_or(0);
     if let Some(extra) = accepted.checked_sub(n as u64).filter(|&extra| extra > 0) {
         verdict_note.push_str(&format!(
-            "; {extra} more than the storm's sessions: earlier sessions of this run whose \
-             connections outlive their Chat (its resume-token task holds the connection)"
+            "; {extra} more than the storm's sessions: sessions logging in again (an answer \
+             that came after the server's callout timeout is lost) and earlier sessions of this \
+             run whose connections outlive their Chat (its resume-token task holds the connection)"
         ));
     }
     Ok(vec![
