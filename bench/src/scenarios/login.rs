@@ -213,21 +213,25 @@ impl Storm {
     }
 }
 
-/// How long the storm's clients must all stay connected before the storm counts as
-/// over: more than the server's callout timeout (3 s), because a client whose login
+/// How long the storm's chat sessions must all stay connected before the storm counts
+/// as over: more than the server's callout timeout (3 s), because a client whose login
 /// is still waiting for the callout already counts as connected for async-nats and is
 /// only disconnected when the callout times out (if no auth worker had reconnected
 /// yet when it arrived).
 const SETTLE: Duration = Duration::from_secs(4);
 
+/// The same for the raw clients, static users whose logins need no callout.
+const RAW_SETTLE: Duration = Duration::from_secs(1);
+
 /// Restarts the server and follows, from `changes` (client index, instant, connected
 /// or not), every client's connection until all of them are connected and stay so
-/// for [`SETTLE`]; a client is back at its last connection.
+/// for `settle`; a client is back at its last connection.
 async fn restart_and_wait(
     stage: &mut Stage,
     clients: usize,
     mut changes: mpsc::UnboundedReceiver<(usize, Instant, bool)>,
     what: &str,
+    settle: Duration,
 ) -> Result<Storm, BenchError> {
     // Connections made before the restart are not reconnections.
     while changes.try_recv().is_ok() {}
@@ -244,7 +248,7 @@ async fn restart_and_wait(
     loop {
         let all_back = back.len() == clients && back.values().all(Option::is_some);
         let wake = if all_back {
-            (last_change + SETTLE).min(deadline)
+            (last_change + settle).min(deadline)
         } else {
             deadline
         };
@@ -340,7 +344,7 @@ async fn chat_storm(stage: &mut Stage) -> Result<(Storm, f64, AuthCounts), Bench
         .as_deref()
         .and_then(|log| std::fs::metadata(log).ok())
         .map_or(0, |m| m.len());
-    let storm = restart_and_wait(stage, n, back, "chat sessions").await?;
+    let storm = restart_and_wait(stage, n, back, "chat sessions", SETTLE).await?;
     let mut counts = log
         .as_deref()
         .map(|log| verdicts(log, log_from))
@@ -396,7 +400,7 @@ async fn raw_storm(stage: &mut Stage) -> Result<Storm, BenchError> {
     for client in &clients {
         client.flush().await.map_err(BenchError::nats)?;
     }
-    let storm = restart_and_wait(stage, n, back, "raw clients").await?;
+    let storm = restart_and_wait(stage, n, back, "raw clients", RAW_SETTLE).await?;
     drop(clients);
     Ok(storm)
 }
