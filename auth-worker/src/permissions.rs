@@ -51,6 +51,9 @@ pub fn chat_user(user: &UserName) -> Permissions {
             format!("{}.>", room("CONSUMER.CREATE")),
             format!("{}.*", room("CONSUMER.INFO")),
             format!("{}.*", room("CONSUMER.MSG.NEXT")),
+            // Deleting its short-lived consumers when done (names are random and cannot
+            // be listed, so another's are out of reach in practice).
+            format!("{}.*", room("CONSUMER.DELETE")),
             // Flow-control answers of push consumers (nats-py, nats.js ordered consumers).
             "$JS.FC.*.>".to_string(),
         ],
@@ -63,6 +66,7 @@ pub fn chat_user(user: &UserName) -> Permissions {
                     format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
                     format!("$JS.API.CONSUMER.INFO.{stream}.*"),
                     format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.*"),
+                    format!("$JS.API.CONSUMER.DELETE.{stream}.*"),
                 ]
             })
             .collect(),

@@ -380,3 +380,110 @@ async fn auth_workers_killed_restarted_and_side_by_side() {
         .expect("the other instance answers");
     drop(second);
 }
+
+/// Everything the client does in a normal session is within its permissions: joining
+/// with a replay, chatting, /users, /rooms, both history replays, a reconnect, leaving.
+/// (A permission the client lacks shows as a "refused by the server" error event.)
+#[tokio::test]
+async fn a_normal_session_is_never_refused_anything() {
+    let mut server = run_server();
+    let _presence =
+        presence_worker::PresenceWorker::start(server.presence_client().await, Default::default())
+            .await
+            .unwrap();
+    let _history =
+        history_worker::HistoryWorker::start(server.history_client().await, Default::default())
+            .await
+            .unwrap();
+    let general = RoomName::new("general").unwrap();
+    let other = RoomName::new("other").unwrap();
+    let password = server.register("alice").await;
+    let (alice, events) = login(&server, "alice", &password).await.unwrap();
+    let (mut events, refusals) = watch_refusals(events);
+    for room in [&general, &other] {
+        alice.join(room, 10);
+        wait_for(&mut events, |e| {
+            matches!(e, Event::Welcome { .. }).then_some(())
+        })
+        .await;
+        for i in 0..3 {
+            alice
+                .send(room, MessageKind::Chat, &format!("{room} {i}"))
+                .await
+                .unwrap()
+                .acked()
+                .await
+                .unwrap();
+        }
+    }
+    alice.users(&general).await.unwrap();
+    alice.list_rooms().await.unwrap();
+    alice.all_messages(&general).await.unwrap();
+    alice.my_messages(&general).await.unwrap();
+    server.restart();
+    wait_for(&mut events, |e| {
+        matches!(
+            e,
+            Event::Status {
+                state: chat_client::State::Reconnected,
+                ..
+            }
+        )
+        .then_some(())
+    })
+    .await;
+    alice
+        .send(&general, MessageKind::Chat, "after")
+        .await
+        .unwrap()
+        .acked()
+        .await
+        .unwrap();
+    // A second session joins with a replay of what is stored.
+    let (again, again_events) = login(&server, "alice", &password).await.unwrap();
+    let (mut again_events, again_refusals) = watch_refusals(again_events);
+    again.join(&general, 10);
+    wait_for(&mut again_events, |e| {
+        matches!(e, Event::Welcome { .. }).then_some(())
+    })
+    .await;
+    wait_for(&mut again_events, |e| match e {
+        Event::Message {
+            text, replay: true, ..
+        } if text == "after" => Some(()),
+        _ => None,
+    })
+    .await;
+    alice.leave(&other).await;
+    again.close().await;
+    alice.close().await;
+    drop((alice, again, events, again_events));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for refusals in [refusals, again_refusals] {
+        let refusals = refusals.lock().unwrap();
+        assert!(refusals.is_empty(), "{refusals:?}");
+    }
+}
+
+/// Passes `events` on, keeping every "refused by the server" error aside.
+fn watch_refusals(
+    mut events: mpsc::Receiver<Event>,
+) -> (
+    mpsc::Receiver<Event>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let refusals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel(1024);
+    let kept = refusals.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let Event::Error { message } = &event {
+                if message.contains("refused by the server") {
+                    kept.lock().unwrap().push(message.clone());
+                }
+            }
+            let _ = tx.send(event).await;
+        }
+    });
+    (rx, refusals)
+}
