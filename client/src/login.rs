@@ -237,10 +237,15 @@ pub async fn register(
     Ok(reply.user)
 }
 
-/// Asks a new password twice on the terminal without echo, until both agree.
-pub fn ask_new_password() -> std::io::Result<String> {
+/// Asks a new password for `user` twice on the terminal without echo, until both agree
+/// and the password rules are met (saying which rule was not).
+pub fn ask_new_password(user: &UserName) -> std::io::Result<String> {
     loop {
         let first = rpassword::prompt_password("new password: ")?;
+        if let Err(why) = auth::check_password(user, &first) {
+            eprintln!("{why}; again");
+            continue;
+        }
         let second = rpassword::prompt_password("new password again: ")?;
         if first == second {
             return Ok(first);

@@ -164,7 +164,7 @@ async fn connect(
             if !confirm(&format!("Register {user} as a new user? [y/N] ")) {
                 return Err(exit::NOPERM);
             }
-            let password = login::ask_new_password().map_err(|e| {
+            let password = login::ask_new_password(user).map_err(|e| {
                 eprintln!("chat-client: cannot read the password: {e}");
                 exit::FAILURE
             })?;
@@ -191,7 +191,7 @@ fn connect_failed(err: ConnectError) -> i32 {
 async fn register(url: &str, user: &UserName, terminal: bool) -> i32 {
     let password = match std::env::var("CHAT_PASSWORD") {
         Ok(password) => password,
-        Err(_) if terminal => match login::ask_new_password() {
+        Err(_) if terminal => match login::ask_new_password(user) {
             Ok(password) => password,
             Err(e) => {
                 eprintln!("chat-client: cannot read the password: {e}");
@@ -219,7 +219,7 @@ async fn passwd(url: &str, user: &UserName, terminal: bool) -> i32 {
     };
     let new = match std::env::var("CHAT_NEW_PASSWORD") {
         Ok(password) => password,
-        Err(_) if terminal => match login::ask_new_password() {
+        Err(_) if terminal => match login::ask_new_password(user) {
             Ok(password) => password,
             Err(e) => {
                 eprintln!("chat-client: cannot read the password: {e}");

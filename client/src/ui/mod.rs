@@ -192,9 +192,10 @@ impl Session {
                     .into(),
             );
         }
-        let asked = tokio::task::spawn_blocking(|| -> std::io::Result<(String, String)> {
+        let user = self.chat.user().clone();
+        let asked = tokio::task::spawn_blocking(move || -> std::io::Result<(String, String)> {
             let old = rpassword::prompt_password("current password: ")?;
-            let new = crate::login::ask_new_password()?;
+            let new = crate::login::ask_new_password(&user)?;
             Ok((old, new))
         })
         .await
