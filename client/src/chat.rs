@@ -98,15 +98,7 @@ async fn refusal(options: &Options) -> ConnectError {
         .connect(&options.url)
         .await;
     let guest_in = match &guest {
-        Ok(client) => {
-            login::logged_in(
-                client,
-                auth::REGISTER,
-                std::future::pending(),
-                LOGIN_PATIENCE,
-            )
-            .await
-        }
+        Ok(client) => login::guest_in(client, LOGIN_PATIENCE).await,
         Err(_) => false,
     };
     match guest_in {
@@ -248,17 +240,7 @@ impl Chat {
         .await
         .map_err(|err| err.kind());
         let client = match client {
-            Ok(client)
-                if login::logged_in(
-                    &client,
-                    auth::RESUME,
-                    login.next_refusal(),
-                    LOGIN_PATIENCE,
-                )
-                .await =>
-            {
-                client
-            }
+            Ok(client) if login.logged_in(&client, LOGIN_PATIENCE).await => client,
             Ok(client) => {
                 drop(client);
                 return Err(refusal(&options).await);

@@ -104,15 +104,20 @@ impl Login {
     /// Asks for a fresh resume token (after each connect; failures only cost the next
     /// reconnect a password check).
     pub(crate) async fn refresh_token(&self, client: &async_nats::Client, timeout: Duration) {
-        match service::request::<ResumeReply>(
+        let reply = service::request::<ResumeReply>(
             client,
             "auth",
             auth::RESUME.to_string(),
             bytes::Bytes::new(),
             timeout,
         )
-        .await
-        {
+        .await;
+        self.keep(reply);
+    }
+
+    /// Keeps the token of a `chat.auth.resume` reply.
+    fn keep(&self, reply: Result<ResumeReply, RequestError>) {
+        match reply {
             Ok(reply) => {
                 *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(reply.token);
             }
@@ -120,18 +125,16 @@ impl Login {
         }
     }
 
-    /// Keeps the token fresh: one after every (re)connection.
+    /// Keeps the token fresh: a new one after every reconnection (the first came
+    /// with [`Login::logged_in`]).
     pub(crate) async fn keep_token(
         self: Arc<Self>,
         client: async_nats::Client,
         mut reconnects: watch::Receiver<u64>,
         timeout: Duration,
     ) {
-        loop {
+        while reconnects.changed().await.is_ok() {
             self.refresh_token(&client, timeout).await;
-            if reconnects.changed().await.is_err() {
-                return;
-            }
         }
     }
 
@@ -157,30 +160,43 @@ impl Login {
     }
 }
 
-/// Whether `client` really got in. nats-server answers a CONNECT only once the auth
-/// worker has decided, but async-nats counts the server's first PING (sent after two
-/// seconds) as success: with a slow or absent auth worker a connection looks made and
-/// is refused just after. A request to `subject` tells: any answer (even "no
-/// responders") comes only once logged in. `refused` completes when a refusal was seen
-/// meanwhile.
-pub(crate) async fn logged_in(
-    client: &async_nats::Client,
-    subject: &str,
-    refused: impl std::future::Future<Output = ()>,
-    patience: Duration,
-) -> bool {
-    let round_trip = async {
+impl Login {
+    /// Whether `client` really got in as a chat user (and, on the way, its first
+    /// resume token). nats-server answers a CONNECT only once the auth worker has
+    /// decided, but async-nats counts the server's first PING (sent after two seconds)
+    /// as success: with a slow or absent auth worker a connection looks made and is
+    /// refused just after. A round trip tells: an answer comes only once logged in.
+    pub(crate) async fn logged_in(&self, client: &async_nats::Client, patience: Duration) -> bool {
+        let ask = service::request::<ResumeReply>(
+            client,
+            "auth",
+            auth::RESUME.to_string(),
+            bytes::Bytes::new(),
+            patience,
+        );
         tokio::select! {
-            answer = client.request(subject.to_string(), bytes::Bytes::new()) => match answer {
-                Ok(_) => true,
-                Err(error) => error.kind() == async_nats::RequestErrorKind::NoResponders,
+            reply = ask => match reply {
+                // Any answer means logged in; no token only costs the next reconnect.
+                Ok(_) | Err(RequestError::Refused(..) | RequestError::Malformed(..) | RequestError::Unavailable(_)) => {
+                    self.keep(reply);
+                    true
+                }
+                Err(_) => false,
             },
-            _ = refused => false,
+            _ = self.next_refusal() => false,
         }
-    };
-    tokio::time::timeout(patience, round_trip)
-        .await
-        .unwrap_or(false)
+    }
+}
+
+/// Whether a guest connection really got in (see [`Login::logged_in`]): the
+/// registration endpoint answers a malformed request with an error, once logged in.
+pub(crate) async fn guest_in(client: &async_nats::Client, patience: Duration) -> bool {
+    let ask = client.request(auth::REGISTER.to_string(), bytes::Bytes::new());
+    match tokio::time::timeout(patience, ask).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(error)) => error.kind() == async_nats::RequestErrorKind::NoResponders,
+        Err(_) => false,
+    }
 }
 
 /// Why registering or changing a password did not work.
