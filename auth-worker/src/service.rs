@@ -100,6 +100,11 @@ impl AuthWorker {
                 .map_err(StartError::Service)?;
             endpoints.push(endpoint.map(move |request| (kind, request)).boxed());
         }
+        // Started means reachable: the server has the endpoints' subscriptions.
+        client
+            .flush()
+            .await
+            .map_err(|e| StartError::Service(e.into()))?;
         let requests = futures::stream::select_all(endpoints);
         let serving = tokio::spawn(serve(requests, authority, config.concurrency));
         tracing::info!(

@@ -227,13 +227,20 @@ impl NatsServer {
             .await
             .expect("connect as a guest (is an auth worker running?)");
         let body = serde_json::json!({ "user": user, "password": password });
-        let reply = tokio::time::timeout(
-            Duration::from_secs(30),
-            guest.request(auth::REGISTER, body.to_string().into()),
-        )
+        let reply = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match guest.request(auth::REGISTER, body.to_string().into()).await {
+                    Ok(reply) => return reply,
+                    // An auth worker just started may not be subscribed yet.
+                    Err(error) if error.kind() == async_nats::RequestErrorKind::NoResponders => {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    Err(error) => panic!("registering {user}: {error}"),
+                }
+            }
+        })
         .await
-        .expect("registration answered in time")
-        .expect("registration request");
+        .expect("registration answered in time");
         let text = String::from_utf8_lossy(&reply.payload);
         assert!(
             text.contains("\"ok\":true") || text.contains("taken"),
