@@ -52,6 +52,19 @@ async fn wait_for<T>(
     .expect("the expected event in time")
 }
 
+/// A presence worker for `server` (so that rooms can be joined).
+async fn presence(server: &NatsServer) -> presence_worker::PresenceWorker {
+    presence_worker::PresenceWorker::start(server.presence_client().await, Default::default())
+        .await
+        .unwrap()
+}
+
+/// Joins `room` and waits for the welcome.
+async fn join(chat: &Chat, events: &mut mpsc::Receiver<Event>, room: &RoomName, history: usize) {
+    chat.join(room, history);
+    wait_for(events, |e| matches!(e, Event::Welcome { .. }).then_some(())).await;
+}
+
 fn text_of(room: &RoomName) -> impl FnMut(&Event) -> Option<(String, String)> + '_ {
     move |e| match e {
         Event::Message {
@@ -139,18 +152,14 @@ async fn register_then_login_and_the_refusals_say_what_was_wrong() {
 #[tokio::test]
 async fn two_users_chat_and_a_password_change_takes_effect() {
     let server = run_server();
-    let _presence =
-        presence_worker::PresenceWorker::start(server.presence_client().await, Default::default())
-            .await
-            .unwrap();
+    let _presence = presence(&server).await;
     let general = RoomName::new("general").unwrap();
     let alice_password = server.register("alice").await;
     let bob_password = server.register("bob").await;
     let (alice, mut alice_events) = login(&server, "alice", &alice_password).await.unwrap();
     let (bob, mut bob_events) = login(&server, "bob", &bob_password).await.unwrap();
     for (chat, events) in [(&alice, &mut alice_events), (&bob, &mut bob_events)] {
-        chat.join(&general, 0);
-        wait_for(events, |e| matches!(e, Event::Welcome { .. }).then_some(())).await;
+        join(chat, events, &general, 0).await;
     }
     alice
         .send(&general, MessageKind::Chat, "hi bob")
@@ -227,18 +236,11 @@ async fn a_client_whose_login_expires_keeps_chatting() {
         },
         ..Default::default()
     });
-    let _presence =
-        presence_worker::PresenceWorker::start(server.presence_client().await, Default::default())
-            .await
-            .unwrap();
+    let _presence = presence(&server).await;
     let general = RoomName::new("general").unwrap();
     let password = server.register("alice").await;
     let (alice, mut events) = login(&server, "alice", &password).await.unwrap();
-    alice.join(&general, 0);
-    wait_for(&mut events, |e| {
-        matches!(e, Event::Welcome { .. }).then_some(())
-    })
-    .await;
+    join(&alice, &mut events, &general, 0).await;
     let mut reconnects = 0;
     let mut sent = Vec::new();
     for i in 0..12 {
@@ -319,18 +321,11 @@ async fn resume_tokens_work_until_the_password_changes() {
 #[tokio::test]
 async fn auth_workers_killed_restarted_and_side_by_side() {
     let mut server = run_server();
-    let _presence =
-        presence_worker::PresenceWorker::start(server.presence_client().await, Default::default())
-            .await
-            .unwrap();
+    let _presence = presence(&server).await;
     let general = RoomName::new("general").unwrap();
     let password = server.register("alice").await;
     let (alice, mut events) = login(&server, "alice", &password).await.unwrap();
-    alice.join(&general, 0);
-    wait_for(&mut events, |e| {
-        matches!(e, Event::Welcome { .. }).then_some(())
-    })
-    .await;
+    join(&alice, &mut events, &general, 0).await;
 
     server.kill_auth_workers();
     alice
@@ -387,10 +382,7 @@ async fn auth_workers_killed_restarted_and_side_by_side() {
 #[tokio::test]
 async fn a_normal_session_is_never_refused_anything() {
     let mut server = run_server();
-    let _presence =
-        presence_worker::PresenceWorker::start(server.presence_client().await, Default::default())
-            .await
-            .unwrap();
+    let _presence = presence(&server).await;
     let _history =
         history_worker::HistoryWorker::start(server.history_client().await, Default::default())
             .await
@@ -401,11 +393,7 @@ async fn a_normal_session_is_never_refused_anything() {
     let (alice, events) = login(&server, "alice", &password).await.unwrap();
     let (mut events, refusals) = watch_refusals(events);
     for room in [&general, &other] {
-        alice.join(room, 10);
-        wait_for(&mut events, |e| {
-            matches!(e, Event::Welcome { .. }).then_some(())
-        })
-        .await;
+        join(&alice, &mut events, room, 10).await;
         for i in 0..3 {
             alice
                 .send(room, MessageKind::Chat, &format!("{room} {i}"))
@@ -442,11 +430,7 @@ async fn a_normal_session_is_never_refused_anything() {
     // A second session joins with a replay of what is stored.
     let (again, again_events) = login(&server, "alice", &password).await.unwrap();
     let (mut again_events, again_refusals) = watch_refusals(again_events);
-    again.join(&general, 10);
-    wait_for(&mut again_events, |e| {
-        matches!(e, Event::Welcome { .. }).then_some(())
-    })
-    .await;
+    join(&again, &mut again_events, &general, 10).await;
     wait_for(&mut again_events, |e| match e {
         Event::Message {
             text, replay: true, ..

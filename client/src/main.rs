@@ -189,19 +189,9 @@ fn connect_failed(err: ConnectError) -> i32 {
 }
 
 async fn register(url: &str, user: &UserName, terminal: bool) -> i32 {
-    let password = match std::env::var("CHAT_PASSWORD") {
+    let password = match new_password(user, "CHAT_PASSWORD", terminal) {
         Ok(password) => password,
-        Err(_) if terminal => match login::ask_new_password(user) {
-            Ok(password) => password,
-            Err(e) => {
-                eprintln!("chat-client: cannot read the password: {e}");
-                return exit::FAILURE;
-            }
-        },
-        Err(_) => match stdin_line() {
-            Ok(password) => password,
-            Err(code) => return code,
-        },
+        Err(code) => return code,
     };
     match account_result(login::register(url, user.as_str(), &password, ACCOUNT_TIMEOUT).await) {
         Ok(user) => {
@@ -217,19 +207,9 @@ async fn passwd(url: &str, user: &UserName, terminal: bool) -> i32 {
         Ok(password) => password,
         Err(code) => return code,
     };
-    let new = match std::env::var("CHAT_NEW_PASSWORD") {
+    let new = match new_password(user, "CHAT_NEW_PASSWORD", terminal) {
         Ok(password) => password,
-        Err(_) if terminal => match login::ask_new_password(user) {
-            Ok(password) => password,
-            Err(e) => {
-                eprintln!("chat-client: cannot read the password: {e}");
-                return exit::FAILURE;
-            }
-        },
-        Err(_) => match stdin_line() {
-            Ok(password) => password,
-            Err(code) => return code,
-        },
+        Err(code) => return code,
     };
     let (chat, _events) = match Chat::connect(Options::new(url, user.clone(), old.clone())).await {
         Ok(connected) => connected,
@@ -265,6 +245,21 @@ fn password(terminal: bool, prompt: &str) -> Result<String, i32> {
     }
     if terminal {
         return rpassword::prompt_password(prompt).map_err(|e| {
+            eprintln!("chat-client: cannot read the password: {e}");
+            exit::FAILURE
+        });
+    }
+    stdin_line()
+}
+
+/// A new password: from the environment variable `var`, else asked twice without echo
+/// on a terminal (until it meets the rules), else the next line of stdin.
+fn new_password(user: &UserName, var: &str, terminal: bool) -> Result<String, i32> {
+    if let Ok(password) = std::env::var(var) {
+        return Ok(password);
+    }
+    if terminal {
+        return login::ask_new_password(user).map_err(|e| {
             eprintln!("chat-client: cannot read the password: {e}");
             exit::FAILURE
         });
