@@ -10,7 +10,10 @@
 //! - [`event`]: the [`Event`]s a UI shows (also the `--json` line format).
 //! - [`chat`]: the [`Chat`] handle: connect, join, send, leave, users, rooms, history,
 //!   close.
-//! - [`publish`]: reliable publishing: pipelined, acknowledged, retried with the same id.
+//! - [`publish`]: reliable publishing: pipelined, acknowledged, retried in order with
+//!   the same ids, so every sender's order is kept.
+//! - [`echo`]: own stored messages whose echo is not shown yet (closing waits
+//!   for them, or names them).
 //! - `room` (private): one room's feed, replay then live, no gap and no duplicate.
 //! - `presence` (private): join with retry, heartbeats, leave.
 //! - `history` (private): paging the history worker for `#all_messages` and
@@ -21,6 +24,7 @@
 
 pub mod chat;
 pub mod command;
+pub mod echo;
 pub mod event;
 mod history;
 mod presence;
@@ -30,6 +34,6 @@ mod room;
 pub mod service;
 pub mod ui;
 
-pub use chat::{Chat, ConnectError, Options};
+pub use chat::{Chat, CloseReport, ConnectError, Options};
 pub use event::{Event, State};
 pub use publish::{RetryPolicy, SendError, SendHandle};

@@ -33,6 +33,10 @@ struct Args {
     /// mode logs to stderr unless this is given).
     #[arg(long, env = "CHAT_LOG_FILE")]
     log_file: Option<PathBuf>,
+    /// Seconds quitting waits for acknowledgements (and the echoes of your messages)
+    /// before it names what is unconfirmed and exits.
+    #[arg(long, env = "CHAT_QUIT_TIMEOUT", default_value_t = 5.0, value_parser = parse_seconds)]
+    quit_timeout: f64,
     /// Log line format; the level comes from LOG_LEVEL or RUST_LOG (default info).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
@@ -40,6 +44,13 @@ struct Args {
 
 fn parse_user(s: &str) -> Result<UserName, String> {
     UserName::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (0.0..=3600.0).contains(&secs) => Ok(secs),
+        _ => Err(format!("{s:?} is not a number of seconds from 0 to 3600")),
+    }
 }
 
 fn parse_room(s: &str) -> Result<RoomName, String> {
@@ -63,8 +74,9 @@ async fn main() {
         },
         None => runtime::init_logging(args.log_format),
     }
-    let (chat, events) = match Chat::connect(Options::new(&args.nats_url, args.user.clone())).await
-    {
+    let mut options = Options::new(&args.nats_url, args.user.clone());
+    options.quit_timeout = std::time::Duration::from_secs_f64(args.quit_timeout);
+    let (chat, events) = match Chat::connect(options).await {
         Ok(connected) => connected,
         Err(err) => {
             eprintln!("chat-client: {err}");

@@ -15,6 +15,7 @@
 //! stream. So the feed recreates its consumer itself, from `last + 1`, as soon as the
 //! connection comes back, and whenever the consumer ends with an error.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::OrderedConfig;
@@ -28,6 +29,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
+use crate::echo::Echoes;
 use crate::event::{self, Event, State};
 
 /// Longest pause between two attempts to (re)open the stream or its consumer.
@@ -45,6 +47,8 @@ pub(crate) struct Feed {
     /// The last sequence shown: `None` until the welcome and the replay are out, then
     /// kept up to date by the live feed (closing waits on it to show its own echoes).
     pub shown: watch::Sender<Option<u64>>,
+    /// Own acknowledged messages waiting for their echo; forgotten as they are shown.
+    pub echoes: Arc<Echoes>,
 }
 
 impl Feed {
@@ -59,6 +63,7 @@ impl Feed {
         if self.events.send(welcome).await.is_err() || !self.replay(&stream, last).await {
             return;
         }
+        self.echoes.shown(&self.room, last);
         self.shown.send_replace(Some(last));
         self.live(&stream, last).await;
     }
@@ -171,7 +176,6 @@ impl Feed {
                     continue;
                 }
                 last = seq;
-                self.shown.send_replace(Some(seq));
                 let time = DateTime::from_timestamp(
                     info.published.unix_timestamp(),
                     info.published.nanosecond(),
@@ -184,6 +188,9 @@ impl Feed {
                         return;
                     }
                 }
+                // Shown once it is queued for the UI, which prints the queue to its end.
+                self.echoes.shown(&self.room, seq);
+                self.shown.send_replace(Some(seq));
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);

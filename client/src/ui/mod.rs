@@ -10,13 +10,16 @@
 pub mod interactive;
 pub mod lines;
 
-use chat_protocol::runtime::exit;
+use chat_protocol::runtime::{exit, shutdown_signal};
 use chat_protocol::RoomName;
 use tokio::sync::watch;
 
 use crate::command::{self, Command};
 use crate::event::Event;
 use crate::Chat;
+
+/// Exit code when a second Ctrl-C or SIGTERM cut the shutdown short (128 + SIGINT).
+pub const INTERRUPTED: i32 = 130;
 
 /// Whether to go on reading input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,18 +177,23 @@ impl Session {
         }
     }
 
-    /// Ends the session: waits for outstanding acks, leaves every room. Returns the
-    /// exit code: 1 if some message could not be confirmed (each is named).
+    /// Ends the session: waits (for a bounded time) for outstanding acks and echoes,
+    /// leaves every room. Returns the exit code: 1 if some message was not sent or is
+    /// unconfirmed (each was named by the library). A second Ctrl-C or SIGTERM while
+    /// waiting ends at once (exit code 130).
     pub async fn finish(self) -> i32 {
-        let unconfirmed = self.chat.close().await;
-        if unconfirmed.is_empty() {
-            return exit::OK;
+        tokio::select! {
+            report = self.chat.close() => {
+                if report.failed.is_empty() {
+                    exit::OK
+                } else {
+                    exit::FAILURE
+                }
+            }
+            _ = shutdown_signal() => {
+                eprintln!("chat-client: interrupted again; quitting without waiting for acknowledgements");
+                INTERRUPTED
+            }
         }
-        for err in &unconfirmed {
-            self.chat
-                .notify(Event::error(format!("not sent: {err}")))
-                .await;
-        }
-        exit::FAILURE
     }
 }

@@ -25,7 +25,6 @@ pub fn user(name: &str) -> UserName {
 pub fn options(server: &NatsServer, name: &str) -> Options {
     let mut options = Options::new(server.url(), user(name));
     options.retry.ack_timeout = Duration::from_secs(2);
-    options.retry.max_attempts = 15;
     options
 }
 
