@@ -37,6 +37,12 @@ struct Args {
     /// before it names what is unconfirmed and exits.
     #[arg(long, env = "CHAT_QUIT_TIMEOUT", default_value_t = 5.0, value_parser = parse_seconds)]
     quit_timeout: f64,
+    /// Messages awaiting their acknowledgement at once (1-1000). 1 keeps your order
+    /// whatever fails; more is faster for scripts that send a lot, but a server crash
+    /// can then store a message after a later one.
+    #[arg(long, env = "CHAT_PUBLISH_WINDOW", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    publish_window: u16,
     /// Log line format; the level comes from LOG_LEVEL or RUST_LOG (default info).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
@@ -76,6 +82,7 @@ async fn main() {
     }
     let mut options = Options::new(&args.nats_url, args.user.clone());
     options.quit_timeout = std::time::Duration::from_secs_f64(args.quit_timeout);
+    options.retry.window = usize::from(args.publish_window);
     let (chat, events) = match Chat::connect(options).await {
         Ok(connected) => connected,
         Err(err) => {

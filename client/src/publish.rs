@@ -1,16 +1,24 @@
 //! Reliable publishing: a message counts as sent only when JetStream acknowledged it,
 //! and every sender's messages are stored in the order they were given.
 //!
-//! One task owns every message not yet settled, in send order. It publishes them
-//! pipelined (many acks awaited at once). When an ack does not come (a timeout, the
-//! connection lost, no stream answering), the acks still outstanding can no longer be
-//! trusted to come, and retrying only the failed message would store it behind later
-//! ones. So the task goes back to the oldest unsettled message and republishes from
-//! there, strictly in order, with the same `Nats-Msg-Id`s: whatever was stored already
-//! is recognised by the stream's duplicate window and stored once. The oldest message
-//! goes alone first (a probe); only once it is acknowledged, so that the stream is known
-//! to store again, do the others follow, pipelined. New messages wait behind that
-//! backlog. Nothing is published while the connection is down.
+//! One task owns every message not yet settled, in send order, and publishes them in
+//! that order. When an ack does not come (a timeout, the connection lost, no stream
+//! answering), retrying only that message would store it behind later ones. So the task
+//! goes back to the oldest unsettled message and republishes from there, strictly in
+//! order, with the same `Nats-Msg-Id`s: whatever was stored already is recognised by the
+//! stream's duplicate window and stored once. The oldest message goes alone first (a
+//! probe); the others follow once it is stored. New messages wait behind that backlog,
+//! and nothing is published while the connection is down.
+//!
+//! How many messages may await their ack at once is [`RetryPolicy::window`]. The
+//! default, 1, is what keeps every sender's order whatever fails: async-nats queues
+//! commands in a channel and, when a connection drops, sends what is still queued on
+//! the next one. With several messages in flight, one lost with the old socket can be
+//! overtaken by a later one that was still queued (seen: 1-2 inversions in 2,000
+//! messages with two kills of the server, against hundreds before in-order retries).
+//! With one in flight, the only message that can be queued is the one whose fate is
+//! unknown, and its copies are stored once. A larger window trades that for speed
+//! (see BENCHMARKS.md).
 //!
 //! A message is retried for as long as the connection takes to come back, but not
 //! beyond [`RetryPolicy::give_up_after`] from its first publish: past the stream's
@@ -19,14 +27,8 @@
 //! the stream refused it); otherwise it is "unconfirmed": it may have been stored.
 //! [`Publisher::close`] stops at a deadline and reports what is left the same way.
 //!
-//! One gap remains, in async-nats: commands queued in its channel when a connection
-//! drops are sent on the next one. A message lost with the old socket while a later one
-//! still waited in that channel is stored after it. The task stops publishing as soon
-//! as the connection is known to be down, which keeps that window to the moment of the
-//! crash itself.
-//!
-//! Memory stays bounded: at most 1,000 messages wait for their ack, and at most 1,000
-//! more wait in the queue; beyond that [`Publisher::send`] waits.
+//! Memory stays bounded: the task holds at most 1,000 messages, and at most 1,000 more
+//! wait in the queue; beyond that [`Publisher::send`] waits.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -75,6 +77,10 @@ pub struct RetryPolicy {
     /// How long after its first publish a message is still retried. Must stay under
     /// the room stream's duplicate window (2 minutes), or a retry could store it twice.
     pub give_up_after: Duration,
+    /// Most messages awaiting their ack at once (at most 1,000). 1, the default, keeps
+    /// every sender's order whatever fails: a message is published once the one before
+    /// it is stored. More is faster but leaves a gap (see the module docs).
+    pub window: usize,
 }
 
 impl Default for RetryPolicy {
@@ -83,6 +89,7 @@ impl Default for RetryPolicy {
             ack_timeout: Duration::from_secs(5),
             backoff: Duration::from_millis(250),
             give_up_after: Duration::from_secs(110),
+            window: 1,
         }
     }
 }
@@ -142,6 +149,7 @@ pub fn preview(text: &str) -> String {
     let mut chars = text.chars();
     let mut out: String = chars.by_ref().take(PREVIEW_CHARS).collect();
     if chars.next().is_some() {
+        out.truncate(out.trim_end().len());
         out.push('…');
     }
     out
@@ -208,6 +216,7 @@ impl Publisher {
             entries: BTreeMap::new(),
             next_key: 0,
             cursor: 0,
+            in_flight: 0,
             round: 0,
             probe_next: false,
             probing: None,
@@ -279,6 +288,8 @@ struct Task {
     next_key: u64,
     /// Messages from this key on are not yet published in the current round.
     cursor: u64,
+    /// Messages published in the current round and not settled (those below `cursor`).
+    in_flight: usize,
     /// Bumped whenever publishing starts over from the oldest message: a failed ack of
     /// an earlier round says nothing any more (its success still counts).
     round: u64,
@@ -386,7 +397,7 @@ impl Task {
         if self.retry_at.is_some() || self.probing.is_some() {
             return;
         }
-        while self.acks.len() < MAX_INFLIGHT {
+        while self.acks.len() < MAX_INFLIGHT && self.in_flight < self.policy.window.max(1) {
             let Some(key) = self.entries.range(self.cursor..).next().map(|(k, _)| *k) else {
                 return;
             };
@@ -412,6 +423,7 @@ impl Task {
             }
             entry.first.get_or_insert(now);
             self.cursor = key + 1;
+            self.in_flight += 1;
             let round = self.round;
             let attempt = self.js.send_publish(
                 entry.out.subject.clone(),
@@ -441,6 +453,7 @@ impl Task {
     fn start_over(&mut self, at: Instant) {
         self.round += 1;
         self.cursor = 0;
+        self.in_flight = 0;
         self.probe_next = true;
         self.probing = None;
         self.retry_at = Some(at);
@@ -464,7 +477,7 @@ impl Task {
                 if current {
                     self.backoff = self.policy.backoff;
                 }
-                let Some(entry) = self.entries.remove(&key) else {
+                let Some(entry) = self.remove(key) else {
                     return; // settled by another attempt's ack
                 };
                 if ack.duplicate {
@@ -496,7 +509,7 @@ impl Task {
                 if err.kind() == PublishErrorKind::MaxPayloadExceeded {
                     // Retrying cannot help. Later messages were published behind it and
                     // settle as they are.
-                    let entry = self.entries.remove(&key).expect("entry just found");
+                    let entry = self.remove(key).expect("entry just found");
                     self.give_up(entry, err.to_string()).await;
                     return;
                 }
@@ -505,6 +518,15 @@ impl Task {
                 self.start_over(at);
             }
         }
+    }
+
+    /// Takes a settled message out, keeping count of those in flight.
+    fn remove(&mut self, key: u64) -> Option<Entry> {
+        let entry = self.entries.remove(&key)?;
+        if key < self.cursor {
+            self.in_flight -= 1;
+        }
+        Some(entry)
     }
 
     async fn give_up(&mut self, entry: Entry, reason: String) {

@@ -2,60 +2,9 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use common::*;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
-
-fn client(url: &str, user: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chat-client"));
-    command
-        .args([
-            "--json",
-            "--history",
-            "0",
-            "--user",
-            user,
-            "--nats-url",
-            url,
-        ])
-        .env_remove("CHAT_ROOM")
-        .env_remove("CHAT_LOG_FILE")
-        .env("LOG_LEVEL", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-/// The next event of `kind` (any kind if empty), skipping others.
-async fn next_event(lines: &mut Lines<BufReader<ChildStdout>>, kind: &str) -> Value {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("output ended early");
-            let value: Value =
-                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"));
-            if kind.is_empty() || value["event"] == kind {
-                return value;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {kind} event in time"))
-}
-
-fn spawn(command: &mut Command) -> (Child, Lines<BufReader<ChildStdout>>) {
-    let mut child = command.spawn().unwrap();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    (child, lines)
-}
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn json_line_mode_end_to_end() {
