@@ -27,6 +27,10 @@ pub enum State {
     Left,
     /// The live feed of a room failed and is being recreated.
     Resuming,
+    /// The room's stream was deleted; the feed waits for it to be created again.
+    StreamGone,
+    /// The room's stream was created again; the feed shows the new one from its start.
+    StreamRecreated,
 }
 
 /// One thing to show.

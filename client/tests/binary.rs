@@ -115,3 +115,80 @@ async fn piped_script_is_joined_before_its_lines() {
         .collect();
     assert_eq!(texts, ["one", "two", "three"]);
 }
+
+/// Point 7: a line that is not UTF-8 is that line's error; later lines are sent.
+#[tokio::test]
+async fn an_invalid_utf8_line_is_reported_and_the_session_goes_on() {
+    let server = test_support::run_server();
+    let _presence = presence(&server).await;
+    let mut child = client(&server.url(), "alice").spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"first\nbad \xff\xfe line\nthird\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let events: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let texts: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "message")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["first", "third"]);
+    let errors: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "error")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("line 2") && errors[0].contains("UTF-8"),
+        "{errors:?}"
+    );
+    assert_eq!(output.status.code(), Some(0));
+}
+
+/// Point 8: `--json` output carries no control or invisible format character raw,
+/// yet reads back as exactly the text that was sent.
+#[tokio::test]
+async fn json_output_escapes_controls_and_format_characters() {
+    let server = test_support::run_server();
+    let _presence = presence(&server).await;
+    let (mut alice, mut out) = spawn(&mut client(&server.url(), "alice"));
+    next_event(&mut out, "welcome").await;
+    let hostile = "a\u{7f}b\u{9b}c\u{85}d\u{202e}e\u{2066}f\u{2069}g\u{200b}h\u{feff}i\u{e0041}j\u{2028}k\u{61c}l";
+    let body = serde_json::json!({"v": 1, "type": "chat", "id": "6f1c7d1e-1111-4222-8333-944445555666", "text": hostile});
+    let client = server.client().await;
+    client
+        .publish("chat.room.general.msg.mallory", body.to_string().into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let line = tokio::time::timeout(PATIENCE, out.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        line.chars().all(|c| c.is_ascii() && !c.is_ascii_control()),
+        "raw control or format character in {line:?}"
+    );
+    let event: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["text"], hostile, "lossless");
+    drop(alice.stdin.take());
+    assert_eq!(
+        tokio::time::timeout(PATIENCE, alice.wait())
+            .await
+            .unwrap()
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+}

@@ -385,3 +385,120 @@ async fn stored_texts(server: &test_support::NatsServer, user_name: &str) -> Vec
     }
     texts
 }
+
+/// Point 5: members of a room whose stream is deleted and recreated by the next join
+/// are told so, and follow the new stream: they see later messages, their own too.
+#[tokio::test]
+async fn a_recreated_room_stream_is_noticed_and_followed() {
+    let server = test_support::run_server();
+    let _presence = presence(&server).await;
+    let general = room("general");
+    let (alice, mut alice_events) = joined(&server, "alice", &general, 0).await;
+    let (_bob, mut bob_events) = joined(&server, "bob", &general, 0).await;
+    alice
+        .send(&general, MessageKind::Chat, "before")
+        .await
+        .unwrap()
+        .acked()
+        .await
+        .unwrap();
+    let (_, text, _) = wait_for(&mut bob_events, message_in(&general)).await;
+    assert_eq!(text, "before");
+
+    let js = server.jetstream().await;
+    js.delete_stream(streams::stream_name(&general))
+        .await
+        .unwrap();
+    let state = |wanted: State| {
+        move |e: &Event| match e {
+            Event::Status { state, .. } if *state == wanted => Some(()),
+            _ => None,
+        }
+    };
+    wait_for(&mut bob_events, state(State::StreamGone)).await;
+    let (_carol, _carol_events) = joined(&server, "carol", &general, 0).await;
+    wait_for(&mut bob_events, state(State::StreamRecreated)).await;
+    alice
+        .send(&general, MessageKind::Chat, "after")
+        .await
+        .unwrap()
+        .acked()
+        .await
+        .unwrap();
+    let (_, text, _) = wait_for(&mut bob_events, message_in(&general)).await;
+    assert_eq!(text, "after", "bob follows the new stream");
+    let (_, text, _) = wait_for(&mut alice_events, message_in(&general)).await;
+    assert_eq!(text, "before");
+    let (_, text, _) = wait_for(&mut alice_events, message_in(&general)).await;
+    assert_eq!(
+        text, "after",
+        "alice sees her own message in the new stream"
+    );
+}
+
+/// Point 6: the history worker serving `#all_messages` dies mid-replay; the page is
+/// asked for again, another instance answers, and the replay goes on from the last
+/// sequence shown: every message once, in order.
+#[tokio::test]
+async fn history_replay_survives_its_worker_dying() {
+    const TOTAL: usize = 20_000;
+    let server = test_support::run_server();
+    let _presence = presence(&server).await;
+    let first = history(&server).await;
+    let general = room("general");
+    let (alice, mut events) = joined(&server, "alice", &general, 0).await;
+    let js = server.jetstream().await;
+    let subject = subjects::room_message(&general, &user("dave"));
+    let mut acks = Vec::new();
+    for i in 0..TOTAL {
+        let body = format!(
+            r#"{{"v":1,"type":"chat","id":"d{i}","room":"general","user":"dave","text":"m{i}"}}"#
+        );
+        acks.push(js.publish(subject.clone(), body.into()).await.unwrap());
+        if acks.len() == 1000 {
+            for ack in acks.drain(..) {
+                ack.await.unwrap();
+            }
+        }
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+    while tokio::time::timeout(Duration::from_millis(300), events.recv())
+        .await
+        .is_ok()
+    {}
+
+    let replay = {
+        let alice = alice.clone();
+        let general = general.clone();
+        tokio::spawn(async move { alice.all_messages(&general).await })
+    };
+    let mut first = Some(first);
+    let mut second = None;
+    let mut next = 0;
+    let count = tokio::time::timeout(PATIENCE * 3, async {
+        loop {
+            match events.recv().await.unwrap() {
+                Event::Message { text, replay, .. } if replay => {
+                    assert_eq!(text, format!("m{next}"), "in order, none missing or twice");
+                    next += 1;
+                    if next == 3000 {
+                        // Killed with a page request in flight (the next page is always
+                        // asked for ahead); a second instance starts afterwards.
+                        drop(first.take());
+                        second = Some(history(&server).await);
+                    }
+                }
+                Event::HistoryEnd { count, .. } => return count,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the replay ends");
+    assert_eq!(count as usize, TOTAL);
+    assert_eq!(next, TOTAL);
+    assert_eq!(replay.await.unwrap(), Ok(TOTAL as u64));
+    drop(second);
+}

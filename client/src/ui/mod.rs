@@ -72,6 +72,11 @@ impl Session {
         self.current.borrow().clone()
     }
 
+    /// Shows an error about the input (in order with everything else).
+    pub async fn error(&self, message: impl std::fmt::Display) {
+        self.chat.notify(Event::error(message)).await;
+    }
+
     /// Handles one input line.
     pub async fn handle_line(&mut self, line: &str) -> Flow {
         match command::parse(line) {
