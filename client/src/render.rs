@@ -47,6 +47,16 @@ fn room_tag(room: &RoomName, current: Option<&RoomName>) -> String {
     }
 }
 
+/// `HH:MM` in local time for a message of today, `YYYY-MM-DD HH:MM` otherwise.
+fn time_of(ts: &chrono::DateTime<chrono::Utc>) -> String {
+    let local = ts.with_timezone(&Local);
+    if local.date_naive() == Local::now().date_naive() {
+        local.format("%H:%M").to_string()
+    } else {
+        local.format("%Y-%m-%d %H:%M").to_string()
+    }
+}
+
 /// The line showing `event`, or none if this style does not show it.
 /// `current` is the room messages go to; lines of other rooms name their room.
 pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<String> {
@@ -61,7 +71,7 @@ pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<S
             spoofed,
             ..
         } => {
-            let time = ts.with_timezone(&Local).format("%H:%M");
+            let time = time_of(ts);
             let mark = if *replay { "·" } else { " " };
             let flag = if *spoofed {
                 " (body claimed another sender)"
@@ -171,6 +181,21 @@ mod tests {
         assert!(out.contains("alice: ") && out.contains("hi"), "{out}");
         let err = line(&Event::error("bad \x1b[31m"), None, PLAIN).unwrap();
         assert!(!err.contains('\x1b'));
+    }
+
+    #[test]
+    fn times_of_other_days_have_a_date() {
+        let mut old = message("x", "general");
+        if let Event::Message { ts, .. } = &mut old {
+            *ts = chrono::DateTime::parse_from_rfc3339("2020-02-03T12:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc);
+        }
+        let out = line(&old, None, PLAIN).unwrap();
+        assert!(out.starts_with("2020-02-0"), "{out}");
+        let today = line(&message("x", "general"), None, PLAIN).unwrap();
+        assert!(!today.starts_with("20"), "{today}");
+        assert_eq!(today.find(' '), Some(5), "HH:MM then the mark: {today}");
     }
 
     #[test]

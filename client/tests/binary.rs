@@ -116,7 +116,8 @@ async fn piped_script_is_joined_before_its_lines() {
     assert_eq!(texts, ["one", "two", "three"]);
 }
 
-/// Point 7: a line that is not UTF-8 is that line's error; later lines are sent.
+/// Point 7: a line that is not UTF-8 is that line's error; later lines are sent. An
+/// empty line is no error at all (point 10).
 #[tokio::test]
 async fn an_invalid_utf8_line_is_reported_and_the_session_goes_on() {
     let server = test_support::run_server();
@@ -124,7 +125,7 @@ async fn an_invalid_utf8_line_is_reported_and_the_session_goes_on() {
     let mut child = client(&server.url(), "alice").spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin
-        .write_all(b"first\nbad \xff\xfe line\nthird\n")
+        .write_all(b"first\nbad \xff\xfe line\n\n   \nthird\n")
         .await
         .unwrap();
     drop(stdin);

@@ -502,3 +502,26 @@ async fn history_replay_survives_its_worker_dying() {
     assert_eq!(replay.await.unwrap(), Ok(TOTAL as u64));
     drop(second);
 }
+
+/// Point 10: the error of an unanswered join says what failed once, not nested in
+/// itself.
+#[tokio::test]
+async fn presence_errors_are_not_repeated_inside_themselves() {
+    let server = test_support::run_server();
+    let general = room("general");
+    let (chat, mut events) = connect(&server, "alice").await;
+    assert!(chat.join(&general, 0));
+    let message = wait_for(&mut events, |e| match e {
+        Event::Status {
+            state: State::PresenceUnavailable,
+            message,
+            ..
+        } => Some(message.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        message,
+        "presence service unavailable: no presence worker is running; retrying"
+    );
+}

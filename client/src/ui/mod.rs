@@ -14,7 +14,7 @@ use chat_protocol::runtime::{exit, shutdown_signal};
 use chat_protocol::RoomName;
 use tokio::sync::watch;
 
-use crate::command::{self, Command};
+use crate::command::{self, Command, CommandError};
 use crate::event::Event;
 use crate::Chat;
 
@@ -28,6 +28,9 @@ pub enum Flow {
     Continue,
     /// The user asked to quit.
     Quit,
+    /// The line was refused as it stands (a text too long): an editor gives it back
+    /// to be fixed rather than losing it.
+    Retype,
 }
 
 /// What a UI needs to start.
@@ -78,12 +81,18 @@ impl Session {
     }
 
     /// Handles one input line.
+    /// An empty line does nothing (a person pressing Enter on an empty prompt).
     pub async fn handle_line(&mut self, line: &str) -> Flow {
         match command::parse(line) {
             Ok(command) => self.run(command).await,
+            Err(CommandError::Empty) => Flow::Continue,
             Err(err) => {
+                let flow = match err {
+                    CommandError::Text(_) => Flow::Retype,
+                    _ => Flow::Continue,
+                };
                 self.chat.notify(Event::error(err)).await;
-                Flow::Continue
+                flow
             }
         }
     }
