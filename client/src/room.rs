@@ -40,9 +40,11 @@ use crate::event::{self, Event, State};
 /// Longest pause between two attempts to (re)open the stream or its consumer.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// How often a quiet live feed checks that its stream was not deleted and recreated
-/// (one stream info request per room).
-const STREAM_CHECK: Duration = Duration::from_secs(5);
+/// How often a live feed checks that its stream was not deleted and recreated (one
+/// stream info request per room). A deletion normally ends the consumer at once, which
+/// triggers the same check; this catches a stream recreated before the consumer
+/// noticed, and stays rare enough that a thousand idle clients cost the server little.
+const STREAM_CHECK: Duration = Duration::from_secs(30);
 
 fn is_not_found(err: &async_nats::jetstream::context::GetStreamError) -> bool {
     matches!(
