@@ -16,8 +16,9 @@
 //! connection comes back, and whenever the consumer ends with an error.
 //!
 //! A room's stream can also be deleted and created again (by the next join), which
-//! starts its sequences over. The feed checks the stream's creation time whenever its
-//! consumer fails and every few seconds while quiet; it says when the stream is gone
+//! starts its sequences over. The feed checks the stream's creation time when
+//! JetStream's advisories say the stream was deleted or created, whenever its consumer
+//! fails, and every 30 s; it says when the stream is gone
 //! and when a new one replaced it, and then follows the new one from its start.
 
 use std::sync::Arc;
@@ -41,9 +42,9 @@ use crate::event::{self, Event, State};
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// How often a live feed checks that its stream was not deleted and recreated (one
-/// stream info request per room). A deletion normally ends the consumer at once, which
-/// triggers the same check; this catches a stream recreated before the consumer
-/// noticed, and stays rare enough that a thousand idle clients cost the server little.
+/// stream info request per room). The stream advisories normally trigger the same
+/// check at once; this covers a client not allowed to read them, and stays rare
+/// enough that a thousand idle clients cost the server little.
 const STREAM_CHECK: Duration = Duration::from_secs(30);
 
 fn is_not_found(err: &async_nats::jetstream::context::GetStreamError) -> bool {
@@ -134,6 +135,20 @@ impl Feed {
     async fn live(&mut self, stream: &Stream, mut last: u64) {
         let mut backoff = Duration::from_millis(100);
         let mut created = stream.cached_info().created.unix_timestamp_nanos();
+        // JetStream announces a stream's deletion and creation on advisory subjects:
+        // free to listen to, and immediate. Without permission for them, the periodic
+        // check and consumer failures still notice.
+        let advisories = format!(
+            "$JS.EVENT.ADVISORY.STREAM.*.{}",
+            streams::stream_name(&self.room)
+        );
+        let mut advisories = match self.js.client().subscribe(advisories).await {
+            Ok(subscriber) => subscriber.boxed(),
+            Err(err) => {
+                tracing::warn!(room = %self.room, "cannot follow stream advisories: {err}");
+                futures::stream::pending().boxed()
+            }
+        };
         let mut check =
             tokio::time::interval_at(tokio::time::Instant::now() + STREAM_CHECK, STREAM_CHECK);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -173,6 +188,12 @@ impl Feed {
                         break;
                     }
                     _ = check.tick() => {
+                        if self.same_stream(&mut created, &mut last).await {
+                            continue;
+                        }
+                        break;
+                    }
+                    Some(_) = advisories.next() => {
                         if self.same_stream(&mut created, &mut last).await {
                             continue;
                         }
