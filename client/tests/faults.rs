@@ -91,12 +91,21 @@ async fn a_second_interrupt_quits_at_once() {
             .status()
             .unwrap()
     };
-    // The first interrupt starts quitting (which would wait 600 s for the ack); the
-    // second one, once quitting has begun, ends it.
+    // The first interrupt starts quitting (which would wait 600 s for the ack); a
+    // further one, once quitting has begun, ends it. Interrupts are repeated until it
+    // exits, since one that came before quitting had begun would not be seen.
     interrupt();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    interrupt();
-    let code = exit_code(&mut alice).await;
+    let code = tokio::time::timeout(PATIENCE, async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if let Some(status) = alice.try_wait().unwrap() {
+                return status.code();
+            }
+            interrupt();
+        }
+    })
+    .await
+    .expect("the client exits at once on a second interrupt");
     server.resume();
     assert_eq!(code, Some(130));
 }
