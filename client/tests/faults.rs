@@ -534,3 +534,45 @@ async fn presence_errors_are_not_repeated_inside_themselves() {
         "presence service unavailable: no presence worker is running; retrying"
     );
 }
+
+/// Point 11: an outage of the whole stack shorter than the session TTL should make
+/// nobody leave and join again. It does today (3 runs of 3): the session's last
+/// heartbeat came up to a third of the TTL before the outage, so it expires during it,
+/// and the restarted worker's start-up sweep announces `left` before the reconnected
+/// client's next heartbeat re-registers the session (then `joined`). Not fixed yet:
+/// a grace before announcing an expiry (tried) removes the pair for short outages but
+/// also for long ones, which must show exactly one pair; the grace has to count from
+/// when the session really expired, which the worker does not know after a restart.
+#[tokio::test]
+#[ignore = "issue 10 point 11 is not fixed yet; this reproduces it"]
+async fn an_outage_shorter_than_the_ttl_makes_nobody_leave() {
+    let mut server = test_support::run_server();
+    let worker = presence(&server).await; // TTL 3 s
+    let general = room("general");
+    let (_alice, _alice_events) = joined(&server, "alice", &general, 0).await;
+    let (_bob, mut bob_events) = joined(&server, "bob", &general, 0).await;
+    // The whole stack goes down: the server and the presence worker.
+    server.stop();
+    drop(worker);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.restart();
+    let _worker = presence(&server).await;
+    wait_for(&mut bob_events, |e| match e {
+        Event::Status {
+            state: State::Reconnected,
+            ..
+        } => Some(()),
+        _ => None,
+    })
+    .await;
+    // Three TTLs: any expiry would have been announced by then.
+    let announced = tokio::time::timeout(
+        Duration::from_secs(9),
+        wait_for(&mut bob_events, |e| match e {
+            Event::System { user, kind, .. } if user.as_str() == "alice" => Some(*kind),
+            _ => None,
+        }),
+    )
+    .await;
+    assert!(announced.is_err(), "alice was announced: {announced:?}");
+}
