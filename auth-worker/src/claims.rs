@@ -186,7 +186,7 @@ impl UserNats {
             },
             subscribe: Rules {
                 allow: permissions.subscribe,
-                deny: Vec::new(),
+                deny: permissions.subscribe_deny,
             },
             subs: -1,
             data: -1,

@@ -14,6 +14,8 @@ pub struct Permissions {
     pub publish_deny: Vec<String>,
     /// Subjects it may subscribe to.
     pub subscribe: Vec<String>,
+    /// Subjects it may not subscribe to, though `subscribe` matches them.
+    pub subscribe_deny: Vec<String>,
 }
 
 /// The streams of `CHAT` that are not room streams: the presence buckets. Chat users
@@ -70,7 +72,15 @@ pub fn chat_user(user: &UserName) -> Permissions {
                 ]
             })
             .collect(),
-        subscribe: vec![format!("{}.>", inbox_prefix(user))],
+        subscribe: vec![
+            format!("{}.>", inbox_prefix(user)),
+            // A room feed learns at once that its stream was deleted or created again.
+            "$JS.EVENT.ADVISORY.STREAM.*.*".to_string(),
+        ],
+        subscribe_deny: private_streams()
+            .iter()
+            .map(|stream| format!("$JS.EVENT.ADVISORY.STREAM.*.{stream}"))
+            .collect(),
     }
 }
 
@@ -80,5 +90,6 @@ pub fn guest() -> Permissions {
         publish: vec![auth::REGISTER.to_string()],
         publish_deny: Vec::new(),
         subscribe: vec!["_INBOX.>".to_string()],
+        subscribe_deny: Vec::new(),
     }
 }
