@@ -156,6 +156,10 @@ async fn answer(authority: &Authority, endpoint: Endpoint, request: service::Req
     let reply = match endpoint {
         Endpoint::Callout => match authority.answer(&request.message.payload).await {
             Ok((jwt, _)) => Ok(Bytes::from(jwt)),
+            Err(error @ crate::callout::BadRequest::Late { .. }) => {
+                tracing::debug!(%error, "skipped an auth callout request");
+                return;
+            }
             Err(error) => {
                 // No answer: the server refuses the connection after its timeout.
                 tracing::warn!(%error, "ignored an auth callout request");

@@ -134,6 +134,9 @@ struct Inner {
     reconnects: watch::Receiver<u64>,
     rooms: Mutex<BTreeMap<RoomName, JoinedRoom>>,
     echoes: Arc<Echoes>,
+    /// Fetches a resume token after each reconnect; holds a client clone, so it must
+    /// end with the session or the connection would outlive it.
+    token_task: AbortHandle,
 }
 
 /// A joined room's background task, and how far its feed got.
@@ -166,6 +169,7 @@ const LEAVE_GRACE: Duration = Duration::from_secs(1);
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.token_task.abort();
         for task in self
             .rooms
             .lock()
@@ -203,6 +207,7 @@ impl Chat {
         })
         .name(format!("chat-client {}", options.user))
         .custom_inbox_prefix(auth::inbox_prefix(&options.user))
+        .reconnect_delay_callback(login::reconnect_delay)
         .connection_timeout(Duration::from_secs(5))
         .event_callback(move |event| {
             let events = callback_events.clone();
@@ -278,11 +283,12 @@ impl Chat {
                 })
             }
         };
-        tokio::spawn(login.clone().keep_token(
+        let token_task = tokio::spawn(login.clone().keep_token(
             client.clone(),
             reconnects.clone(),
             options.request_timeout,
-        ));
+        ))
+        .abort_handle();
         // JetStream API calls (consumer creation, stream info) give up as quickly as
         // worker requests do, so a call lost in a reconnect is retried soon.
         let js = jetstream::context::ContextBuilder::new()
@@ -308,6 +314,7 @@ impl Chat {
             reconnects,
             rooms: Mutex::new(BTreeMap::new()),
             echoes,
+            token_task,
         };
         Ok((
             Chat {
