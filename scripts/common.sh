@@ -17,8 +17,16 @@ export NATS_URL="nats://127.0.0.1:$nats_port"
 export CHAT_RUN_DIR="$run_dir"
 bin_dir="$root/target/release"
 
+# alive PID: running, and not merely a zombie waiting for whoever adopted it (the
+# scripts' background processes outlive their parent) to reap it.
+alive() {
+  local state
+  state="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
+  [ -n "$state" ] && [ "${state#Z}" = "$state" ]
+}
+
 # is_running NAME: whether the process recorded in NAME's pid file is alive.
 is_running() {
   local pid_file="$pid_dir/$1.pid"
-  [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null
+  [ -f "$pid_file" ] && alive "$(cat "$pid_file")"
 }

@@ -38,11 +38,21 @@ pub enum Verdict {
     Refused(String),
 }
 
-/// A callout request that cannot be answered at all (no valid server signature): the
-/// server then refuses the connection after its timeout.
+/// A callout request left unanswered: the server then refuses the connection after
+/// its timeout.
 #[derive(Debug, thiserror::Error)]
-#[error("unusable auth callout request: {0}")]
-pub struct BadRequest(#[from] jwt::JwtError);
+pub enum BadRequest {
+    /// No valid server signature, or not a callout request.
+    #[error("unusable auth callout request: {0}")]
+    Unusable(#[from] jwt::JwtError),
+    /// Older than the server waits for an answer (it queued behind a storm of logins):
+    /// the server has refused the connection already, and the client will try again.
+    #[error("auth callout request {age_secs} s old, past the server's patience")]
+    Late {
+        /// How old it was.
+        age_secs: i64,
+    },
+}
 
 /// Decides callout requests.
 #[derive(Clone)]
@@ -70,8 +80,12 @@ impl Authority {
         if request.aud != REQUEST_AUDIENCE {
             tracing::warn!(aud = %request.aud, "callout request with an unexpected audience");
         }
-        let request = request.nats;
         let now = chrono::Utc::now().timestamp();
+        let age_secs = now - request.iat;
+        if request.iat > 0 && age_secs > self.config.callout_timeout.as_secs() as i64 {
+            return Err(BadRequest::Late { age_secs });
+        }
+        let request = request.nats;
         let verdict = self.decide(&request.connect_opts, now).await;
         let response = match &verdict {
             Verdict::Password(user) | Verdict::Resumed(user) => self.user_jwt(

@@ -13,6 +13,9 @@ pub const REQUEST_AUDIENCE: &str = "nats-authorization-request";
 pub struct RequestClaims {
     /// The server's public key (it signed the request).
     pub iss: String,
+    /// When the server asked (seconds since the epoch).
+    #[serde(default)]
+    pub iat: i64,
     /// [`REQUEST_AUDIENCE`].
     #[serde(default)]
     pub aud: String,
@@ -186,7 +189,7 @@ impl UserNats {
             },
             subscribe: Rules {
                 allow: permissions.subscribe,
-                deny: Vec::new(),
+                deny: permissions.subscribe_deny,
             },
             subs: -1,
             data: -1,

@@ -21,6 +21,9 @@ pub struct Config {
     pub kv_replicas: usize,
     /// How long a graceful stop waits for requests in progress.
     pub drain_timeout: Duration,
+    /// How long the server waits for a callout answer (its `authorization.timeout`):
+    /// requests older than that are skipped, the server having refused them already.
+    pub callout_timeout: Duration,
 }
 
 impl Default for Config {
@@ -33,6 +36,7 @@ impl Default for Config {
             concurrency: 256,
             kv_replicas: 1,
             drain_timeout: Duration::from_secs(5),
+            callout_timeout: Duration::from_secs(3),
         }
     }
 }

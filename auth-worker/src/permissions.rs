@@ -14,6 +14,8 @@ pub struct Permissions {
     pub publish_deny: Vec<String>,
     /// Subjects it may subscribe to.
     pub subscribe: Vec<String>,
+    /// Subjects it may not subscribe to, though `subscribe` matches them.
+    pub subscribe_deny: Vec<String>,
 }
 
 /// The streams of `CHAT` that are not room streams: the presence buckets. Chat users
@@ -51,6 +53,9 @@ pub fn chat_user(user: &UserName) -> Permissions {
             format!("{}.>", room("CONSUMER.CREATE")),
             format!("{}.*", room("CONSUMER.INFO")),
             format!("{}.*", room("CONSUMER.MSG.NEXT")),
+            // Deleting its short-lived consumers when done (names are random and cannot
+            // be listed, so another's are out of reach in practice).
+            format!("{}.*", room("CONSUMER.DELETE")),
             // Flow-control answers of push consumers (nats-py, nats.js ordered consumers).
             "$JS.FC.*.>".to_string(),
         ],
@@ -63,10 +68,19 @@ pub fn chat_user(user: &UserName) -> Permissions {
                     format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
                     format!("$JS.API.CONSUMER.INFO.{stream}.*"),
                     format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.*"),
+                    format!("$JS.API.CONSUMER.DELETE.{stream}.*"),
                 ]
             })
             .collect(),
-        subscribe: vec![format!("{}.>", inbox_prefix(user))],
+        subscribe: vec![
+            format!("{}.>", inbox_prefix(user)),
+            // A room feed learns at once that its stream was deleted or created again.
+            "$JS.EVENT.ADVISORY.STREAM.*.*".to_string(),
+        ],
+        subscribe_deny: private_streams()
+            .iter()
+            .map(|stream| format!("$JS.EVENT.ADVISORY.STREAM.*.{stream}"))
+            .collect(),
     }
 }
 
@@ -76,5 +90,6 @@ pub fn guest() -> Permissions {
         publish: vec![auth::REGISTER.to_string()],
         publish_deny: Vec::new(),
         subscribe: vec!["_INBOX.>".to_string()],
+        subscribe_deny: Vec::new(),
     }
 }

@@ -14,18 +14,19 @@
 
 use std::sync::Arc;
 
-use async_nats::service::{self, Service, ServiceExt};
+use async_nats::service::{self, ServiceExt};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use chat_protocol::auth::{
     self, AuthReply, PasswdRequest, RegisterRequest, ResumeReply, CHAT_ACCOUNT,
 };
 use chat_protocol::body::ErrorReply;
+use chat_protocol::runtime::Hosted;
 use chat_protocol::UserName;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use nkeys::KeyPair;
 use tokio::sync::Semaphore;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 use crate::callout::Authority;
 use crate::password::Hasher;
@@ -50,10 +51,7 @@ pub enum StartError {
 ///
 /// [`AuthWorker::stop`] stops it gracefully; dropping it aborts its tasks at once.
 pub struct AuthWorker {
-    service: Option<Service>,
-    serving: Option<JoinHandle<()>>,
-    client: async_nats::Client,
-    config: Arc<Config>,
+    hosted: Hosted,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +98,11 @@ impl AuthWorker {
                 .map_err(StartError::Service)?;
             endpoints.push(endpoint.map(move |request| (kind, request)).boxed());
         }
+        // Started means reachable: the server has the endpoints' subscriptions.
+        client
+            .flush()
+            .await
+            .map_err(|e| StartError::Service(e.into()))?;
         let requests = futures::stream::select_all(endpoints);
         let serving = tokio::spawn(serve(requests, authority, config.concurrency));
         tracing::info!(
@@ -108,43 +111,15 @@ impl AuthWorker {
             "auth worker started"
         );
         Ok(Self {
-            service: Some(service),
-            serving: Some(serving),
-            client,
-            config,
+            hosted: Hosted::new(SERVICE_NAME, client, service, serving, config.drain_timeout),
         })
     }
 
     /// Stops gracefully: no new requests (other instances get them), answers those
     /// already received (up to [`Config::drain_timeout`]), flushes.
-    pub async fn stop(mut self) {
-        if let Some(service) = self.service.take() {
-            let _ = service.stop().await;
-        }
-        if let Some(mut serving) = self.serving.take() {
-            if tokio::time::timeout(self.config.drain_timeout, &mut serving)
-                .await
-                .is_err()
-            {
-                tracing::warn!("requests still in progress at shutdown were abandoned");
-                serving.abort();
-            }
-        }
-        if let Err(error) = self.client.flush().await {
-            tracing::warn!(%error, "cannot flush the last replies");
-        }
+    pub async fn stop(self) {
+        self.hosted.stop().await;
         tracing::info!("auth worker stopped");
-    }
-}
-
-impl Drop for AuthWorker {
-    fn drop(&mut self) {
-        if let Some(serving) = self.serving.take() {
-            serving.abort();
-        }
-        if let Some(service) = self.service.take() {
-            let _ = service.stop().now_or_never();
-        }
     }
 }
 
@@ -181,6 +156,10 @@ async fn answer(authority: &Authority, endpoint: Endpoint, request: service::Req
     let reply = match endpoint {
         Endpoint::Callout => match authority.answer(&request.message.payload).await {
             Ok((jwt, _)) => Ok(Bytes::from(jwt)),
+            Err(error @ crate::callout::BadRequest::Late { .. }) => {
+                tracing::debug!(%error, "skipped an auth callout request");
+                return;
+            }
             Err(error) => {
                 // No answer: the server refuses the connection after its timeout.
                 tracing::warn!(%error, "ignored an auth callout request");

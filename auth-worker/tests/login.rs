@@ -52,6 +52,19 @@ async fn wait_for<T>(
     .expect("the expected event in time")
 }
 
+/// A presence worker for `server` (so that rooms can be joined).
+async fn presence(server: &NatsServer) -> presence_worker::PresenceWorker {
+    presence_worker::PresenceWorker::start(server.presence_client().await, Default::default())
+        .await
+        .unwrap()
+}
+
+/// Joins `room` and waits for the welcome.
+async fn join(chat: &Chat, events: &mut mpsc::Receiver<Event>, room: &RoomName, history: usize) {
+    chat.join(room, history);
+    wait_for(events, |e| matches!(e, Event::Welcome { .. }).then_some(())).await;
+}
+
 fn text_of(room: &RoomName) -> impl FnMut(&Event) -> Option<(String, String)> + '_ {
     move |e| match e {
         Event::Message {
@@ -139,18 +152,14 @@ async fn register_then_login_and_the_refusals_say_what_was_wrong() {
 #[tokio::test]
 async fn two_users_chat_and_a_password_change_takes_effect() {
     let server = run_server();
-    let _presence =
-        presence_worker::PresenceWorker::start(server.presence_client().await, Default::default())
-            .await
-            .unwrap();
+    let _presence = presence(&server).await;
     let general = RoomName::new("general").unwrap();
     let alice_password = server.register("alice").await;
     let bob_password = server.register("bob").await;
     let (alice, mut alice_events) = login(&server, "alice", &alice_password).await.unwrap();
     let (bob, mut bob_events) = login(&server, "bob", &bob_password).await.unwrap();
     for (chat, events) in [(&alice, &mut alice_events), (&bob, &mut bob_events)] {
-        chat.join(&general, 0);
-        wait_for(events, |e| matches!(e, Event::Welcome { .. }).then_some(())).await;
+        join(chat, events, &general, 0).await;
     }
     alice
         .send(&general, MessageKind::Chat, "hi bob")
@@ -227,18 +236,11 @@ async fn a_client_whose_login_expires_keeps_chatting() {
         },
         ..Default::default()
     });
-    let _presence =
-        presence_worker::PresenceWorker::start(server.presence_client().await, Default::default())
-            .await
-            .unwrap();
+    let _presence = presence(&server).await;
     let general = RoomName::new("general").unwrap();
     let password = server.register("alice").await;
     let (alice, mut events) = login(&server, "alice", &password).await.unwrap();
-    alice.join(&general, 0);
-    wait_for(&mut events, |e| {
-        matches!(e, Event::Welcome { .. }).then_some(())
-    })
-    .await;
+    join(&alice, &mut events, &general, 0).await;
     let mut reconnects = 0;
     let mut sent = Vec::new();
     for i in 0..12 {
@@ -319,18 +321,11 @@ async fn resume_tokens_work_until_the_password_changes() {
 #[tokio::test]
 async fn auth_workers_killed_restarted_and_side_by_side() {
     let mut server = run_server();
-    let _presence =
-        presence_worker::PresenceWorker::start(server.presence_client().await, Default::default())
-            .await
-            .unwrap();
+    let _presence = presence(&server).await;
     let general = RoomName::new("general").unwrap();
     let password = server.register("alice").await;
     let (alice, mut events) = login(&server, "alice", &password).await.unwrap();
-    alice.join(&general, 0);
-    wait_for(&mut events, |e| {
-        matches!(e, Event::Welcome { .. }).then_some(())
-    })
-    .await;
+    join(&alice, &mut events, &general, 0).await;
 
     server.kill_auth_workers();
     alice
@@ -379,4 +374,100 @@ async fn auth_workers_killed_restarted_and_side_by_side() {
         .await
         .expect("the other instance answers");
     drop(second);
+}
+
+/// Everything the client does in a normal session is within its permissions: joining
+/// with a replay, chatting, /users, /rooms, both history replays, a reconnect, leaving.
+/// (A permission the client lacks shows as a "refused by the server" error event.)
+#[tokio::test]
+async fn a_normal_session_is_never_refused_anything() {
+    let mut server = run_server();
+    let _presence = presence(&server).await;
+    let _history =
+        history_worker::HistoryWorker::start(server.history_client().await, Default::default())
+            .await
+            .unwrap();
+    let general = RoomName::new("general").unwrap();
+    let other = RoomName::new("other").unwrap();
+    let password = server.register("alice").await;
+    let (alice, events) = login(&server, "alice", &password).await.unwrap();
+    let (mut events, refusals) = watch_refusals(events);
+    for room in [&general, &other] {
+        join(&alice, &mut events, room, 10).await;
+        for i in 0..3 {
+            alice
+                .send(room, MessageKind::Chat, &format!("{room} {i}"))
+                .await
+                .unwrap()
+                .acked()
+                .await
+                .unwrap();
+        }
+    }
+    alice.users(&general).await.unwrap();
+    alice.list_rooms().await.unwrap();
+    alice.all_messages(&general).await.unwrap();
+    alice.my_messages(&general).await.unwrap();
+    server.restart();
+    wait_for(&mut events, |e| {
+        matches!(
+            e,
+            Event::Status {
+                state: chat_client::State::Reconnected,
+                ..
+            }
+        )
+        .then_some(())
+    })
+    .await;
+    alice
+        .send(&general, MessageKind::Chat, "after")
+        .await
+        .unwrap()
+        .acked()
+        .await
+        .unwrap();
+    // A second session joins with a replay of what is stored.
+    let (again, again_events) = login(&server, "alice", &password).await.unwrap();
+    let (mut again_events, again_refusals) = watch_refusals(again_events);
+    join(&again, &mut again_events, &general, 10).await;
+    wait_for(&mut again_events, |e| match e {
+        Event::Message {
+            text, replay: true, ..
+        } if text == "after" => Some(()),
+        _ => None,
+    })
+    .await;
+    alice.leave(&other).await;
+    again.close().await;
+    alice.close().await;
+    drop((alice, again, events, again_events));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for refusals in [refusals, again_refusals] {
+        let refusals = refusals.lock().unwrap();
+        assert!(refusals.is_empty(), "{refusals:?}");
+    }
+}
+
+/// Passes `events` on, keeping every "refused by the server" error aside.
+fn watch_refusals(
+    mut events: mpsc::Receiver<Event>,
+) -> (
+    mpsc::Receiver<Event>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let refusals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel(1024);
+    let kept = refusals.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let Event::Error { message } = &event {
+                if message.contains("refused by the server") {
+                    kept.lock().unwrap().push(message.clone());
+                }
+            }
+            let _ = tx.send(event).await;
+        }
+    });
+    (rx, refusals)
 }

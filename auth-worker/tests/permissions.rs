@@ -19,10 +19,19 @@ async fn attacker(
     user: &str,
 ) -> (async_nats::Client, mpsc::UnboundedReceiver<String>) {
     let password = server.register(user).await;
-    let (errors_tx, errors) = mpsc::unbounded_channel();
     let name = chat_protocol::UserName::new(user).unwrap();
-    let client = async_nats::ConnectOptions::with_user_and_password(user.into(), password)
-        .custom_inbox_prefix(auth::inbox_prefix(&name))
+    let options = async_nats::ConnectOptions::with_user_and_password(user.into(), password)
+        .custom_inbox_prefix(auth::inbox_prefix(&name));
+    with_errors(server, options).await
+}
+
+/// Connects with `options`, passing on the server errors it receives.
+async fn with_errors(
+    server: &NatsServer,
+    options: async_nats::ConnectOptions,
+) -> (async_nats::Client, mpsc::UnboundedReceiver<String>) {
+    let (errors_tx, errors) = mpsc::unbounded_channel();
+    let client = options
         .event_callback(move |event| {
             let errors_tx = errors_tx.clone();
             async move {
@@ -242,54 +251,40 @@ async fn cannot_delete_purge_or_squat_rooms() {
     let server = run_server();
     let js = room_with_message(&server, "general").await;
     let (mallory, mut errors) = attacker(&server, "mallory").await;
-    try_publish(
-        &mallory,
-        &mut errors,
-        "delete a room",
-        "$JS.API.STREAM.DELETE.CHAT_general",
-        json!({}),
-    )
-    .await;
-    try_publish(
-        &mallory,
-        &mut errors,
-        "purge a room",
-        "$JS.API.STREAM.PURGE.CHAT_general",
-        json!({}),
-    )
-    .await;
-    try_publish(
-        &mallory,
-        &mut errors,
-        "delete a message",
-        "$JS.API.STREAM.MSG.DELETE.CHAT_general",
-        json!({"seq": 1}),
-    )
-    .await;
-    try_publish(
-        &mallory,
-        &mut errors,
-        "change a room",
-        "$JS.API.STREAM.UPDATE.CHAT_general",
-        json!({"name": "CHAT_general", "subjects": ["x"]}),
-    )
-    .await;
-    try_publish(
-        &mallory,
-        &mut errors,
-        "squat a room before its first join",
-        "$JS.API.STREAM.CREATE.SQUAT",
-        json!({"name": "SQUAT", "subjects": ["chat.room.future.>"]}),
-    )
-    .await;
-    try_publish(
-        &mallory,
-        &mut errors,
-        "create a room stream",
-        "$JS.API.STREAM.CREATE.CHAT_future",
-        json!({"name": "CHAT_future", "subjects": ["chat.room.future.>"]}),
-    )
-    .await;
+    for (what, subject, body) in [
+        (
+            "delete a room",
+            "$JS.API.STREAM.DELETE.CHAT_general",
+            json!({}),
+        ),
+        (
+            "purge a room",
+            "$JS.API.STREAM.PURGE.CHAT_general",
+            json!({}),
+        ),
+        (
+            "delete a message",
+            "$JS.API.STREAM.MSG.DELETE.CHAT_general",
+            json!({"seq": 1}),
+        ),
+        (
+            "change a room",
+            "$JS.API.STREAM.UPDATE.CHAT_general",
+            json!({"name": "CHAT_general", "subjects": ["x"]}),
+        ),
+        (
+            "squat a room before its first join",
+            "$JS.API.STREAM.CREATE.SQUAT",
+            json!({"name": "SQUAT", "subjects": ["chat.room.future.>"]}),
+        ),
+        (
+            "create a room stream",
+            "$JS.API.STREAM.CREATE.CHAT_future",
+            json!({"name": "CHAT_future", "subjects": ["chat.room.future.>"]}),
+        ),
+    ] {
+        try_publish(&mallory, &mut errors, what, subject, body).await;
+    }
     assert_eq!(messages(&js, "CHAT_general").await, 1);
     let names: Vec<String> = js.stream_names().map(|n| n.unwrap()).collect().await;
     assert_eq!(names, ["CHAT_general"]);
@@ -393,19 +388,7 @@ async fn the_user_table_is_out_of_reach() {
 #[tokio::test]
 async fn a_guest_may_only_register() {
     let server = run_server();
-    let (errors_tx, mut errors) = mpsc::unbounded_channel();
-    let guest = async_nats::ConnectOptions::new()
-        .event_callback(move |event| {
-            let errors_tx = errors_tx.clone();
-            async move {
-                if let async_nats::Event::ServerError(error) = event {
-                    let _ = errors_tx.send(error.to_string());
-                }
-            }
-        })
-        .connect(server.url())
-        .await
-        .unwrap();
+    let (guest, mut errors) = with_errors(&server, async_nats::ConnectOptions::new()).await;
     for subject in [
         "chat.room.general.msg.guest",
         "chat.users.general",

@@ -400,6 +400,14 @@ impl Stage {
         let mut options = Options::new(&self.url, UserName::new(name)?, password_of(name));
         // A slow machine under load must not turn a queued request into a failure.
         options.request_timeout = Duration::from_secs(10);
+        // The terminal client's --publish-window, from the same variable, so that the
+        // publish scenario can measure what keeping every sender's order costs.
+        if let Some(window) = std::env::var("CHAT_PUBLISH_WINDOW")
+            .ok()
+            .and_then(|w| w.parse().ok())
+        {
+            options.retry.window = window;
+        }
         Ok(options)
     }
 

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use chat_protocol::body::{ChatMessage, MessageKind, PresenceAction, RoomsReply, UsersReply};
-use chat_protocol::{auth, streams, subjects, RoomName, SessionId, UserName};
+use chat_protocol::{auth, subjects, RoomName, SessionId, UserName};
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
+use crate::echo::Echoes;
 use crate::event::{Event, State};
 use crate::history;
 use crate::login::{self, AccountError, Login};
@@ -41,6 +42,9 @@ pub struct Options {
     pub retry: RetryPolicy,
     /// Events buffered for a slow UI before the feeds wait for it.
     pub event_buffer: usize,
+    /// How long closing waits for outstanding acknowledgements (and the echoes of
+    /// acknowledged messages) before it reports what is left and leaves anyway.
+    pub quit_timeout: Duration,
 }
 
 impl Options {
@@ -54,6 +58,7 @@ impl Options {
             request_timeout: Duration::from_secs(3),
             retry: RetryPolicy::default(),
             event_buffer: 1024,
+            quit_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -98,15 +103,7 @@ async fn refusal(options: &Options) -> ConnectError {
         .connect(&options.url)
         .await;
     let guest_in = match &guest {
-        Ok(client) => {
-            login::logged_in(
-                client,
-                auth::REGISTER,
-                std::future::pending(),
-                LOGIN_PATIENCE,
-            )
-            .await
-        }
+        Ok(client) => login::guest_in(client, LOGIN_PATIENCE).await,
         Err(_) => false,
     };
     match guest_in {
@@ -136,6 +133,10 @@ struct Inner {
     events: mpsc::Sender<Event>,
     reconnects: watch::Receiver<u64>,
     rooms: Mutex<BTreeMap<RoomName, JoinedRoom>>,
+    echoes: Arc<Echoes>,
+    /// Fetches a resume token after each reconnect; holds a client clone, so it must
+    /// end with the session or the connection would outlive it.
+    token_task: AbortHandle,
 }
 
 /// A joined room's background task, and how far its feed got.
@@ -146,11 +147,29 @@ struct JoinedRoom {
     shown: watch::Receiver<Option<u64>>,
 }
 
-/// How long closing waits for a room's feed to show what is already stored.
-const CLOSE_CATCH_UP: Duration = Duration::from_secs(3);
+/// What closing could not do: messages given up on, and acknowledged messages whose
+/// echo was not shown (each has also been reported as an error event).
+#[derive(Debug, Default)]
+pub struct CloseReport {
+    /// Messages not sent, or unconfirmed.
+    pub failed: Vec<SendError>,
+    /// `(room, sequence, start of the text)` of own stored messages not shown.
+    pub not_shown: Vec<(RoomName, u64, String)>,
+}
+
+impl CloseReport {
+    /// Whether everything was confirmed and shown.
+    pub fn is_empty(&self) -> bool {
+        self.failed.is_empty() && self.not_shown.is_empty()
+    }
+}
+
+/// Shortest wait for a leave request when closing, even past the quit deadline.
+const LEAVE_GRACE: Duration = Duration::from_secs(1);
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.token_task.abort();
         for task in self
             .rooms
             .lock()
@@ -188,6 +207,7 @@ impl Chat {
         })
         .name(format!("chat-client {}", options.user))
         .custom_inbox_prefix(auth::inbox_prefix(&options.user))
+        .reconnect_delay_callback(login::reconnect_delay)
         .connection_timeout(Duration::from_secs(5))
         .event_callback(move |event| {
             let events = callback_events.clone();
@@ -248,17 +268,7 @@ impl Chat {
         .await
         .map_err(|err| err.kind());
         let client = match client {
-            Ok(client)
-                if login::logged_in(
-                    &client,
-                    auth::RESUME,
-                    login.next_refusal(),
-                    LOGIN_PATIENCE,
-                )
-                .await =>
-            {
-                client
-            }
+            Ok(client) if login.logged_in(&client, LOGIN_PATIENCE).await => client,
             Ok(client) => {
                 drop(client);
                 return Err(refusal(&options).await);
@@ -273,17 +283,25 @@ impl Chat {
                 })
             }
         };
-        tokio::spawn(login.clone().keep_token(
+        let token_task = tokio::spawn(login.clone().keep_token(
             client.clone(),
             reconnects.clone(),
             options.request_timeout,
-        ));
+        ))
+        .abort_handle();
         // JetStream API calls (consumer creation, stream info) give up as quickly as
         // worker requests do, so a call lost in a reconnect is retried soon.
         let js = jetstream::context::ContextBuilder::new()
             .timeout(options.request_timeout)
             .build(client.clone());
-        let publisher = Publisher::start(js.clone(), options.retry, events.clone());
+        let echoes = Arc::new(Echoes::default());
+        let publisher = Publisher::start(
+            js.clone(),
+            options.retry,
+            events.clone(),
+            reconnects.clone(),
+            echoes.clone(),
+        );
         let inner = Inner {
             client,
             js,
@@ -295,6 +313,8 @@ impl Chat {
             events,
             reconnects,
             rooms: Mutex::new(BTreeMap::new()),
+            echoes,
+            token_task,
         };
         Ok((
             Chat {
@@ -359,6 +379,7 @@ impl Chat {
             history,
             events: events.clone(),
             reconnects: self.inner.reconnects.clone(),
+            echoes: self.inner.echoes.clone(),
         };
         let task = tokio::spawn(async move {
             let reply = presence.join(&events).await;
@@ -392,33 +413,6 @@ impl Chat {
         }
     }
 
-    /// Waits (briefly) until `room`'s live feed has shown everything the stream held
-    /// when called, so that a closing client shows the echo of its last messages.
-    async fn catch_up(&self, room: &RoomName) {
-        let Some(mut shown) = self.rooms().get(room).map(|r| r.shown.clone()) else {
-            return;
-        };
-        if shown.borrow().is_none() {
-            return;
-        }
-        let caught_up = async {
-            let stream = self
-                .inner
-                .js
-                .get_stream(streams::stream_name(room))
-                .await
-                .ok()?;
-            let last = stream.cached_info().state.last_sequence;
-            shown.wait_for(|s| s.is_some_and(|s| s >= last)).await.ok()
-        };
-        if tokio::time::timeout(CLOSE_CATCH_UP, caught_up)
-            .await
-            .is_err()
-        {
-            tracing::warn!(%room, "the feed did not catch up before closing");
-        }
-    }
-
     /// Queues a message for `room` (waiting while a thousand are already queued). It
     /// is published behind every message queued before it; await the handle to learn
     /// whether JetStream stored it.
@@ -445,11 +439,20 @@ impl Chat {
     /// Leaves `room`: stops its feed and heartbeats and tells the presence worker.
     /// Returns false if the room was not joined.
     pub async fn leave(&self, room: &RoomName) -> bool {
+        self.leave_within(room, self.inner.options.request_timeout)
+            .await
+    }
+
+    /// [`Chat::leave`], waiting at most `patience` for the presence worker.
+    async fn leave_within(&self, room: &RoomName, patience: Duration) -> bool {
         let Some(joined) = self.rooms().remove(room) else {
             return false;
         };
         joined.task.abort();
-        if let Err(err) = self.presence(room).request(PresenceAction::Leave).await {
+        self.inner.echoes.take(room);
+        let mut presence = self.presence(room);
+        presence.timeout = patience;
+        if let Err(err) = presence.request(PresenceAction::Leave).await {
             tracing::warn!(%room, "leave request failed: {err}");
         }
         let message = format!("you left {room}");
@@ -532,17 +535,43 @@ impl Chat {
         let _ = self.inner.events.send(event).await;
     }
 
-    /// Ends the session: waits for every outstanding ack and for each room's feed to
-    /// show it, leaves every room, flushes the connection. Returns the messages that could not be confirmed.
-    pub async fn close(&self) -> Vec<SendError> {
-        let unconfirmed = self.flush().await;
+    /// Ends the session in bounded time: waits for outstanding acks and for each
+    /// room's feed to show the echo of this session's stored messages, but not beyond
+    /// [`Options::quit_timeout`]; reports (as error events too) what was given up on or
+    /// not shown; leaves every room and flushes the connection, each briefly, since
+    /// NATS may be down.
+    pub async fn close(&self) -> CloseReport {
+        let deadline = tokio::time::Instant::now() + self.inner.options.quit_timeout;
+        let failed = self.inner.publisher.close(deadline).await;
+        let mut not_shown = Vec::new();
         for room in self.joined() {
-            self.catch_up(&room).await;
-            self.leave(&room).await;
+            let shown = self.rooms().get(&room).map(|r| r.shown.clone());
+            if let (Some(mut shown), Some(last)) = (shown, self.inner.echoes.last(&room)) {
+                let caught_up = shown.wait_for(|s| s.is_some_and(|s| s >= last));
+                if tokio::time::timeout_at(deadline, caught_up).await.is_err() {
+                    tracing::warn!(%room, "the feed did not show every echo before closing");
+                }
+            }
+            for (seq, text) in self.inner.echoes.take(&room) {
+                let message = format!(
+                    "{text:?} was stored in {room} (sequence {seq}) but its echo was not shown before quitting"
+                );
+                self.notify(Event::error(message)).await;
+                not_shown.push((room.clone(), seq, text));
+            }
         }
-        if let Err(err) = self.inner.client.flush().await {
-            tracing::warn!("final flush failed: {err}");
+        let patience = self.inner.options.request_timeout.min(
+            deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(LEAVE_GRACE),
+        );
+        let rooms = self.joined();
+        futures::future::join_all(rooms.iter().map(|room| self.leave_within(room, patience))).await;
+        match tokio::time::timeout(LEAVE_GRACE, self.inner.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!("final flush failed: {err}"),
+            Err(_) => tracing::warn!("final flush did not finish in {LEAVE_GRACE:?}"),
         }
-        unconfirmed
+        CloseReport { failed, not_shown }
     }
 }

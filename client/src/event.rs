@@ -32,6 +32,10 @@ pub enum State {
     LoginRefused,
     /// `/passwd` changed the password.
     PasswordChanged,
+    /// The room's stream was deleted; the feed waits for it to be created again.
+    StreamGone,
+    /// The room's stream was created again; the feed shows the new one from its start.
+    StreamRecreated,
 }
 
 /// One thing to show.

@@ -1,7 +1,10 @@
 //! `#all_messages` and `#my_messages`: paging the history worker's `chat.history.<room>`
 //! forwards until the room is exhausted.
 //!
-//! Pages are shown as they arrive, so a room of any size replays in bounded memory.
+//! Pages are shown as they arrive, so a room of any size replays in bounded memory. A
+//! page that does not come (its worker died, none runs for a moment) is asked for again
+//! from the same cursor, which another instance answers: the replay goes on from the
+//! last sequence shown, with no duplicate.
 //! `#my_messages` merges the rooms by time holding at most two pages per room (the one
 //! being merged and the next, already asked for).
 
@@ -22,6 +25,12 @@ const SERVICE: &str = "history";
 /// Messages asked for per page (the worker caps it to its own maximum, and bounds
 /// the page in bytes whatever the message sizes): big pages make long replays fast.
 const PAGE_LIMIT: u32 = 1000;
+
+/// Attempts per page: a page whose worker died or did not answer is asked for again.
+const PAGE_ATTEMPTS: u32 = 4;
+
+/// Pause before asking for a page again; doubled for each further attempt.
+const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Walks the pages of one room's history forwards, oldest first.
 ///
@@ -76,13 +85,35 @@ impl<'a> Pages<'a> {
         let Some(after) = self.after else {
             return Ok(None);
         };
-        let ahead = match self.ahead.take() {
+        let mut ahead = match self.ahead.take() {
             Some(ahead) => ahead,
             None => self.ask(after),
         };
-        let page = ahead
-            .await
-            .map_err(|e| RequestError::Nats(SERVICE, e.to_string()))??;
+        let mut attempt = 1;
+        let mut backoff = RETRY_BACKOFF;
+        let page = loop {
+            let result = ahead
+                .await
+                .map_err(|e| RequestError::Nats(SERVICE, e.to_string()))?;
+            match result {
+                Ok(page) => break page,
+                // The worker that had the request died, or none runs right now:
+                // another instance (or a restarted one) gets the same page again, so
+                // the replay goes on from the last sequence shown, with no duplicate.
+                Err(
+                    err @ (RequestError::TimedOut(..)
+                    | RequestError::Unavailable(_)
+                    | RequestError::Nats(..)),
+                ) if attempt < PAGE_ATTEMPTS => {
+                    tracing::warn!(room = %self.room, after, attempt, "history page failed ({err}); asking again");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    attempt += 1;
+                    ahead = self.ask(after);
+                }
+                Err(err) => return Err(err),
+            }
+        };
         self.after = match page.next {
             Some(next) if next > after => Some(next),
             Some(next) => {

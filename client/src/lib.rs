@@ -12,7 +12,10 @@
 //!   close.
 //! - [`login`]: logging in and staying logged in (resume tokens, refusals), register,
 //!   password change.
-//! - [`publish`]: reliable publishing: pipelined, acknowledged, retried with the same id.
+//! - [`publish`]: reliable publishing: pipelined, acknowledged, retried in order with
+//!   the same ids, so every sender's order is kept.
+//! - [`echo`]: own stored messages whose echo is not shown yet (closing waits
+//!   for them, or names them).
 //! - `room` (private): one room's feed, replay then live, no gap and no duplicate.
 //! - `presence` (private): join with retry, heartbeats, leave.
 //! - `history` (private): paging the history worker for `#all_messages` and
@@ -23,6 +26,7 @@
 
 pub mod chat;
 pub mod command;
+pub mod echo;
 pub mod event;
 mod history;
 pub mod login;
@@ -33,7 +37,7 @@ mod room;
 pub mod service;
 pub mod ui;
 
-pub use chat::{Chat, ConnectError, Options};
+pub use chat::{Chat, CloseReport, ConnectError, Options};
 pub use event::{Event, State};
 pub use login::AccountError;
 pub use publish::{RetryPolicy, SendError, SendHandle};

@@ -28,6 +28,8 @@ pub(crate) struct Login {
     token: Mutex<Option<String>>,
     /// The last attempt presented the token (so a refusal means the token).
     sent_token: AtomicBool,
+    /// Refusals of the token in a row.
+    token_refusals: AtomicU32,
     /// Password refusals in a row since the last successful connection.
     refusals: AtomicU32,
     /// Set once the password has been refused `max_refusals` times in a row.
@@ -44,6 +46,7 @@ impl Login {
             password: Mutex::new(password),
             token: Mutex::new(None),
             sent_token: AtomicBool::new(false),
+            token_refusals: AtomicU32::new(0),
             refusals: AtomicU32::new(0),
             refused: watch::channel(false).0,
             any_refusal: watch::channel(0).0,
@@ -69,11 +72,20 @@ impl Login {
     }
 
     /// The server refused an attempt. Returns how many password refusals in a row
-    /// there have been (0 when it was the token, which is then dropped).
+    /// there have been (0 when it was the token).
+    ///
+    /// The server says "Authorization Violation" both for a bad token and for a login
+    /// the auth worker did not answer in time (right after a server restart, a
+    /// thousand clients log in at once). Dropping the token at the first refusal would
+    /// turn a busy moment into a thousand password hashes, each slower than the server's
+    /// patience: a spiral. So the token is kept for a second try, and only a second
+    /// refusal in a row sends the client to its password.
     pub(crate) fn on_refused(&self) -> u32 {
         self.any_refusal.send_modify(|n| *n += 1);
         if self.sent_token.swap(false, Ordering::SeqCst) {
-            *self.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            if self.token_refusals.fetch_add(1, Ordering::SeqCst) + 1 >= 2 {
+                *self.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
             return 0;
         }
         let refusals = self.refusals.fetch_add(1, Ordering::SeqCst) + 1;
@@ -86,6 +98,7 @@ impl Login {
     /// A connection went through.
     pub(crate) fn on_connected(&self) {
         self.refusals.store(0, Ordering::SeqCst);
+        self.token_refusals.store(0, Ordering::SeqCst);
     }
 
     /// Completes at the next refusal of any kind.
@@ -104,34 +117,38 @@ impl Login {
     /// Asks for a fresh resume token (after each connect; failures only cost the next
     /// reconnect a password check).
     pub(crate) async fn refresh_token(&self, client: &async_nats::Client, timeout: Duration) {
-        match service::request::<ResumeReply>(
+        let reply = service::request::<ResumeReply>(
             client,
             "auth",
             auth::RESUME.to_string(),
             bytes::Bytes::new(),
             timeout,
         )
-        .await
-        {
+        .await;
+        self.keep(reply);
+    }
+
+    /// Keeps the token of a `chat.auth.resume` reply.
+    fn keep(&self, reply: Result<ResumeReply, RequestError>) {
+        match reply {
             Ok(reply) => {
                 *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(reply.token);
+                self.token_refusals.store(0, Ordering::SeqCst);
             }
             Err(error) => tracing::info!(%error, "no resume token; reconnects use the password"),
         }
     }
 
-    /// Keeps the token fresh: one after every (re)connection.
+    /// Keeps the token fresh: a new one after every reconnection (the first came
+    /// with [`Login::logged_in`]).
     pub(crate) async fn keep_token(
         self: Arc<Self>,
         client: async_nats::Client,
         mut reconnects: watch::Receiver<u64>,
         timeout: Duration,
     ) {
-        loop {
+        while reconnects.changed().await.is_ok() {
             self.refresh_token(&client, timeout).await;
-            if reconnects.changed().await.is_err() {
-                return;
-            }
         }
     }
 
@@ -157,30 +174,58 @@ impl Login {
     }
 }
 
-/// Whether `client` really got in. nats-server answers a CONNECT only once the auth
-/// worker has decided, but async-nats counts the server's first PING (sent after two
-/// seconds) as success: with a slow or absent auth worker a connection looks made and
-/// is refused just after. A request to `subject` tells: any answer (even "no
-/// responders") comes only once logged in. `refused` completes when a refusal was seen
-/// meanwhile.
-pub(crate) async fn logged_in(
-    client: &async_nats::Client,
-    subject: &str,
-    refused: impl std::future::Future<Output = ()>,
-    patience: Duration,
-) -> bool {
-    let round_trip = async {
+impl Login {
+    /// Whether `client` really got in as a chat user (and, on the way, its first
+    /// resume token). nats-server answers a CONNECT only once the auth worker has
+    /// decided, but async-nats counts the server's first PING (sent after two seconds)
+    /// as success: with a slow or absent auth worker a connection looks made and is
+    /// refused just after. A round trip tells: an answer comes only once logged in.
+    pub(crate) async fn logged_in(&self, client: &async_nats::Client, patience: Duration) -> bool {
+        let ask = service::request::<ResumeReply>(
+            client,
+            "auth",
+            auth::RESUME.to_string(),
+            bytes::Bytes::new(),
+            patience,
+        );
         tokio::select! {
-            answer = client.request(subject.to_string(), bytes::Bytes::new()) => match answer {
-                Ok(_) => true,
-                Err(error) => error.kind() == async_nats::RequestErrorKind::NoResponders,
+            reply = ask => match reply {
+                // Any answer means logged in; no token only costs the next reconnect.
+                Ok(_) | Err(RequestError::Refused(..) | RequestError::Malformed(..) | RequestError::Unavailable(_)) => {
+                    self.keep(reply);
+                    true
+                }
+                Err(_) => false,
             },
-            _ = refused => false,
+            _ = self.next_refusal() => false,
         }
-    };
-    tokio::time::timeout(patience, round_trip)
-        .await
-        .unwrap_or(false)
+    }
+}
+
+/// Whether a guest connection really got in (see [`Login::logged_in`]): the
+/// registration endpoint answers a malformed request with an error, once logged in.
+pub(crate) async fn guest_in(client: &async_nats::Client, patience: Duration) -> bool {
+    let ask = client.request(auth::REGISTER.to_string(), bytes::Bytes::new());
+    match tokio::time::timeout(patience, ask).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(error)) => error.kind() == async_nats::RequestErrorKind::NoResponders,
+        Err(_) => false,
+    }
+}
+
+/// How long to wait before reconnect attempt `attempt`: async-nats's backoff (none,
+/// then doubling up to 4 s) with jitter, so that the clients of a restarted server do
+/// not all log in at the same instant: the first attempt comes within half a second,
+/// later ones at 50-150 % of the backoff.
+pub(crate) fn reconnect_delay(attempt: usize) -> Duration {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    if attempt <= 1 {
+        return Duration::from_millis(rng.gen_range(0..500));
+    }
+    let exponent = u32::try_from(attempt - 1).unwrap_or(u32::MAX).min(12);
+    let backoff = Duration::from_millis(2u64.pow(exponent)).min(Duration::from_secs(4));
+    backoff.mul_f64(rng.gen_range(0.5..1.5))
 }
 
 /// Why registering or changing a password did not work.
@@ -237,10 +282,15 @@ pub async fn register(
     Ok(reply.user)
 }
 
-/// Asks a new password twice on the terminal without echo, until both agree.
-pub fn ask_new_password() -> std::io::Result<String> {
+/// Asks a new password for `user` twice on the terminal without echo, until both agree
+/// and the password rules are met (saying which rule was not).
+pub fn ask_new_password(user: &UserName) -> std::io::Result<String> {
     loop {
         let first = rpassword::prompt_password("new password: ")?;
+        if let Err(why) = auth::check_password(user, &first) {
+            eprintln!("{why}; again");
+            continue;
+        }
         let second = rpassword::prompt_password("new password again: ")?;
         if first == second {
             return Ok(first);

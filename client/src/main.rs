@@ -50,6 +50,16 @@ struct Args {
     /// mode logs to stderr unless this is given).
     #[arg(long, env = "CHAT_LOG_FILE", global = true)]
     log_file: Option<PathBuf>,
+    /// Seconds quitting waits for acknowledgements (and the echoes of your messages)
+    /// before it names what is unconfirmed and exits.
+    #[arg(long, env = "CHAT_QUIT_TIMEOUT", default_value_t = 5.0, value_parser = parse_seconds)]
+    quit_timeout: f64,
+    /// Messages awaiting their acknowledgement at once (1-1000). 1 keeps your order
+    /// whatever fails; more is faster for scripts that send a lot, but a server crash
+    /// can then store a message after a later one.
+    #[arg(long, env = "CHAT_PUBLISH_WINDOW", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    publish_window: u16,
     /// Log line format; the level comes from LOG_LEVEL or RUST_LOG (default info).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     log_format: LogFormat,
@@ -70,6 +80,13 @@ enum Account {
 
 fn parse_user(s: &str) -> Result<UserName, String> {
     UserName::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (0.0..=3600.0).contains(&secs) => Ok(secs),
+        _ => Err(format!("{s:?} is not a number of seconds from 0 to 3600")),
+    }
 }
 
 fn parse_room(s: &str) -> Result<RoomName, String> {
@@ -115,7 +132,10 @@ async fn chat(args: Args, user: UserName, interactive: bool, terminal: bool) -> 
         Ok(password) => password,
         Err(code) => return code,
     };
-    let (chat, events) = match connect(&args.nats_url, &user, password, interactive).await {
+    let mut options = Options::new(&args.nats_url, user.clone(), password);
+    options.quit_timeout = std::time::Duration::from_secs_f64(args.quit_timeout);
+    options.retry.window = usize::from(args.publish_window);
+    let (chat, events) = match connect(options, interactive).await {
         Ok(connected) => connected,
         Err(code) => return code,
     };
@@ -152,27 +172,29 @@ async fn chat(args: Args, user: UserName, interactive: bool, terminal: bool) -> 
 
 /// Logs in; on a terminal, a refused login offers to register the name.
 async fn connect(
-    url: &str,
-    user: &UserName,
-    password: String,
+    options: Options,
     interactive: bool,
 ) -> Result<(Chat, mpsc::Receiver<Event>), i32> {
-    match Chat::connect(Options::new(url, user.clone(), password)).await {
+    let (url, user) = (options.url.clone(), options.user.clone());
+    match Chat::connect(options.clone()).await {
         Ok(connected) => Ok(connected),
         Err(err @ ConnectError::Refused { .. }) if interactive => {
             eprintln!("chat-client: {err}");
             if !confirm(&format!("Register {user} as a new user? [y/N] ")) {
                 return Err(exit::NOPERM);
             }
-            let password = login::ask_new_password().map_err(|e| {
+            let password = login::ask_new_password(&user).map_err(|e| {
                 eprintln!("chat-client: cannot read the password: {e}");
                 exit::FAILURE
             })?;
-            account_result(login::register(url, user.as_str(), &password, ACCOUNT_TIMEOUT).await)?;
+            account_result(login::register(&url, user.as_str(), &password, ACCOUNT_TIMEOUT).await)?;
             eprintln!("registered {user}");
-            Chat::connect(Options::new(url, user.clone(), password))
-                .await
-                .map_err(connect_failed)
+            Chat::connect(Options {
+                password,
+                ..options
+            })
+            .await
+            .map_err(connect_failed)
         }
         Err(err) => Err(connect_failed(err)),
     }
@@ -189,19 +211,9 @@ fn connect_failed(err: ConnectError) -> i32 {
 }
 
 async fn register(url: &str, user: &UserName, terminal: bool) -> i32 {
-    let password = match std::env::var("CHAT_PASSWORD") {
+    let password = match new_password(user, "CHAT_PASSWORD", terminal) {
         Ok(password) => password,
-        Err(_) if terminal => match login::ask_new_password() {
-            Ok(password) => password,
-            Err(e) => {
-                eprintln!("chat-client: cannot read the password: {e}");
-                return exit::FAILURE;
-            }
-        },
-        Err(_) => match stdin_line() {
-            Ok(password) => password,
-            Err(code) => return code,
-        },
+        Err(code) => return code,
     };
     match account_result(login::register(url, user.as_str(), &password, ACCOUNT_TIMEOUT).await) {
         Ok(user) => {
@@ -217,19 +229,9 @@ async fn passwd(url: &str, user: &UserName, terminal: bool) -> i32 {
         Ok(password) => password,
         Err(code) => return code,
     };
-    let new = match std::env::var("CHAT_NEW_PASSWORD") {
+    let new = match new_password(user, "CHAT_NEW_PASSWORD", terminal) {
         Ok(password) => password,
-        Err(_) if terminal => match login::ask_new_password() {
-            Ok(password) => password,
-            Err(e) => {
-                eprintln!("chat-client: cannot read the password: {e}");
-                return exit::FAILURE;
-            }
-        },
-        Err(_) => match stdin_line() {
-            Ok(password) => password,
-            Err(code) => return code,
-        },
+        Err(code) => return code,
     };
     let (chat, _events) = match Chat::connect(Options::new(url, user.clone(), old.clone())).await {
         Ok(connected) => connected,
@@ -265,6 +267,21 @@ fn password(terminal: bool, prompt: &str) -> Result<String, i32> {
     }
     if terminal {
         return rpassword::prompt_password(prompt).map_err(|e| {
+            eprintln!("chat-client: cannot read the password: {e}");
+            exit::FAILURE
+        });
+    }
+    stdin_line()
+}
+
+/// A new password: from the environment variable `var`, else asked twice without echo
+/// on a terminal (until it meets the rules), else the next line of stdin.
+fn new_password(user: &UserName, var: &str, terminal: bool) -> Result<String, i32> {
+    if let Ok(password) = std::env::var(var) {
+        return Ok(password);
+    }
+    if terminal {
+        return login::ask_new_password(user).map_err(|e| {
             eprintln!("chat-client: cannot read the password: {e}");
             exit::FAILURE
         });

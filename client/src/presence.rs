@@ -52,10 +52,8 @@ impl Presence {
                     tracing::warn!(room = %self.room, "join failed: {err}; retrying in {backoff:?}");
                     if !told {
                         told = true;
-                        let message = match err {
-                            RequestError::Unavailable(_) => format!("{err}; retrying"),
-                            _ => format!("presence service unavailable ({err}); retrying"),
-                        };
+                        // Every request error names its service already.
+                        let message = format!("{err}; retrying");
                         let _ = events
                             .send(Event::status(
                                 State::PresenceUnavailable,
@@ -98,8 +96,7 @@ impl Presence {
                 Err(err) => {
                     tracing::warn!(room = %self.room, "heartbeat failed: {err}");
                     (!std::mem::replace(&mut failing, true)).then(|| {
-                        let message =
-                            format!("presence service unavailable ({err}); heartbeats go on");
+                        let message = format!("{err}; heartbeats go on");
                         (State::PresenceUnavailable, message)
                     })
                 }

@@ -47,6 +47,30 @@ fn room_tag(room: &RoomName, current: Option<&RoomName>) -> String {
     }
 }
 
+/// How far continuation lines of a multi-line message are indented.
+const CONTINUATION: &str = "\n      ";
+
+/// A multi-line text for a person: each line break starts an indented continuation
+/// line and a tab becomes spaces, instead of both showing as U+FFFD; every line is
+/// sanitized on its own.
+fn continued(text: &str) -> String {
+    text.replace("\r\n", "\n")
+        .split(['\n', '\r'])
+        .map(|line| sanitize(&line.replace('\t', "    ")).into_owned())
+        .collect::<Vec<_>>()
+        .join(CONTINUATION)
+}
+
+/// `HH:MM` in local time for a message of today, `YYYY-MM-DD HH:MM` otherwise.
+fn time_of(ts: &chrono::DateTime<chrono::Utc>) -> String {
+    let local = ts.with_timezone(&Local);
+    if local.date_naive() == Local::now().date_naive() {
+        local.format("%H:%M").to_string()
+    } else {
+        local.format("%Y-%m-%d %H:%M").to_string()
+    }
+}
+
 /// The line showing `event`, or none if this style does not show it.
 /// `current` is the room messages go to; lines of other rooms name their room.
 pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<String> {
@@ -61,7 +85,7 @@ pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<S
             spoofed,
             ..
         } => {
-            let time = ts.with_timezone(&Local).format("%H:%M");
+            let time = time_of(ts);
             let mark = if *replay { "·" } else { " " };
             let flag = if *spoofed {
                 " (body claimed another sender)"
@@ -69,7 +93,11 @@ pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<S
                 ""
             };
             let who = name(user, style);
-            let text = sanitize(text);
+            let text = if style.interactive {
+                continued(text)
+            } else {
+                sanitize(text).into_owned()
+            };
             let tag = room_tag(room, current);
             match kind {
                 MessageKind::Chat => format!("{time}{mark}{tag}{who}{flag}: {text}"),
@@ -171,6 +199,38 @@ mod tests {
         assert!(out.contains("alice: ") && out.contains("hi"), "{out}");
         let err = line(&Event::error("bad \x1b[31m"), None, PLAIN).unwrap();
         assert!(!err.contains('\x1b'));
+    }
+
+    #[test]
+    fn multi_line_messages_get_continuation_lines_at_a_terminal() {
+        let text = "first\r\n\tsecond\nthird \x1b[31m";
+        let person = Style {
+            color: false,
+            interactive: true,
+        };
+        let out = line(&message(text, "general"), None, person).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out:?}");
+        assert!(lines[0].ends_with("alice: first"), "{out:?}");
+        assert_eq!(lines[1], "          second");
+        assert_eq!(lines[2], "      third \u{fffd}[31m");
+        let script = line(&message(text, "general"), None, PLAIN).unwrap();
+        assert!(!script.contains('\n'), "line mode keeps one line per event");
+    }
+
+    #[test]
+    fn times_of_other_days_have_a_date() {
+        let mut old = message("x", "general");
+        if let Event::Message { ts, .. } = &mut old {
+            *ts = chrono::DateTime::parse_from_rfc3339("2020-02-03T12:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc);
+        }
+        let out = line(&old, None, PLAIN).unwrap();
+        assert!(out.starts_with("2020-02-0"), "{out}");
+        let today = line(&message("x", "general"), None, PLAIN).unwrap();
+        assert!(!today.starts_with("20"), "{today}");
+        assert_eq!(today.find(' '), Some(5), "HH:MM then the mark: {today}");
     }
 
     #[test]

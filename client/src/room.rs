@@ -14,7 +14,14 @@
 //! error; and one that had delivered nothing yet restarts from the beginning of the
 //! stream. So the feed recreates its consumer itself, from `last + 1`, as soon as the
 //! connection comes back, and whenever the consumer ends with an error.
+//!
+//! A room's stream can also be deleted and created again (by the next join), which
+//! starts its sequences over. The feed checks the stream's creation time when
+//! JetStream's advisories say the stream was deleted or created, whenever its consumer
+//! fails, and every 30 s; it says when the stream is gone
+//! and when a new one replaced it, and then follows the new one from its start.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::OrderedConfig;
@@ -28,10 +35,25 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
+use crate::echo::Echoes;
 use crate::event::{self, Event, State};
 
 /// Longest pause between two attempts to (re)open the stream or its consumer.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How often a live feed checks that its stream was not deleted and recreated (one
+/// stream info request per room). The stream advisories normally trigger the same
+/// check at once; this covers a client not allowed to read them, and stays rare
+/// enough that a thousand idle clients cost the server little.
+const STREAM_CHECK: Duration = Duration::from_secs(30);
+
+fn is_not_found(err: &async_nats::jetstream::context::GetStreamError) -> bool {
+    matches!(
+        err.kind(),
+        async_nats::jetstream::context::GetStreamErrorKind::JetStream(ref e)
+            if e.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
 
 /// Everything one room's feed needs.
 pub(crate) struct Feed {
@@ -45,6 +67,8 @@ pub(crate) struct Feed {
     /// The last sequence shown: `None` until the welcome and the replay are out, then
     /// kept up to date by the live feed (closing waits on it to show its own echoes).
     pub shown: watch::Sender<Option<u64>>,
+    /// Own acknowledged messages waiting for their echo; forgotten as they are shown.
+    pub echoes: Arc<Echoes>,
 }
 
 impl Feed {
@@ -59,6 +83,7 @@ impl Feed {
         if self.events.send(welcome).await.is_err() || !self.replay(&stream, last).await {
             return;
         }
+        self.echoes.shown(&self.room, last);
         self.shown.send_replace(Some(last));
         self.live(&stream, last).await;
     }
@@ -109,6 +134,24 @@ impl Feed {
     /// Shows everything after `last`, forever.
     async fn live(&mut self, stream: &Stream, mut last: u64) {
         let mut backoff = Duration::from_millis(100);
+        let mut created = stream.cached_info().created.unix_timestamp_nanos();
+        // JetStream announces a stream's deletion and creation on advisory subjects:
+        // free to listen to, and immediate. Without permission for them, the periodic
+        // check and consumer failures still notice.
+        let advisories = format!(
+            "$JS.EVENT.ADVISORY.STREAM.*.{}",
+            streams::stream_name(&self.room)
+        );
+        let mut advisories = match self.js.client().subscribe(advisories).await {
+            Ok(subscriber) => subscriber.boxed(),
+            Err(err) => {
+                tracing::warn!(room = %self.room, "cannot follow stream advisories: {err}");
+                futures::stream::pending().boxed()
+            }
+        };
+        let mut check =
+            tokio::time::interval_at(tokio::time::Instant::now() + STREAM_CHECK, STREAM_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let config = OrderedConfig {
                 // No filter: the room stream holds only the room's subjects, and an
@@ -127,6 +170,7 @@ impl Feed {
                 Ok(messages) => messages,
                 Err(err) => {
                     tracing::warn!(room = %self.room, "cannot start the live feed: {err}");
+                    self.same_stream(&mut created, &mut last).await;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
@@ -141,6 +185,18 @@ impl Feed {
                             return;
                         }
                         tracing::info!(room = %self.room, last, "reconnected; resuming the live feed");
+                        break;
+                    }
+                    _ = check.tick() => {
+                        if self.same_stream(&mut created, &mut last).await {
+                            continue;
+                        }
+                        break;
+                    }
+                    Some(_) = advisories.next() => {
+                        if self.same_stream(&mut created, &mut last).await {
+                            continue;
+                        }
                         break;
                     }
                 };
@@ -171,7 +227,6 @@ impl Feed {
                     continue;
                 }
                 last = seq;
-                self.shown.send_replace(Some(seq));
                 let time = DateTime::from_timestamp(
                     info.published.unix_timestamp(),
                     info.published.nanosecond(),
@@ -183,6 +238,74 @@ impl Feed {
                     if self.events.send(event).await.is_err() {
                         return;
                     }
+                }
+                // Shown once it is queued for the UI, which prints the queue to its end.
+                self.echoes.shown(&self.room, seq);
+                self.shown.send_replace(Some(seq));
+            }
+            self.same_stream(&mut created, &mut last).await;
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Whether the room's stream is still the one the feed follows (`created`).
+    ///
+    /// A stream deleted and created again (by the next join) starts its sequences
+    /// over, and a consumer resumed from `last + 1` would wait silently for a sequence
+    /// that may never come. While the stream is gone this waits, saying so once; once
+    /// it is back as a new stream, it says so, and `last` and `created` are set so
+    /// the feed resumes from the new stream's start. Returns false then; true when
+    /// nothing changed (or the server cannot tell now: the next check will).
+    async fn same_stream(&mut self, created: &mut i128, last: &mut u64) -> bool {
+        let name = streams::stream_name(&self.room);
+        let mut said_gone = false;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.js.get_stream(&name).await {
+                Ok(stream) => {
+                    let info = stream.cached_info();
+                    let born = info.created.unix_timestamp_nanos();
+                    if born == *created && info.state.last_sequence >= *last {
+                        return true;
+                    }
+                    tracing::warn!(room = %self.room, last, "the room's stream was recreated; following the new one from its start");
+                    *created = born;
+                    *last = 0;
+                    // Sequences of the old stream mean nothing in the new one.
+                    self.echoes.take(&self.room);
+                    self.shown.send_replace(Some(0));
+                    let message = format!(
+                        "the history of {} was reset (its stream was recreated); showing the new one from its start",
+                        self.room
+                    );
+                    let _ = self
+                        .events
+                        .send(Event::status(
+                            State::StreamRecreated,
+                            Some(&self.room),
+                            message,
+                        ))
+                        .await;
+                    return false;
+                }
+                Err(err) if is_not_found(&err) => {
+                    if !said_gone {
+                        said_gone = true;
+                        tracing::warn!(room = %self.room, "the room's stream is gone");
+                        let message = format!(
+                            "the stream of {} was deleted; waiting for it to be created again (the next join does)",
+                            self.room
+                        );
+                        let _ = self
+                            .events
+                            .send(Event::status(State::StreamGone, Some(&self.room), message))
+                            .await;
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(room = %self.room, "cannot check the room's stream: {err}");
+                    return true;
                 }
             }
             tokio::time::sleep(backoff).await;

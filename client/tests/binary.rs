@@ -2,70 +2,9 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use common::*;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
-
-/// The binary as `user` (registered first), logging in with `CHAT_PASSWORD`.
-async fn client(server: &test_support::NatsServer, user: &str) -> Command {
-    let password = server.register(user).await;
-    let mut command = command_at(&server.url(), user);
-    command.env("CHAT_PASSWORD", password);
-    command
-}
-
-/// The binary in line mode for `user` at `url` (no password given).
-fn command_at(url: &str, user: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chat-client"));
-    command
-        .args([
-            "--json",
-            "--history",
-            "0",
-            "--user",
-            user,
-            "--nats-url",
-            url,
-        ])
-        .env_remove("CHAT_PASSWORD")
-        .env_remove("CHAT_ROOM")
-        .env_remove("CHAT_LOG_FILE")
-        .env("LOG_LEVEL", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-/// The next event of `kind` (any kind if empty), skipping others.
-async fn next_event(lines: &mut Lines<BufReader<ChildStdout>>, kind: &str) -> Value {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("output ended early");
-            let value: Value =
-                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"));
-            if kind.is_empty() || value["event"] == kind {
-                return value;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {kind} event in time"))
-}
-
-fn spawn(command: &mut Command) -> (Child, Lines<BufReader<ChildStdout>>) {
-    let mut child = command.spawn().unwrap();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    (child, lines)
-}
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn json_line_mode_end_to_end() {
@@ -179,4 +118,82 @@ async fn piped_script_is_joined_before_its_lines() {
         .map(|e| e["text"].as_str().unwrap())
         .collect();
     assert_eq!(texts, ["one", "two", "three"]);
+}
+
+/// Point 7: a line that is not UTF-8 is that line's error; later lines are sent. An
+/// empty line is no error at all (point 10).
+#[tokio::test]
+async fn an_invalid_utf8_line_is_reported_and_the_session_goes_on() {
+    let server = test_support::run_server();
+    let _presence = presence(&server).await;
+    let mut child = client(&server, "alice").await.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"first\nbad \xff\xfe line\n\n   \nthird\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let events: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let texts: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "message")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["first", "third"]);
+    let errors: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "error")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("line 2") && errors[0].contains("UTF-8"),
+        "{errors:?}"
+    );
+    assert_eq!(output.status.code(), Some(0));
+}
+
+/// Point 8: `--json` output carries no control or invisible format character raw,
+/// yet reads back as exactly the text that was sent.
+#[tokio::test]
+async fn json_output_escapes_controls_and_format_characters() {
+    let server = test_support::run_server();
+    let _presence = presence(&server).await;
+    let (mut alice, mut out) = spawn(&mut client(&server, "alice").await);
+    next_event(&mut out, "welcome").await;
+    let hostile = "a\u{7f}b\u{9b}c\u{85}d\u{202e}e\u{2066}f\u{2069}g\u{200b}h\u{feff}i\u{e0041}j\u{2028}k\u{61c}l";
+    let body = serde_json::json!({"v": 1, "type": "chat", "id": "6f1c7d1e-1111-4222-8333-944445555666", "text": hostile});
+    let client = server.client().await;
+    client
+        .publish("chat.room.general.msg.mallory", body.to_string().into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let line = tokio::time::timeout(PATIENCE, out.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        line.chars().all(|c| c.is_ascii() && !c.is_ascii_control()),
+        "raw control or format character in {line:?}"
+    );
+    let event: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["text"], hostile, "lossless");
+    drop(alice.stdin.take());
+    assert_eq!(
+        tokio::time::timeout(PATIENCE, alice.wait())
+            .await
+            .unwrap()
+            .unwrap()
+            .code(),
+        Some(0)
+    );
 }

@@ -153,7 +153,14 @@ async fn a_retried_publish_is_stored_once() {
 
     let js = server.jetstream().await;
     let (events, _rx) = tokio::sync::mpsc::channel(16);
-    let publisher = Publisher::start(js.clone(), RetryPolicy::default(), events);
+    let (_reconnected, reconnects) = tokio::sync::watch::channel(0);
+    let publisher = Publisher::start(
+        js.clone(),
+        RetryPolicy::default(),
+        events,
+        reconnects,
+        Default::default(),
+    );
     let message = ChatMessage::new(&general, &user("alice"), MessageKind::Chat, "once").unwrap();
     let subject = subjects::room_message(&general, &user("alice"));
     let first = publisher

@@ -9,14 +9,15 @@
 
 use std::sync::Arc;
 
-use async_nats::service::{self, Service, ServiceExt};
+use async_nats::service::{self, ServiceExt};
 use async_nats::{jetstream, HeaderMap};
 use bytes::Bytes;
 use chat_protocol::body::ErrorReply;
+use chat_protocol::runtime::Hosted;
 use chat_protocol::subjects;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use tokio::sync::Semaphore;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 use crate::config::ConfigError;
 use crate::{page, Config};
@@ -42,10 +43,7 @@ pub enum StartError {
 ///
 /// [`HistoryWorker::stop`] stops it gracefully; dropping it aborts its tasks at once.
 pub struct HistoryWorker {
-    service: Option<Service>,
-    serving: Option<JoinHandle<()>>,
-    client: async_nats::Client,
-    config: Config,
+    hosted: Hosted,
 }
 
 impl HistoryWorker {
@@ -78,48 +76,16 @@ impl HistoryWorker {
             "history worker started"
         );
         Ok(Self {
-            service: Some(service),
-            serving: Some(serving),
-            client,
-            config,
+            hosted: Hosted::new(SERVICE_NAME, client, service, serving, config.drain_timeout),
         })
     }
 
     /// Stops gracefully: stops taking requests (other instances get them from now on),
     /// answers every request already received, waiting up to
     /// [`Config::drain_timeout`], and flushes the replies.
-    pub async fn stop(mut self) {
-        if let Some(service) = self.service.take() {
-            let _ = service.stop().await;
-        }
-        if let Some(mut serving) = self.serving.take() {
-            if tokio::time::timeout(self.config.drain_timeout, &mut serving)
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    timeout = ?self.config.drain_timeout,
-                    "requests still in progress at shutdown were abandoned"
-                );
-                serving.abort();
-            }
-        }
-        if let Err(error) = self.client.flush().await {
-            tracing::warn!(%error, "cannot flush the last replies");
-        }
+    pub async fn stop(self) {
+        self.hosted.stop().await;
         tracing::info!("history worker stopped");
-    }
-}
-
-impl Drop for HistoryWorker {
-    fn drop(&mut self) {
-        if let Some(serving) = self.serving.take() {
-            serving.abort();
-        }
-        if let Some(service) = self.service.take() {
-            // `Service::stop` only signals and aborts; it completes without waiting.
-            let _ = service.stop().now_or_never();
-        }
     }
 }
 

@@ -227,13 +227,20 @@ impl NatsServer {
             .await
             .expect("connect as a guest (is an auth worker running?)");
         let body = serde_json::json!({ "user": user, "password": password });
-        let reply = tokio::time::timeout(
-            Duration::from_secs(30),
-            guest.request(auth::REGISTER, body.to_string().into()),
-        )
+        let reply = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match guest.request(auth::REGISTER, body.to_string().into()).await {
+                    Ok(reply) => return reply,
+                    // An auth worker just started may not be subscribed yet.
+                    Err(error) if error.kind() == async_nats::RequestErrorKind::NoResponders => {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    Err(error) => panic!("registering {user}: {error}"),
+                }
+            }
+        })
         .await
-        .expect("registration answered in time")
-        .expect("registration request");
+        .expect("registration answered in time");
         let text = String::from_utf8_lossy(&reply.payload);
         assert!(
             text.contains("\"ok\":true") || text.contains("taken"),
@@ -276,6 +283,26 @@ impl NatsServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open but nothing is answered,
+    /// as with a hung server or a network partition.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("the server runs").to_string();
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid} failed");
     }
 
     /// Starts the server again on the same port with the same store and secrets.

@@ -418,7 +418,8 @@ async fn storm(stage: &mut Stage) -> Result<Vec<Row>, BenchError> {
                 "not measured with --nats-url: the bench restarts only its own nats-server",
             )]);
     }
-    // Raw first: the chat sessions' connections outlive them (see BENCHMARKS.md).
+    // Raw first, so that no chat session of this scenario is still connecting or
+    // closing while the raw clients are timed.
     let raw = raw_storm(stage).await?;
     let (chat, connect_rate, counts) = chat_storm(stage).await?;
     let missing = n - chat.back_after.len();
@@ -442,8 +443,8 @@ async fn storm(stage: &mut Stage) -> Result<Vec<Row>, BenchError> {
     if let Some(extra) = accepted.checked_sub(n as u64).filter(|&extra| extra > 0) {
         verdict_note.push_str(&format!(
             "; {extra} more than the storm's sessions: sessions logging in again (an answer \
-             that came after the server's callout timeout is lost) and earlier sessions of this \
-             run whose connections outlive their Chat (its resume-token task holds the connection)"
+             that came after the server's callout timeout is lost), or sessions of earlier \
+             scenarios still connected"
         ));
     }
     Ok(vec![

@@ -34,11 +34,12 @@ pub async fn run(
     let (done, finished) = oneshot::channel();
     let printer = tokio::spawn(print(events, current.clone(), printer, finished));
     let (lines_tx, mut lines) = mpsc::channel(16);
-    // rustyline blocks; it gets its own thread, which ends with the process.
-    std::thread::spawn(move || read_lines(editor, user, current, lines_tx));
+    // The room is current before the first prompt is drawn, so that it names it.
     session
         .run(crate::command::Command::Join(vec![settings.room]))
         .await;
+    // rustyline blocks; it gets its own thread, which ends with the process.
+    std::thread::spawn(move || read_lines(editor, user, current, lines_tx));
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
@@ -47,11 +48,13 @@ pub async fn run(
             _ = &mut stop => None,
         };
         let Some((line, handled)) = line else { break };
-        if session.handle_line(&line).await == Flow::Quit {
+        let again = match session.handle_line(&line).await {
             // Dropping `handled` ends the editor thread without a new prompt.
-            break;
-        }
-        let _ = handled.send(());
+            Flow::Quit => break,
+            Flow::Retype => Some(line),
+            Flow::Continue => None,
+        };
+        let _ = handled.send(again);
     }
     let code = session.finish().await;
     let _ = done.send(());
@@ -66,8 +69,9 @@ fn prompt(user: &UserName, current: &watch::Receiver<Option<RoomName>>) -> Strin
     }
 }
 
-/// An input line, and how the session says it has handled it.
-type Line = (String, oneshot::Sender<()>);
+/// An input line, and how the session says it has handled it (with the line to edit
+/// again when it was refused as it stands).
+type Line = (String, oneshot::Sender<Option<String>>);
 
 /// Reads lines until end of input or Ctrl-C, sending each to the session. The next
 /// prompt waits until the line is handled, so it names the room a `/join` switched to.
@@ -77,15 +81,25 @@ fn read_lines(
     current: watch::Receiver<Option<RoomName>>,
     lines: mpsc::Sender<Line>,
 ) {
+    let mut draft: Option<String> = None;
     loop {
-        match editor.readline(&prompt(&user, &current)) {
+        let prompt = prompt(&user, &current);
+        let read = match draft.take() {
+            Some(draft) => editor.readline_with_initial(&prompt, (&draft, "")),
+            None => editor.readline(&prompt),
+        };
+        match read {
             Ok(line) => {
                 if !line.trim().is_empty() {
                     let _ = editor.add_history_entry(line.as_str());
                 }
                 let (handled, done) = oneshot::channel();
-                if lines.blocking_send((line, handled)).is_err() || done.blocking_recv().is_err() {
+                if lines.blocking_send((line, handled)).is_err() {
                     return;
+                }
+                match done.blocking_recv() {
+                    Ok(again) => draft = again,
+                    Err(_) => return,
                 }
             }
             Err(ReadlineError::Interrupted | ReadlineError::Eof) => return,

@@ -3,10 +3,13 @@
 //!
 //! Input is handled strictly in order (a history replay finishes before the next line
 //! is read), so a script's output is deterministic. End of input, `/quit`, Ctrl-C or
-//! SIGTERM: wait for acks, leave, exit.
+//! SIGTERM: wait for acks, leave, exit. A line that is not UTF-8 is reported as that
+//! line's error and skipped. `--json` output escapes every control and invisible
+//! format character, so it is safe to show on a terminal.
 
 use std::io::Write;
 
+use chat_protocol::display::escape_json;
 use chat_protocol::runtime::shutdown_signal;
 use chat_protocol::RoomName;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -36,23 +39,37 @@ pub async fn run(chat: Chat, events: mpsc::Receiver<Event>, settings: Settings) 
         _ = &mut stop => false,
     };
     if joined {
-        let mut input = BufReader::new(tokio::io::stdin()).lines();
+        let mut input = BufReader::new(tokio::io::stdin());
+        let mut line = Vec::new();
+        let mut number = 0u64;
         loop {
-            let line = tokio::select! {
-                line = input.next_line() => line,
+            line.clear();
+            let read = tokio::select! {
+                read = input.read_until(b'\n', &mut line) => read,
                 _ = &mut stop => break,
             };
-            match line {
-                Ok(Some(line)) => {
-                    if session.handle_line(&line).await == Flow::Quit {
-                        break;
-                    }
-                }
-                Ok(None) => break,
+            match read {
+                Ok(0) => break,
+                Ok(_) => number += 1,
                 Err(err) => {
-                    tracing::warn!("cannot read input: {err}");
+                    session.error(format!("cannot read input: {err}")).await;
                     break;
                 }
+            }
+            // One bad line is that line's error, not the end of the session.
+            let text = match std::str::from_utf8(trim_line_end(&line)) {
+                Ok(text) => text,
+                Err(err) => {
+                    let message = format!(
+                        "input line {number} is not valid UTF-8 (bad byte at offset {}); it was not sent: input must be UTF-8 text",
+                        err.valid_up_to()
+                    );
+                    session.error(message).await;
+                    continue;
+                }
+            };
+            if session.handle_line(text).await == Flow::Quit {
+                break;
             }
         }
     }
@@ -60,6 +77,12 @@ pub async fn run(chat: Chat, events: mpsc::Receiver<Event>, settings: Settings) 
     let _ = done.send(());
     let _ = printer.await;
     code
+}
+
+/// `line` without its `\n` or `\r\n`.
+fn trim_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// Prints events until `finished`, then whatever is still queued.
@@ -79,7 +102,8 @@ async fn print(
             if matches!(event, Event::HistoryProgress { .. }) {
                 return true;
             }
-            serde_json::to_string(event).expect("events serialize")
+            // Escaped: a script that echoes the JSON to a terminal stays safe.
+            escape_json(serde_json::to_string(event).expect("events serialize"))
         } else {
             match render::line(event, current.as_ref(), style) {
                 Some(line) => line,

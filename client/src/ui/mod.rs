@@ -10,13 +10,16 @@
 pub mod interactive;
 pub mod lines;
 
-use chat_protocol::runtime::exit;
+use chat_protocol::runtime::{exit, shutdown_signal};
 use chat_protocol::RoomName;
 use tokio::sync::watch;
 
-use crate::command::{self, Command};
+use crate::command::{self, Command, CommandError};
 use crate::event::{Event, State};
 use crate::Chat;
+
+/// Exit code when a second Ctrl-C or SIGTERM cut the shutdown short (128 + SIGINT).
+pub const INTERRUPTED: i32 = 130;
 
 /// Whether to go on reading input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +28,9 @@ pub enum Flow {
     Continue,
     /// The user asked to quit.
     Quit,
+    /// The line was refused as it stands (a text too long): an editor gives it back
+    /// to be fixed rather than losing it.
+    Retype,
 }
 
 /// What a UI needs to start.
@@ -69,13 +75,24 @@ impl Session {
         self.current.borrow().clone()
     }
 
+    /// Shows an error about the input (in order with everything else).
+    pub async fn error(&self, message: impl std::fmt::Display) {
+        self.chat.notify(Event::error(message)).await;
+    }
+
     /// Handles one input line.
+    /// An empty line does nothing (a person pressing Enter on an empty prompt).
     pub async fn handle_line(&mut self, line: &str) -> Flow {
         match command::parse(line) {
             Ok(command) => self.run(command).await,
+            Err(CommandError::Empty) => Flow::Continue,
             Err(err) => {
+                let flow = match err {
+                    CommandError::Text(_) => Flow::Retype,
+                    _ => Flow::Continue,
+                };
                 self.chat.notify(Event::error(err)).await;
-                Flow::Continue
+                flow
             }
         }
     }
@@ -192,9 +209,10 @@ impl Session {
                     .into(),
             );
         }
-        let asked = tokio::task::spawn_blocking(|| -> std::io::Result<(String, String)> {
+        let user = self.chat.user().clone();
+        let asked = tokio::task::spawn_blocking(move || -> std::io::Result<(String, String)> {
             let old = rpassword::prompt_password("current password: ")?;
-            let new = crate::login::ask_new_password()?;
+            let new = crate::login::ask_new_password(&user)?;
             Ok((old, new))
         })
         .await
@@ -206,18 +224,23 @@ impl Session {
             .map_err(|e| format!("password not changed: {e}"))
     }
 
-    /// Ends the session: waits for outstanding acks, leaves every room. Returns the
-    /// exit code: 1 if some message could not be confirmed (each is named).
+    /// Ends the session: waits (for a bounded time) for outstanding acks and echoes,
+    /// leaves every room. Returns the exit code: 1 if some message was not sent or is
+    /// unconfirmed (each was named by the library). A second Ctrl-C or SIGTERM while
+    /// waiting ends at once (exit code 130).
     pub async fn finish(self) -> i32 {
-        let unconfirmed = self.chat.close().await;
-        if unconfirmed.is_empty() {
-            return exit::OK;
+        tokio::select! {
+            report = self.chat.close() => {
+                if report.failed.is_empty() {
+                    exit::OK
+                } else {
+                    exit::FAILURE
+                }
+            }
+            _ = shutdown_signal() => {
+                eprintln!("chat-client: interrupted again; quitting without waiting for acknowledgements");
+                INTERRUPTED
+            }
         }
-        for err in &unconfirmed {
-            self.chat
-                .notify(Event::error(format!("not sent: {err}")))
-                .await;
-        }
-        exit::FAILURE
     }
 }

@@ -3,11 +3,15 @@
 
 #![allow(dead_code)]
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use chat_client::{Chat, Event, Options};
 use chat_protocol::{RoomName, UserName};
+use serde_json::Value;
 use test_support::NatsServer;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::mpsc;
 
 /// Long enough for anything that should happen; reaching it means it did not.
@@ -27,7 +31,6 @@ pub async fn options(server: &NatsServer, name: &str) -> Options {
     let password = server.register(name).await;
     let mut options = Options::new(server.url(), user(name), password);
     options.retry.ack_timeout = Duration::from_secs(2);
-    options.retry.max_attempts = 15;
     options
 }
 
@@ -140,4 +143,65 @@ pub async fn history(server: &NatsServer) -> history_worker::HistoryWorker {
     )
     .await
     .expect("history worker starts")
+}
+
+/// The `chat-client` binary in `--json` line mode as `user` (registered first),
+/// logging in with `CHAT_PASSWORD`.
+pub async fn client(server: &NatsServer, user: &str) -> Command {
+    let password = server.register(user).await;
+    let mut command = command_at(&server.url(), user);
+    command.env("CHAT_PASSWORD", password);
+    command
+}
+
+/// The `chat-client` binary in `--json` line mode as `user` at `url`, without a
+/// password.
+pub fn command_at(url: &str, user: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chat-client"));
+    command
+        .args([
+            "--json",
+            "--history",
+            "0",
+            "--user",
+            user,
+            "--nats-url",
+            url,
+        ])
+        .env_remove("CHAT_PASSWORD")
+        .env_remove("CHAT_ROOM")
+        .env_remove("CHAT_LOG_FILE")
+        .env("LOG_LEVEL", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// The next event of `kind` (any kind if empty), skipping others.
+pub async fn next_event(lines: &mut Lines<BufReader<ChildStdout>>, kind: &str) -> Value {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("output ended early");
+            let value: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"));
+            if kind.is_empty() || value["event"] == kind {
+                return value;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {kind} event in time"))
+}
+
+/// Starts `command`, returning it and its output lines.
+pub fn spawn(command: &mut Command) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut child = command.spawn().unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
 }
