@@ -105,6 +105,14 @@ async fn main() {
     };
     let terminal = std::io::stdin().is_terminal();
     let interactive = terminal && !args.json && args.command.is_none();
+    if args.command.is_some()
+        && std::env::var_os("LOG_LEVEL").is_none()
+        && std::env::var_os("RUST_LOG").is_none()
+    {
+        // An account command says what happened itself; the NATS client's connection
+        // chatter (a refused login is an error to async-nats) would only blur it.
+        std::env::set_var("LOG_LEVEL", "warn,async_nats=off");
+    }
     let log_file = args.log_file.clone().or_else(|| {
         interactive.then(|| std::env::temp_dir().join(format!("chat-client-{user}.log")))
     });
