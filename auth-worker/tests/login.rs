@@ -65,6 +65,17 @@ async fn join(chat: &Chat, events: &mut mpsc::Receiver<Event>, room: &RoomName, 
     wait_for(events, |e| matches!(e, Event::Welcome { .. }).then_some(())).await;
 }
 
+/// Sends a chat message as `chat` into `room` and waits until JetStream stored it;
+/// returns its stream sequence.
+async fn say(chat: &Chat, room: &RoomName, text: &str) -> u64 {
+    chat.send(room, MessageKind::Chat, text)
+        .await
+        .unwrap()
+        .acked()
+        .await
+        .unwrap()
+}
+
 fn text_of(room: &RoomName) -> impl FnMut(&Event) -> Option<(String, String)> + '_ {
     move |e| match e {
         Event::Message {
@@ -161,13 +172,7 @@ async fn two_users_chat_and_a_password_change_takes_effect() {
     for (chat, events) in [(&alice, &mut alice_events), (&bob, &mut bob_events)] {
         join(chat, events, &general, 0).await;
     }
-    alice
-        .send(&general, MessageKind::Chat, "hi bob")
-        .await
-        .unwrap()
-        .acked()
-        .await
-        .unwrap();
+    say(&alice, &general, "hi bob").await;
     assert_eq!(
         wait_for(&mut bob_events, text_of(&general)).await,
         ("alice".into(), "hi bob".into())
@@ -191,12 +196,7 @@ async fn two_users_chat_and_a_password_change_takes_effect() {
     ));
     login(&server, "bob", "new password 1").await.unwrap();
     // Bob's session goes on.
-    bob.send(&general, MessageKind::Chat, "still here")
-        .await
-        .unwrap()
-        .acked()
-        .await
-        .unwrap();
+    say(&bob, &general, "still here").await;
     let from_bob = wait_for(&mut alice_events, |e| {
         text_of(&general)(e).filter(|(sender, _)| sender == "bob")
     })
@@ -328,13 +328,7 @@ async fn auth_workers_killed_restarted_and_side_by_side() {
     join(&alice, &mut events, &general, 0).await;
 
     server.kill_auth_workers();
-    alice
-        .send(&general, MessageKind::Chat, "no auth worker")
-        .await
-        .unwrap()
-        .acked()
-        .await
-        .unwrap();
+    say(&alice, &general, "no auth worker").await;
     assert_eq!(
         wait_for(&mut events, text_of(&general)).await.1,
         "no auth worker"
@@ -395,13 +389,7 @@ async fn a_normal_session_is_never_refused_anything() {
     for room in [&general, &other] {
         join(&alice, &mut events, room, 10).await;
         for i in 0..3 {
-            alice
-                .send(room, MessageKind::Chat, &format!("{room} {i}"))
-                .await
-                .unwrap()
-                .acked()
-                .await
-                .unwrap();
+            say(&alice, room, &format!("{room} {i}")).await;
         }
     }
     alice.users(&general).await.unwrap();
@@ -420,13 +408,7 @@ async fn a_normal_session_is_never_refused_anything() {
         .then_some(())
     })
     .await;
-    alice
-        .send(&general, MessageKind::Chat, "after")
-        .await
-        .unwrap()
-        .acked()
-        .await
-        .unwrap();
+    say(&alice, &general, "after").await;
     // A second session joins with a replay of what is stored.
     let (again, again_events) = login(&server, "alice", &password).await.unwrap();
     let (mut again_events, again_refusals) = watch_refusals(again_events);

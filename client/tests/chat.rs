@@ -309,13 +309,7 @@ async fn hostile_payloads_neither_crash_nor_inject_escapes() {
         );
     }
     // Still alive and well.
-    alice
-        .send(&general, MessageKind::Chat, "still here")
-        .await
-        .unwrap()
-        .acked()
-        .await
-        .unwrap();
+    say(&alice, &general, "still here").await;
     let (_, text, _) = wait_for(&mut events, message_in(&general)).await;
     assert_eq!(text, "still here");
 }

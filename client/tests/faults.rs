@@ -404,13 +404,7 @@ async fn a_recreated_room_stream_is_noticed_and_followed() {
     let general = room("general");
     let (alice, mut alice_events) = joined(&server, "alice", &general, 0).await;
     let (_bob, mut bob_events) = joined(&server, "bob", &general, 0).await;
-    alice
-        .send(&general, MessageKind::Chat, "before")
-        .await
-        .unwrap()
-        .acked()
-        .await
-        .unwrap();
+    say(&alice, &general, "before").await;
     let (_, text, _) = wait_for(&mut bob_events, message_in(&general)).await;
     assert_eq!(text, "before");
 
@@ -427,13 +421,7 @@ async fn a_recreated_room_stream_is_noticed_and_followed() {
     wait_for(&mut bob_events, state(State::StreamGone)).await;
     let (_carol, _carol_events) = joined(&server, "carol", &general, 0).await;
     wait_for(&mut bob_events, state(State::StreamRecreated)).await;
-    alice
-        .send(&general, MessageKind::Chat, "after")
-        .await
-        .unwrap()
-        .acked()
-        .await
-        .unwrap();
+    say(&alice, &general, "after").await;
     let (_, text, _) = wait_for(&mut bob_events, message_in(&general)).await;
     assert_eq!(text, "after", "bob follows the new stream");
     let (_, text, _) = wait_for(&mut alice_events, message_in(&general)).await;

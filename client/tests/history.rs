@@ -6,7 +6,6 @@ use std::process::Stdio;
 
 use chat_client::service::RequestError;
 use chat_client::Event;
-use chat_protocol::body::MessageKind;
 use chat_protocol::subjects;
 use common::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -113,19 +112,8 @@ async fn my_messages_across_two_rooms_merged_by_time() {
     for i in 0..6 {
         let r = if i % 2 == 0 { &general } else { &random };
         let text = format!("mine {i}");
-        alice
-            .send(r, MessageKind::Chat, &text)
-            .await
-            .unwrap()
-            .acked()
-            .await
-            .unwrap();
-        bob.send(r, MessageKind::Chat, &format!("not mine {i}"))
-            .await
-            .unwrap()
-            .acked()
-            .await
-            .unwrap();
+        say(&alice, r, &text).await;
+        say(&bob, r, &format!("not mine {i}")).await;
         expected.push((r.clone(), text));
     }
     let count = alice.my_messages(&general).await.unwrap();

@@ -67,13 +67,7 @@ async fn server_restart_resumes_from_the_last_sequence() {
     for handle in join_all(during.into_iter().map(|h| h.acked())).await {
         handle.expect("sent after reconnecting");
     }
-    alice
-        .send(&general, MessageKind::Chat, "m10")
-        .await
-        .unwrap()
-        .acked()
-        .await
-        .unwrap();
+    say(&alice, &general, "m10").await;
 
     let mut bob_all = got;
     bob_all.extend(messages(&mut bob_events, &general, 6).await);

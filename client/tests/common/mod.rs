@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chat_client::{Chat, Event, Options};
+use chat_protocol::body::MessageKind;
 use chat_protocol::{RoomName, UserName};
 use serde_json::Value;
 use test_support::NatsServer;
@@ -40,6 +41,17 @@ pub async fn connect(server: &NatsServer, name: &str) -> (Chat, mpsc::Receiver<E
         chat_protocol::runtime::init_logging(chat_protocol::runtime::LogFormat::Pretty);
     }
     Chat::connect(options(server, name).await).await.unwrap()
+}
+
+/// Sends a chat message as `chat` into `room` and waits until JetStream stored it;
+/// returns its stream sequence.
+pub async fn say(chat: &Chat, room: &RoomName, text: &str) -> u64 {
+    chat.send(room, MessageKind::Chat, text)
+        .await
+        .unwrap()
+        .acked()
+        .await
+        .unwrap()
 }
 
 /// Waits for the first event matching `pick`, skipping others.
