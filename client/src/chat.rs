@@ -497,6 +497,19 @@ impl Chat {
         history::all_messages(&self.inner.client, room, timeout, &self.inner.events).await
     }
 
+    /// One page of `room`'s stored history for scrollback (`replay: true` events,
+    /// oldest first), paged and retried as `#all_messages` is, and the cursor of the
+    /// following page in the same direction (none: nothing further that way).
+    pub async fn history_page(
+        &self,
+        room: &RoomName,
+        page: history::Page,
+        limit: u32,
+    ) -> Result<(Vec<Event>, Option<u64>), RequestError> {
+        let timeout = self.inner.options.request_timeout;
+        history::page(&self.inner.client, room, page, limit, timeout).await
+    }
+
     /// `#my_messages`: this user's messages in every joined room, merged by time, then
     /// `history_end` naming `current`. Returns the count.
     pub async fn my_messages(&self, current: &RoomName) -> Result<u64, RequestError> {

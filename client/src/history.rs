@@ -41,9 +41,14 @@ struct Pages<'a> {
     room: &'a RoomName,
     user: Option<&'a UserName>,
     timeout: Duration,
-    /// The next page starts after this sequence; none once the room is exhausted.
+    /// Messages asked for per page.
+    limit: u32,
+    /// Walk towards older messages (scrollback) rather than newer ones.
+    backwards: bool,
+    /// The next page starts after this sequence (before it, walking backwards); none
+    /// once the room is exhausted.
     after: Option<u64>,
-    /// The request for the page after `after`, already sent.
+    /// The request for the page at `after`, already sent.
     ahead: Option<JoinHandle<Result<HistoryPage, RequestError>>>,
 }
 
@@ -59,18 +64,24 @@ impl<'a> Pages<'a> {
             room,
             user,
             timeout,
+            limit: PAGE_LIMIT,
+            backwards: false,
             after: Some(0),
             ahead: None,
         }
     }
 
-    /// Sends the request for the page after `after`.
+    /// Sends the request for the page at the cursor `after`.
     fn ask(&self, after: u64) -> JoinHandle<Result<HistoryPage, RequestError>> {
+        let (before, after) = match self.backwards {
+            true => (Some(after), None),
+            false => (None, Some(after)),
+        };
         let request = HistoryRequest {
-            limit: Some(PAGE_LIMIT),
-            after: Some(after),
+            limit: Some(self.limit),
+            before,
+            after,
             user: self.user.cloned(),
-            ..Default::default()
         };
         let client = self.client.clone();
         let subject = subjects::history(self.room);
@@ -115,11 +126,11 @@ impl<'a> Pages<'a> {
             }
         };
         self.after = match page.next {
-            Some(next) if next > after => Some(next),
+            Some(next) if (next > after) != self.backwards && next != after => Some(next),
             Some(next) => {
                 return Err(RequestError::Malformed(
                     SERVICE,
-                    format!("cursor went backwards ({next} after {after})"),
+                    format!("cursor went the wrong way ({next} from {after})"),
                 ))
             }
             None => None,
@@ -136,6 +147,40 @@ impl Drop for Pages<'_> {
             ahead.abort();
         }
     }
+}
+
+/// Which page of a room's history a scrollback wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// The newest messages below this sequence (scrolling up).
+    Before(u64),
+    /// The oldest messages above this sequence (scrolling back down).
+    After(u64),
+}
+
+/// One page of `room`'s history (up to `limit` messages and system events, oldest
+/// first), asked for and retried exactly as `#all_messages` pages are. The cursor for
+/// the following page in the same direction comes with it (none: the room ends there).
+pub(crate) async fn page(
+    client: &async_nats::Client,
+    room: &RoomName,
+    page: Page,
+    limit: u32,
+    timeout: Duration,
+) -> Result<(Vec<Event>, Option<u64>), RequestError> {
+    let mut pages = Pages::new(client, room, None, timeout);
+    pages.limit = limit;
+    (pages.backwards, pages.after) = match page {
+        Page::Before(before) => (true, Some(before)),
+        Page::After(after) => (false, Some(after)),
+    };
+    let entries = pages.next().await?.unwrap_or_default();
+    let events = entries.iter().filter_map(|e| to_event(room, e)).collect();
+    // Not asked for again: this is one page.
+    if let Some(ahead) = pages.ahead.take() {
+        ahead.abort();
+    }
+    Ok((events, pages.after))
 }
 
 fn to_event(room: &RoomName, entry: &HistoryEntry) -> Option<Event> {

@@ -18,17 +18,18 @@
 //!   for them, or names them).
 //! - `room` (private): one room's feed, replay then live, no gap and no duplicate.
 //! - `presence` (private): join with retry, heartbeats, leave.
-//! - `history` (private): paging the history worker for `#all_messages` and
-//!   `#my_messages`.
+//! - [`history`]: paging the history worker for `#all_messages`, `#my_messages` and
+//!   the full-screen UI's scrollback.
 //! - [`service`]: requests to the workers and their errors.
 //! - [`render`]: events as terminal text, always sanitized.
-//! - [`ui`]: the two front ends: line mode (stdin not a terminal) and interactive.
+//! - [`ui`]: the front ends: line mode (stdin not a terminal), the full-screen
+//!   terminal UI, and the plain line editor (`--plain`).
 
 pub mod chat;
 pub mod command;
 pub mod echo;
 pub mod event;
-mod history;
+pub mod history;
 pub mod login;
 mod presence;
 pub mod publish;

@@ -46,6 +46,10 @@ struct Args {
     /// Line mode: one JSON object per event.
     #[arg(long)]
     json: bool,
+    /// On a terminal, the plain line editor instead of the full-screen UI (for
+    /// screen readers and simple terminals).
+    #[arg(long, env = "CHAT_PLAIN")]
+    plain: bool,
     /// Log file (interactive default: chat-client-<user>.log in the temp dir; line
     /// mode logs to stderr unless this is given).
     #[arg(long, env = "CHAT_LOG_FILE", global = true)]
@@ -154,7 +158,15 @@ async fn chat(args: Args, user: UserName, interactive: bool, terminal: bool) -> 
     };
     let refused = chat.clone();
     let run = async {
-        if interactive {
+        if interactive && !args.plain && std::io::stdout().is_terminal() {
+            match ui::tui::run(chat, events, settings).await {
+                Ok(code) => code,
+                Err(err) => {
+                    eprintln!("chat-client: cannot start the full-screen UI: {err} (try --plain)");
+                    exit::FAILURE
+                }
+            }
+        } else if interactive {
             match ui::interactive::run(chat, events, settings).await {
                 Ok(code) => code,
                 Err(err) => {

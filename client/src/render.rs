@@ -54,11 +54,15 @@ const CONTINUATION: &str = "\n      ";
 /// line and a tab becomes spaces, instead of both showing as U+FFFD; every line is
 /// sanitized on its own.
 fn continued(text: &str) -> String {
+    text_lines(text).join(CONTINUATION)
+}
+
+/// The lines of a multi-line text, each sanitized on its own, tabs as four spaces.
+pub fn text_lines(text: &str) -> Vec<String> {
     text.replace("\r\n", "\n")
         .split(['\n', '\r'])
         .map(|line| sanitize(&line.replace('\t', "    ")).into_owned())
-        .collect::<Vec<_>>()
-        .join(CONTINUATION)
+        .collect()
 }
 
 /// `HH:MM` in local time for a message of today, `YYYY-MM-DD HH:MM` otherwise.

@@ -1,14 +1,18 @@
-//! The two front ends and what they share.
+//! The front ends and what they share.
 //!
 //! - [`lines`]: stdin is not a terminal: one input line per message or command, one
 //!   output line (or JSON object) per event.
-//! - [`interactive`]: a line editor whose prompt survives incoming messages.
+//! - [`tui`]: the full-screen terminal UI: rooms, scrollback, users, unread counts
+//!   and mentions (the default on a terminal).
+//! - [`interactive`]: a plain line editor whose prompt survives incoming messages
+//!   (`--plain`: screen readers, simple terminals).
 //!
-//! Both feed input lines to a [`Session`], which turns commands into [`Chat`] calls,
+//! All feed input lines to a [`Session`], which turns commands into [`Chat`] calls,
 //! and print events from one channel, in order, in one task.
 
 pub mod interactive;
 pub mod lines;
+pub mod tui;
 
 use chat_protocol::runtime::{exit, shutdown_signal};
 use chat_protocol::RoomName;
@@ -69,6 +73,18 @@ impl Session {
     /// The room messages go to, as it changes (for printers and prompts).
     pub fn current_room(&self) -> watch::Receiver<Option<RoomName>> {
         self.current.subscribe()
+    }
+
+    /// Makes `room` the current one, if joined (the full-screen UI sends each line to
+    /// the room shown when it was typed).
+    pub fn switch(&mut self, room: &RoomName) {
+        if self.chat.is_joined(room) {
+            self.current.send_if_modified(|current| {
+                let changed = current.as_ref() != Some(room);
+                *current = Some(room.clone());
+                changed
+            });
+        }
     }
 
     fn current(&self) -> Option<RoomName> {
