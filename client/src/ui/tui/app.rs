@@ -32,13 +32,28 @@ const MAX_HELD: usize = 1_000;
 /// The keys, as `/help` shows them after the commands.
 pub const KEYS: &[(&str, &str)] = &[
     ("Enter", "send (an empty line does nothing)"),
-    ("Alt-Enter, Shift-Enter", "new line in the message (a paste is one message)"),
-    ("Up, Down", "your earlier lines (in a multi-line draft: move)"),
+    (
+        "Alt-Enter, Shift-Enter",
+        "new line in the message (a paste is one message)",
+    ),
+    (
+        "Up, Down",
+        "your earlier lines (in a multi-line draft: move)",
+    ),
     ("Tab", "complete a name or a command (again: the next one)"),
     ("Ctrl-A, Ctrl-E", "start, end of the line"),
-    ("Ctrl-W, Ctrl-U, Ctrl-K", "delete the word, to the start, to the end"),
-    ("Alt-1..9, Ctrl-N, Ctrl-P", "go to room 1..9, the next, the previous"),
-    ("PageUp, PageDown, wheel", "scroll (above the top: earlier messages)"),
+    (
+        "Ctrl-W, Ctrl-U, Ctrl-K",
+        "delete the word, to the start, to the end",
+    ),
+    (
+        "Alt-1..9, Ctrl-N, Ctrl-P",
+        "go to room 1..9, the next, the previous",
+    ),
+    (
+        "PageUp, PageDown, wheel",
+        "scroll (above the top: earlier messages)",
+    ),
     ("Home, End", "the oldest loaded message, back to the newest"),
     ("Ctrl-L", "redraw the screen"),
     ("Ctrl-C, Ctrl-D on empty input", "quit (as /quit)"),
@@ -393,7 +408,9 @@ impl App {
                 } else {
                     let list: Vec<String> = rooms
                         .iter()
-                        .map(|r| format!("  {} ({} online, {} messages)", r.room, r.users, r.messages))
+                        .map(|r| {
+                            format!("  {} ({} online, {} messages)", r.room, r.users, r.messages)
+                        })
                         .collect();
                     format!("rooms:\n{}", list.join("\n"))
                 };
@@ -488,7 +505,10 @@ impl App {
                         self.current = self.current.saturating_sub(1);
                     }
                     if shown {
-                        let draft = self.rooms.get_mut(self.current).map(|r| std::mem::take(&mut r.draft));
+                        let draft = self
+                            .rooms
+                            .get_mut(self.current)
+                            .map(|r| std::mem::take(&mut r.draft));
                         if let Some(draft) = draft.filter(|d| !d.is_empty()) {
                             self.input.set(draft);
                         }
@@ -590,7 +610,9 @@ impl App {
         let entries = events.into_iter().filter_map(|e| entry_of(e, &self.user));
         match page {
             Page::Before(before) => {
-                let older: Vec<Entry> = entries.filter(|e| e.seq().is_some_and(|s| s < before)).collect();
+                let older: Vec<Entry> = entries
+                    .filter(|e| e.seq().is_some_and(|s| s < before))
+                    .collect();
                 for entry in older.into_iter().rev() {
                     r.entries.push_front(entry);
                 }
@@ -607,7 +629,11 @@ impl App {
                 if next.is_none() {
                     r.newer_dropped = false;
                     let last = r.last_seq().unwrap_or(0);
-                    let held: Vec<Entry> = r.held.drain(..).filter(|e| e.seq().is_some_and(|s| s > last)).collect();
+                    let held: Vec<Entry> = r
+                        .held
+                        .drain(..)
+                        .filter(|e| e.seq().is_some_and(|s| s > last))
+                        .collect();
                     r.entries.extend(held);
                 }
                 r.bound();

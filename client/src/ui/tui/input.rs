@@ -185,7 +185,9 @@ impl Input {
         let after: String = line[end.min(line.len())..].iter().collect();
         lines[row] = format!("{before}{word}{after}");
         self.area = editor(lines);
-        self.area
-            .move_cursor(CursorMove::Jump(row as u16, (start + word.chars().count()) as u16));
+        self.area.move_cursor(CursorMove::Jump(
+            row as u16,
+            (start + word.chars().count()) as u16,
+        ));
     }
 }

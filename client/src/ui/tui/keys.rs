@@ -136,11 +136,16 @@ fn complete(app: &mut App) {
     names.retain(|n| *n != me);
     app.input.complete(|row, start, prefix| {
         let lower = prefix.to_lowercase();
-        if row == 0 && start == 0 && (prefix.starts_with('/') || prefix.starts_with('#') || prefix.starts_with('!')) {
+        if row == 0
+            && start == 0
+            && (prefix.starts_with('/') || prefix.starts_with('#') || prefix.starts_with('!'))
+        {
             let mut commands: Vec<String> = HELP
                 .iter()
                 .flat_map(|(usage, _)| usage.split_whitespace())
-                .filter(|w| w.len() > 1 && (w.starts_with('/') || w.starts_with('#') || w.starts_with('!')))
+                .filter(|w| {
+                    w.len() > 1 && (w.starts_with('/') || w.starts_with('#') || w.starts_with('!'))
+                })
                 .filter(|w| w.starts_with(prefix))
                 .map(|w| format!("{w} "))
                 .collect();

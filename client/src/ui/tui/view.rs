@@ -83,7 +83,12 @@ pub fn draw(frame: &mut Frame, app: &App) {
     if let Some(rect) = panes.rooms {
         frame.render_widget(rooms(app, &theme, rect), rect);
     }
-    let lines = messages(app, &theme, panes.messages.width as usize, panes.messages.height as usize);
+    let lines = messages(
+        app,
+        &theme,
+        panes.messages.width as usize,
+        panes.messages.height as usize,
+    );
     frame.render_widget(Paragraph::new(lines), panes.messages);
     if let Some(rect) = panes.users {
         frame.render_widget(users(app, &theme), rect);
@@ -93,7 +98,12 @@ pub fn draw(frame: &mut Frame, app: &App) {
         None => " no room: /join ROOM ".to_string(),
     };
     let mut input = app.input.area.clone();
-    input.set_block(Block::new().borders(Borders::TOP).border_style(theme.dim()).title(title));
+    input.set_block(
+        Block::new()
+            .borders(Borders::TOP)
+            .border_style(theme.dim())
+            .title(title),
+    );
     frame.render_widget(&input, panes.input);
     frame.render_widget(Paragraph::new(status(app, &theme)), panes.status);
 }
@@ -154,14 +164,21 @@ impl Theme {
 fn rooms<'a>(app: &'a App, theme: &Theme, _rect: Rect) -> Paragraph<'a> {
     let mut lines = vec![Line::styled("Rooms", theme.dim())];
     for (i, room) in app.rooms.iter().enumerate() {
-        let key = if i < 9 { format!("{}", i + 1) } else { " ".into() };
+        let key = if i < 9 {
+            format!("{}", i + 1)
+        } else {
+            " ".into()
+        };
         let mut spans = vec![
             Span::styled(key, theme.dim()),
             Span::raw(" "),
             Span::raw(room.name.to_string()),
         ];
         if room.unread > 0 {
-            spans.push(Span::styled(format!(" {}", room.unread), Style::new().add_modifier(Modifier::BOLD)));
+            spans.push(Span::styled(
+                format!(" {}", room.unread),
+                Style::new().add_modifier(Modifier::BOLD),
+            ));
         }
         if room.mention {
             spans.push(Span::styled(" @", theme.mention()));
@@ -172,18 +189,29 @@ fn rooms<'a>(app: &'a App, theme: &Theme, _rect: Rect) -> Paragraph<'a> {
         }
         lines.push(line);
     }
-    Paragraph::new(lines).block(Block::new().borders(Borders::RIGHT).border_style(theme.dim()))
+    Paragraph::new(lines).block(
+        Block::new()
+            .borders(Borders::RIGHT)
+            .border_style(theme.dim()),
+    )
 }
 
 fn users<'a>(app: &'a App, theme: &Theme) -> Paragraph<'a> {
     let mut lines = Vec::new();
     if let Some(room) = app.room() {
-        lines.push(Line::styled(format!("Users ({})", room.online.max(room.users.len() as u64)), theme.dim()));
+        lines.push(Line::styled(
+            format!("Users ({})", room.online.max(room.users.len() as u64)),
+            theme.dim(),
+        ));
         for user in &room.users {
             lines.push(Line::styled(user.to_string(), theme.name(user.as_str())));
         }
     }
-    Paragraph::new(lines).block(Block::new().borders(Borders::LEFT).border_style(theme.dim()))
+    Paragraph::new(lines).block(
+        Block::new()
+            .borders(Borders::LEFT)
+            .border_style(theme.dim()),
+    )
 }
 
 /// The status line.
@@ -229,7 +257,15 @@ fn status(app: &App, theme: &Theme) -> Line<'static> {
         .iter()
         .enumerate()
         .filter(|(i, r)| *i != app.current && (r.unread > 0 || r.mention))
-        .map(|(i, r)| format!("{}:{} {}{}", i + 1, r.name, r.unread, if r.mention { "@" } else { "" }))
+        .map(|(i, r)| {
+            format!(
+                "{}:{} {}{}",
+                i + 1,
+                r.name,
+                r.unread,
+                if r.mention { "@" } else { "" }
+            )
+        })
         .collect();
     if !others.is_empty() {
         add(others.join(" "));
@@ -246,7 +282,11 @@ fn messages(app: &App, theme: &Theme, width: usize, rows: usize) -> Vec<Line<'st
         Some(room) => {
             let end = room.entries.len().saturating_sub(room.scroll);
             let start = end.saturating_sub(rows.max(1));
-            (room.entries.range(start..end).collect(), room.scroll, Some(room))
+            (
+                room.entries.range(start..end).collect(),
+                room.scroll,
+                Some(room),
+            )
         }
         None => {
             let start = app.lobby.len().saturating_sub(rows.max(1));
@@ -255,7 +295,11 @@ fn messages(app: &App, theme: &Theme, width: usize, rows: usize) -> Vec<Line<'st
     };
     // How many entries are loaded above the first one looked at.
     let above = match room {
-        Some(room) => room.entries.len().saturating_sub(scroll).saturating_sub(entries.len()),
+        Some(room) => room
+            .entries
+            .len()
+            .saturating_sub(scroll)
+            .saturating_sub(entries.len()),
         None => 0,
     };
     let today = app.now.with_timezone(&app.offset).date_naive();
@@ -279,7 +323,8 @@ fn messages(app: &App, theme: &Theme, width: usize, rows: usize) -> Vec<Line<'st
         // The "new messages" line goes above the first entry after the marker.
         if let (Some(mark), Some(seq)) = (marker, entry.seq()) {
             let previous = entries[..k].iter().rev().find_map(|e| e.seq());
-            let first_new = seq > mark && previous.is_none_or(|p| p <= mark) && (k > 0 || above == 0);
+            let first_new =
+                seq > mark && previous.is_none_or(|p| p <= mark) && (k > 0 || above == 0);
             if first_new {
                 block.insert(0, rule("new messages", width, theme.marker()));
             }
@@ -300,7 +345,11 @@ fn messages(app: &App, theme: &Theme, width: usize, rows: usize) -> Vec<Line<'st
             if room.loading {
                 out.push(Line::styled("… loading earlier messages", theme.dim()));
             } else if room.complete {
-                out.push(rule(&format!("beginning of {}", room.name), width, theme.dim()));
+                out.push(rule(
+                    &format!("beginning of {}", room.name),
+                    width,
+                    theme.dim(),
+                ));
             }
         }
     }
@@ -336,7 +385,14 @@ fn time_of(ts: &DateTime<Utc>, app: &App, today: NaiveDate) -> String {
 }
 
 /// One entry's lines at `width`, wrapped, continuation lines indented.
-fn layout(entry: &Entry, app: &App, theme: &Theme, today: NaiveDate, width: usize, out: &mut Vec<Line<'static>>) {
+fn layout(
+    entry: &Entry,
+    app: &App,
+    theme: &Theme,
+    today: NaiveDate,
+    width: usize,
+    out: &mut Vec<Line<'static>>,
+) {
     match entry {
         Entry::Message {
             ts,
@@ -351,8 +407,16 @@ fn layout(entry: &Entry, app: &App, theme: &Theme, today: NaiveDate, width: usiz
             let time = time_of(ts, app, today);
             let indent = time.chars().count() + 2;
             let mark = if *replay { "·" } else { " " };
-            let text_style = if *mention { theme.mention() } else { Style::new() };
-            let text_style = if *me { text_style.add_modifier(Modifier::ITALIC) } else { text_style };
+            let text_style = if *mention {
+                theme.mention()
+            } else {
+                Style::new()
+            };
+            let text_style = if *me {
+                text_style.add_modifier(Modifier::ITALIC)
+            } else {
+                text_style
+            };
             let mut first = vec![
                 Span::styled(time, theme.dim()),
                 Span::styled(mark.to_string(), theme.dim()),
@@ -363,7 +427,10 @@ fn layout(entry: &Entry, app: &App, theme: &Theme, today: NaiveDate, width: usiz
             }
             first.push(Span::styled(user.to_string(), theme.name(user.as_str())));
             if *spoofed {
-                first.push(Span::styled(" (body claimed another sender)", theme.error()));
+                first.push(Span::styled(
+                    " (body claimed another sender)",
+                    theme.error(),
+                ));
             }
             first.push(Span::raw(if *me { " " } else { ": " }));
             let mut text = lines.iter();
@@ -372,12 +439,20 @@ fn layout(entry: &Entry, app: &App, theme: &Theme, today: NaiveDate, width: usiz
             }
             wrap(first, width, indent, out);
             for line in text {
-                let spans = vec![Span::raw(" ".repeat(indent)), Span::styled(line.clone(), text_style)];
+                let spans = vec![
+                    Span::raw(" ".repeat(indent)),
+                    Span::styled(line.clone(), text_style),
+                ];
                 wrap(spans, width, indent, out);
             }
         }
         Entry::System { text, .. } => {
-            wrap(vec![Span::styled(format!("-- {text}"), theme.dim())], width, 3, out);
+            wrap(
+                vec![Span::styled(format!("-- {text}"), theme.dim())],
+                width,
+                3,
+                out,
+            );
         }
         Entry::Note { lines, error } => {
             let style = if *error { theme.error() } else { theme.dim() };

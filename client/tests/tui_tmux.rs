@@ -1,0 +1,203 @@
+//! The full-screen UI end to end, as people use it: two `chat-client` binaries in
+//! tmux against a real nats-server with the real workers, driven by keys and read
+//! back with `tmux capture-pane`.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use test_support::NatsServer;
+
+/// One private tmux server for this test (its own socket), killed at the end.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new() -> Self {
+        Self {
+            socket: format!("natschat-tui-{}", std::process::id()),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs (apt-get install tmux)");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts `chat-client` as `user` in a window of its own, `width`x`height`.
+    async fn start(&self, server: &NatsServer, user: &str, width: u16, height: u16) {
+        let password = server.register(user).await;
+        let log = std::env::temp_dir().join(format!("{}-{user}.log", self.socket));
+        let command = format!(
+            "{} --user {user} --nats-url {} --history 20",
+            env!("CARGO_BIN_EXE_chat-client"),
+            server.url()
+        );
+        let (w, h) = (width.to_string(), height.to_string());
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            user,
+            "-x",
+            &w,
+            "-y",
+            &h,
+            "-e",
+            &format!("CHAT_PASSWORD={password}"),
+            "-e",
+            &format!("CHAT_LOG_FILE={}", log.display()),
+            "-e",
+            "LOG_LEVEL=info",
+            "-e",
+            "CHAT_BELL=off",
+            &command,
+        ]);
+    }
+
+    /// Types `keys` (tmux key names, or literal text with `literal`).
+    fn keys(&self, user: &str, keys: &[&str], literal: bool) {
+        let mut args = vec!["send-keys", "-t", user];
+        if literal {
+            args.push("-l");
+        }
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    fn type_line(&self, user: &str, text: &str) {
+        self.keys(user, &[text], true);
+        self.keys(user, &["Enter"], false);
+    }
+
+    fn screen(&self, user: &str) -> String {
+        self.run(&["capture-pane", "-p", "-t", user])
+    }
+
+    /// Waits until `user`'s screen satisfies `pred`; returns it.
+    async fn wait(&self, user: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen(user);
+            if pred(&screen) {
+                println!("--- {user}: {what}\n{screen}");
+                return screen;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "{user}'s screen never showed {what}:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+/// The line of the input box: the one under the rule naming the room.
+fn input_line<'a>(screen: &'a str, room: &str) -> &'a str {
+    let mut lines = screen.lines();
+    let title = format!(" {room} ─");
+    lines.find(|l| l.starts_with(&title));
+    lines.next().unwrap_or("").trim_end()
+}
+
+#[tokio::test]
+async fn two_people_chat_in_tmux() {
+    let server = test_support::run_server();
+    let _presence = presence(&server).await;
+    let _history = history(&server).await;
+    let tmux = Tmux::new();
+    tmux.start(&server, "alice", 100, 30).await;
+    tmux.start(&server, "bob", 100, 30).await;
+    tmux.wait("alice", "the welcome", |s| {
+        s.contains("connected") && s.contains("general (")
+    })
+    .await;
+    tmux.wait("bob", "alice in the users pane", |s| {
+        s.contains("Users (2)")
+    })
+    .await;
+
+    // Messages both ways; an own message shows once.
+    tmux.type_line("alice", "hello bob");
+    tmux.wait("bob", "alice's message", |s| s.contains("alice: hello bob"))
+        .await;
+    tmux.type_line("bob", "hi alice");
+    let screen = tmux
+        .wait("alice", "bob's answer", |s| s.contains("bob: hi alice"))
+        .await;
+    assert_eq!(screen.matches("hello bob").count(), 1, "{screen}");
+
+    // A half-typed line survives incoming messages and a resize.
+    tmux.keys("bob", &["half typed line"], true);
+    tmux.wait("bob", "the draft", |s| {
+        input_line(s, "general").contains("half typed line")
+    })
+    .await;
+    tmux.type_line("alice", "while you type");
+    tmux.wait("bob", "a message while typing", |s| {
+        s.contains("alice: while you type") && input_line(s, "general").contains("half typed line")
+    })
+    .await;
+    tmux.run(&["resize-window", "-t", "bob", "-x", "60", "-y", "20"]);
+    tmux.wait("bob", "the draft after a resize", |s| {
+        s.lines().all(|l| l.chars().count() <= 60)
+            && s.contains("alice: while you type")
+            && input_line(s, "general").contains("half typed line")
+    })
+    .await;
+    tmux.keys("bob", &["Enter"], false);
+    tmux.wait("alice", "the draft sent", |s| {
+        s.contains("bob: half typed line")
+    })
+    .await;
+
+    // Unread counts and a mention mark in a room not shown.
+    tmux.type_line("alice", "/join random");
+    tmux.wait("alice", "random shown", |s| {
+        input_line(s, "random").is_empty() && s.contains("2 random")
+    })
+    .await;
+    tmux.type_line("bob", "anyone here?");
+    tmux.type_line("bob", "ping @alice");
+    let screen = tmux
+        .wait("alice", "2 unread and a mention in general", |s| {
+            s.lines().any(|l| l.contains("1 general 2 @"))
+        })
+        .await;
+    assert!(
+        !screen.contains("ping @alice"),
+        "general is not shown: {screen}"
+    );
+    // Going there shows them and clears the marks, under a "new messages" line.
+    tmux.keys("alice", &["M-1"], false);
+    tmux.wait("alice", "general again", |s| {
+        s.contains("bob: ping @alice")
+            && s.contains("new messages")
+            && !s.lines().any(|l| l.contains("1 general 2"))
+    })
+    .await;
+    tmux.type_line("alice", "/quit");
+    tmux.wait("bob", "alice left", |s| s.contains("alice left"))
+        .await;
+}
