@@ -589,6 +589,14 @@ impl App {
         }
     }
 
+    /// The scroll the last frame could show (less than asked at the top of what is
+    /// loaded), so that PageDown moves from what is seen.
+    pub fn settle_scroll(&mut self, shown: usize) {
+        if let Some(room) = self.room_mut() {
+            room.scroll = room.scroll.min(shown);
+        }
+    }
+
     /// A fetched page of `room`'s history (or why it did not come).
     pub fn on_page(
         &mut self,

@@ -98,10 +98,12 @@ pub async fn run(
     app.follow(current.borrow_and_update().as_ref());
     loop {
         app.now = Utc::now();
+        let mut shown = 0;
         terminal.draw(|frame| {
             app.page_rows = view::message_rows(frame.area(), &app);
-            view::draw(frame, &app);
+            shown = view::draw(frame, &app);
         })?;
+        app.settle_scroll(shown);
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };

@@ -75,15 +75,15 @@ pub fn message_rows(area: Rect, app: &App) -> usize {
     panes(area, app.input.line_count()).messages.height as usize
 }
 
-/// Draws the whole screen.
-pub fn draw(frame: &mut Frame, app: &App) {
+/// Draws the whole screen; returns the scroll shown (see [`App::settle_scroll`]).
+pub fn draw(frame: &mut Frame, app: &App) -> usize {
     let area = frame.area();
     let panes = panes(area, app.input.line_count());
     let theme = Theme { color: app.color };
     if let Some(rect) = panes.rooms {
         frame.render_widget(rooms(app, &theme, rect), rect);
     }
-    let lines = messages(
+    let (lines, scroll) = messages(
         app,
         &theme,
         panes.messages.width as usize,
@@ -106,6 +106,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     );
     frame.render_widget(&input, panes.input);
     frame.render_widget(Paragraph::new(status(app, &theme)), panes.status);
+    scroll
 }
 
 /// Styles, with or without colour (`NO_COLOR`).
@@ -275,22 +276,40 @@ fn status(app: &App, theme: &Theme) -> Line<'static> {
 }
 
 /// The message pane's lines: the entries in view, laid out from the bottom up.
-fn messages(app: &App, theme: &Theme, width: usize, rows: usize) -> Vec<Line<'static>> {
+/// The message pane's lines, and the scroll they show: scrolled to the top of what is
+/// loaded, the oldest entries start at the top of the pane rather than leaving it half
+/// empty, so fewer entries are hidden below than asked.
+fn messages(app: &App, theme: &Theme, width: usize, rows: usize) -> (Vec<Line<'static>>, usize) {
+    let mut scroll = app.room().map_or(0, |r| r.scroll);
+    loop {
+        let (lines, filled) = compose(app, scroll, theme, width, rows);
+        if filled || scroll == 0 {
+            return (lines, scroll);
+        }
+        scroll -= 1;
+    }
+}
+
+/// The message pane's lines with `scroll` entries hidden below, and whether they fill
+/// the pane.
+fn compose(
+    app: &App,
+    scroll: usize,
+    theme: &Theme,
+    width: usize,
+    rows: usize,
+) -> (Vec<Line<'static>>, bool) {
     let width = width.max(10);
     let mut out: Vec<Line<'static>> = Vec::new();
-    let (entries, scroll, room): (Vec<&Entry>, usize, Option<&Room>) = match app.room() {
+    let (entries, room): (Vec<&Entry>, Option<&Room>) = match app.room() {
         Some(room) => {
-            let end = room.entries.len().saturating_sub(room.scroll);
+            let end = room.entries.len().saturating_sub(scroll);
             let start = end.saturating_sub(rows.max(1));
-            (
-                room.entries.range(start..end).collect(),
-                room.scroll,
-                Some(room),
-            )
+            (room.entries.range(start..end).collect(), Some(room))
         }
         None => {
             let start = app.lobby.len().saturating_sub(rows.max(1));
-            (app.lobby.range(start..).collect(), 0, None)
+            (app.lobby.range(start..).collect(), None)
         }
     };
     // How many entries are loaded above the first one looked at.
@@ -360,7 +379,7 @@ fn messages(app: &App, theme: &Theme, width: usize, rows: usize) -> Vec<Line<'st
     let pad = rows.saturating_sub(out.len());
     let mut padded = vec![Line::default(); pad];
     padded.append(&mut out);
-    padded
+    (padded, pad == 0)
 }
 
 fn separator(day: NaiveDate, width: usize, theme: &Theme) -> Line<'static> {
