@@ -10,6 +10,7 @@ use rustyline::{DefaultEditor, ExternalPrinter};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Flow, Session, Settings};
+use crate::command::Command;
 use crate::event::Event;
 use crate::render::{self, Style};
 use crate::Chat;
@@ -93,6 +94,9 @@ fn read_lines(
                 if !line.trim().is_empty() {
                     let _ = editor.add_history_entry(line.as_str());
                 }
+                if matches!(crate::command::parse(&line), Ok(Command::Say(..))) {
+                    erase_entered(&prompt, &line);
+                }
                 let (handled, done) = oneshot::channel();
                 if lines.blocking_send((line, handled)).is_err() {
                     return;
@@ -109,6 +113,23 @@ fn read_lines(
             }
         }
     }
+}
+
+/// Erases a message just entered (its prompt and text) from the screen: it comes back
+/// as its echo once stored, and would otherwise show twice.
+fn erase_entered(prompt: &str, line: &str) {
+    use std::io::Write;
+    use unicode_width::UnicodeWidthStr;
+    let Ok((columns, _)) = crossterm::terminal::size() else {
+        return;
+    };
+    let columns = usize::from(columns.max(1));
+    let rows: usize = format!("{prompt}{line}")
+        .split('\n')
+        .map(|l| l.width().max(1).div_ceil(columns))
+        .sum();
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "\x1b[{rows}A\r\x1b[J").and_then(|_| out.flush());
 }
 
 /// Prints events above the prompt until `finished`, then whatever is still queued.
