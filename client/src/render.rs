@@ -75,6 +75,15 @@ fn time_of(ts: &chrono::DateTime<chrono::Utc>) -> String {
     }
 }
 
+/// What a joined/left event says happened.
+pub fn what_happened(kind: SystemKind, reason: Reason) -> &'static str {
+    match (kind, reason) {
+        (SystemKind::Joined, _) => "joined",
+        (SystemKind::Left, Reason::Timeout) => "left (timed out)",
+        (SystemKind::Left, _) => "left",
+    }
+}
+
 /// The line showing `event`, or none if this style does not show it.
 /// `current` is the room messages go to; lines of other rooms name their room.
 pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<String> {
@@ -116,11 +125,7 @@ pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<S
             users,
             ..
         } => {
-            let what = match (kind, reason) {
-                (SystemKind::Joined, _) => "joined",
-                (SystemKind::Left, Reason::Timeout) => "left (timed out)",
-                (SystemKind::Left, _) => "left",
-            };
+            let what = what_happened(*kind, *reason);
             format!(
                 "-- {}{} {what} {room} ({users} online)",
                 room_tag(room, current),

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use chat_protocol::body::{MessageKind, Reason, SystemKind};
+use chat_protocol::body::{MessageKind, SystemKind};
 use chat_protocol::display::sanitize;
 use chat_protocol::{RoomName, UserName};
 use chrono::{DateTime, FixedOffset, Utc};
@@ -16,7 +16,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use super::input::Input;
 use crate::event::{Event, State};
 use crate::history::Page;
-use crate::render::text_lines;
+use crate::render::{text_lines, what_happened};
 
 /// Entries kept per room. Beyond it, the end far from the view is dropped (and fetched
 /// again from the history worker when scrolled to), so memory stays bounded.
@@ -690,11 +690,7 @@ fn entry_of(event: Event, me: &UserName) -> Option<Entry> {
             seq,
             ..
         } => {
-            let what = match (kind, reason) {
-                (SystemKind::Joined, _) => "joined",
-                (SystemKind::Left, Reason::Timeout) => "left (timed out)",
-                (SystemKind::Left, _) => "left",
-            };
+            let what = what_happened(kind, reason);
             Some(Entry::System {
                 seq,
                 text: format!("{user} {what} ({users} online)"),

@@ -72,13 +72,23 @@ pub fn panes(area: Rect, input_lines: usize) -> Panes {
 
 /// Rows of the message pane on a screen of `area` (a page for PageUp/PageDown).
 pub fn message_rows(area: Rect, app: &App) -> usize {
-    panes(area, app.input.line_count()).messages.height as usize
+    panes(area, input_rows(app, area.width)).messages.height as usize
+}
+
+/// Rows the input takes at `width`, wrapped as the editor wraps it (and room for the
+/// cursor after the last character), so a long draft shows whole.
+fn input_rows(app: &App, width: u16) -> usize {
+    let mut rows = Vec::new();
+    for line in app.input.area.lines() {
+        wrap(vec![Span::raw(format!("{line} "))], width.max(1) as usize, 0, &mut rows);
+    }
+    rows.len()
 }
 
 /// Draws the whole screen; returns the scroll shown (see [`App::settle_scroll`]).
 pub fn draw(frame: &mut Frame, app: &App) -> usize {
     let area = frame.area();
-    let panes = panes(area, app.input.line_count());
+    let panes = panes(area, input_rows(app, area.width));
     let theme = Theme { color: app.color };
     if let Some(rect) = panes.rooms {
         frame.render_widget(rooms(app, &theme, rect), rect);
@@ -162,27 +172,42 @@ impl Theme {
     }
 }
 
-fn rooms<'a>(app: &'a App, theme: &Theme, _rect: Rect) -> Paragraph<'a> {
+fn rooms<'a>(app: &'a App, theme: &Theme, rect: Rect) -> Paragraph<'a> {
     let mut lines = vec![Line::styled("Rooms", theme.dim())];
+    // Room of the border, the key and the space after it.
+    let room_for_name = (rect.width as usize).saturating_sub(3);
     for (i, room) in app.rooms.iter().enumerate() {
         let key = if i < 9 {
             format!("{}", i + 1)
         } else {
             " ".into()
         };
+        let unread = match room.unread {
+            0 => String::new(),
+            n if n > 999 => " 999+".to_string(),
+            n => format!(" {n}"),
+        };
+        let mention = if room.mention { " @" } else { "" };
+        // A long name gives way to the marks.
+        let name: String = room
+            .name
+            .as_str()
+            .chars()
+            .take(room_for_name.saturating_sub(unread.len() + mention.len()))
+            .collect();
         let mut spans = vec![
             Span::styled(key, theme.dim()),
             Span::raw(" "),
-            Span::raw(room.name.to_string()),
+            Span::raw(name),
         ];
-        if room.unread > 0 {
+        if !unread.is_empty() {
             spans.push(Span::styled(
-                format!(" {}", room.unread),
+                unread,
                 Style::new().add_modifier(Modifier::BOLD),
             ));
         }
         if room.mention {
-            spans.push(Span::styled(" @", theme.mention()));
+            spans.push(Span::styled(mention, theme.mention()));
         }
         let mut line = Line::from(spans);
         if i == app.current {
