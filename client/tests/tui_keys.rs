@@ -357,3 +357,21 @@ fn memory_stays_bounded_and_dropped_pages_come_back() {
     );
     assert!(general.entries.len() <= MAX_ENTRIES);
 }
+
+#[test]
+fn help_shows_the_commands_and_the_keys() {
+    let mut app = busy_app();
+    let commands = chat_client::command::help_lines().collect();
+    app.on_event(chat_client::Event::Help { commands });
+    let screen = format!("{}", draw(&mut app, 120, 40).backend());
+    for text in [
+        "/join ROOM",
+        "#all_messages",
+        "keys:",
+        "Alt-1..9",
+        "PageUp",
+        "Tab",
+    ] {
+        assert!(screen.contains(text), "{text} missing:\n{screen}");
+    }
+}

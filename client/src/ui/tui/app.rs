@@ -34,29 +34,23 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Enter", "send (an empty line does nothing)"),
     (
         "Alt-Enter, Shift-Enter",
-        "new line in the message (a paste is one message)",
+        "a new line (a paste is one message)",
     ),
-    (
-        "Up, Down",
-        "your earlier lines (in a multi-line draft: move)",
-    ),
-    ("Tab", "complete a name or a command (again: the next one)"),
+    ("Up, Down", "the lines you sent"),
+    ("Tab", "complete a name or a command"),
     ("Ctrl-A, Ctrl-E", "start, end of the line"),
     (
         "Ctrl-W, Ctrl-U, Ctrl-K",
-        "delete the word, to the start, to the end",
+        "delete a word, to the start, to the end",
     ),
-    (
-        "Alt-1..9, Ctrl-N, Ctrl-P",
-        "go to room 1..9, the next, the previous",
-    ),
+    ("Alt-1..9", "go to room 1..9"),
+    ("Ctrl-N, Ctrl-P", "the next, the previous room"),
     (
         "PageUp, PageDown, wheel",
         "scroll (above the top: earlier messages)",
     ),
-    ("Home, End", "the oldest loaded message, back to the newest"),
-    ("Ctrl-L", "redraw the screen"),
-    ("Ctrl-C, Ctrl-D on empty input", "quit (as /quit)"),
+    ("Home, End", "the oldest loaded, the newest"),
+    ("Ctrl-C", "quit (and Ctrl-D on an empty input)"),
 ];
 
 /// One line (or block of lines) in a room's timeline.
@@ -417,11 +411,11 @@ impl App {
                 self.note(text, false);
             }
             Event::Help { commands } => {
-                let keys = KEYS.iter().map(|(k, what)| format!("{k:<29} {what}"));
+                let keys = KEYS.iter().map(|(k, what)| format!("{k:<22} {what}"));
                 let text: Vec<String> = std::iter::once("commands:".to_string())
-                    .chain(commands.into_iter().map(|c| format!("  {c}")))
+                    .chain(commands)
                     .chain(std::iter::once("keys:".to_string()))
-                    .chain(keys.map(|k| format!("  {k}")))
+                    .chain(keys)
                     .collect();
                 self.note(text.join("\n"), false);
             }

@@ -80,7 +80,12 @@ pub fn message_rows(area: Rect, app: &App) -> usize {
 fn input_rows(app: &App, width: u16) -> usize {
     let mut rows = Vec::new();
     for line in app.input.area.lines() {
-        wrap(vec![Span::raw(format!("{line} "))], width.max(1) as usize, 0, &mut rows);
+        wrap(
+            vec![Span::raw(format!("{line} "))],
+            width.max(1) as usize,
+            0,
+            &mut rows,
+        );
     }
     rows.len()
 }
