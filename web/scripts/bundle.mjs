@@ -10,7 +10,9 @@ const web = fileURLToPath(new URL("..", import.meta.url));
 await build({
   stdin: {
     contents: [
-      'export * from "@nats-io/nats-core";',
+      // Named one by one: `export *` of a CommonJS package exports nothing.
+      "export { AuthorizationError, errors, headers, NoRespondersError, PermissionViolationError,",
+      '  TimeoutError, usernamePasswordAuthenticator, wsconnect } from "@nats-io/nats-core";',
       'export { jetstream, jetstreamManager, AckPolicy, DeliverPolicy } from "@nats-io/jetstream";',
     ].join("\n"),
     resolveDir: web,

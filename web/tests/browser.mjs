@@ -22,7 +22,8 @@ const env = (name) => {
 const WEB_URL = env("WEB_URL");
 const SHOTS = env("SCREENSHOT_DIR");
 const PATIENCE = 20_000;
-const step = (text) => console.log(`[browser test] ${text}`);
+const started = Date.now();
+const step = (text) => console.log(`[browser test ${((Date.now() - started) / 1000).toFixed(1)} s] ${text}`);
 
 // --- the Rust side: server restarts -------------------------------------------------
 const fromRust = createInterface({ input: process.stdin });
@@ -90,10 +91,13 @@ const browser = await puppeteer.launch({
   ],
 });
 const problems = [];
+/** Waits until `fn` (run in the page) is true; polls, as background tabs get no frames. */
+const until = (page, fn, ...args) => page.waitForFunction(fn, { timeout: PATIENCE, polling: 100 }, ...args);
 
 async function open(name, viewport = { width: 1100, height: 720 }) {
   const page = await browser.newPage();
   await page.setViewport(viewport);
+  page.setDefaultTimeout(PATIENCE);
   page.on("pageerror", (error) => problems.push(`${name}: page error: ${error.message}`));
   page.on("console", (message) => {
     if (message.type() === "error") problems.push(`${name}: console error: ${message.text()}`);
@@ -131,7 +135,7 @@ async function logIn(page, user, password, { register = false } = {}) {
 }
 
 async function loggedIn(page) {
-  await page.waitForSelector("#chat-view:not([hidden]) .messages[data-room=general]", { timeout: PATIENCE });
+  await page.waitForSelector("#chat-view:not([hidden]) .messages[data-room=general]", { timeout: PATIENCE, polling: 100 });
 }
 
 /** Types a line into the message box and presses Enter. */
@@ -147,7 +151,7 @@ function shows(page, text, room = "general") {
     .waitForFunction(
       (room, text) =>
         [...document.querySelectorAll(`.messages[data-room="${room}"] .msg .text`)].some((t) => t.textContent === text),
-      { timeout: PATIENCE },
+      { timeout: PATIENCE, polling: 100 },
       room,
       text,
     )
@@ -172,7 +176,7 @@ function sent(page, text) {
         [...document.querySelectorAll(".msg.own")].some(
           (li) => li.querySelector(".text").textContent === text && li.dataset.status === "sent",
         ),
-      { timeout: 60_000 },
+      { timeout: 60_000, polling: 100 },
       text,
     )
     .catch(() => {
@@ -184,7 +188,7 @@ function online(page, users) {
   return page
     .waitForFunction(
       (users) => [...document.querySelectorAll("#users li")].map((li) => li.textContent).join(",") === users.join(","),
-      { timeout: PATIENCE },
+      { timeout: PATIENCE, polling: 100 },
       users,
     )
     .catch(async () => {
@@ -198,11 +202,11 @@ try {
   // Login errors are words; registration through the page (keyboard only).
   const alice = await open("alice");
   await logIn(alice, "alice", "short", { register: true });
-  await alice.waitForFunction(() => /8 characters/.test(document.querySelector("#login-error").textContent));
+  await until(alice, () => /8 characters/.test(document.querySelector("#login-error").textContent));
   await logIn(alice, "bob", "not bob's password");
   await alice.waitForFunction(
     () => /login refused for bob: wrong name or password/.test(document.querySelector("#login-error").textContent),
-    { timeout: PATIENCE },
+    { timeout: PATIENCE, polling: 100 },
   );
   await shot(alice, "01-login-refused");
   await alice.$eval("input[name=password]", (el) => (el.value = ""));
@@ -222,7 +226,7 @@ try {
   // Presence: everyone sees everyone; joined events.
   await online(alice, ["alice", "bob", "carol"]);
   await online(bob, ["alice", "bob", "carol"]);
-  await alice.waitForFunction(() =>
+  await until(alice, () =>
     [...document.querySelectorAll(".msg.system .text")].some((t) => t.textContent.startsWith("carol joined")),
   );
 
@@ -239,7 +243,7 @@ try {
   await shows(bob, "carol from the terminal");
   await type(alice, "/me waves");
   await terminal.waitFor((e) => e.event === "message" && e.type === "me" && e.text === "waves", "/me");
-  await bob.waitForFunction(() =>
+  await until(bob, () =>
     [...document.querySelectorAll(".msg.me .user")].some((u) => u.textContent === "* alice"),
   );
   await type(bob, "//slash is fine");
@@ -278,17 +282,18 @@ try {
 
   // Rooms: join another, unread counts, switch back.
   await type(alice, "/join rust-dev");
-  await alice.waitForSelector(".messages[data-room=rust-dev]:not([hidden])", { timeout: PATIENCE });
+  await alice.waitForSelector(".messages[data-room=rust-dev]:not([hidden])", { timeout: PATIENCE, polling: 100 });
   await type(bob, "while alice looks elsewhere");
   await alice.waitForFunction(
     () => document.querySelector(".room[data-room=general] .count").textContent === "1",
-    { timeout: PATIENCE },
+    { timeout: PATIENCE, polling: 100 },
   );
   await type(alice, "first words in rust-dev");
   await sent(alice, "first words in rust-dev");
   await shot(alice, "03-unread");
-  await alice.click(".room[data-room=general] button");
-  await alice.waitForFunction(() => document.querySelector(".room[data-room=general] .count").textContent === "");
+  await alice.focus(".room[data-room=general] button"); // the keyboard, not the mouse
+  await alice.keyboard.press("Enter");
+  await until(alice, () => document.querySelector(".room[data-room=general] .count").textContent === "");
   await shows(alice, "while alice looks elsewhere");
   step("join, unread count, switch work");
 
@@ -300,7 +305,7 @@ try {
   await loggedIn(dave);
   await shows(dave, "filler 119");
   assert.equal(await count(dave, "hello from alice's browser"), 0, "only the newest page at first");
-  await dave.waitForFunction(
+  await until(dave, 
     () => document.querySelector(".messages[data-room=general] .msg.replay") !== null,
   );
   await shot(dave, "04-phone-history");
@@ -323,7 +328,7 @@ try {
   await dave.close();
   await alice.waitForFunction(
     () => [...document.querySelectorAll(".msg.system .text")].some((t) => t.textContent.startsWith("dave left")),
-    { timeout: PATIENCE },
+    { timeout: PATIENCE, polling: 100 },
   );
   const left = await alice.$$eval(".msg.system .text", (n) =>
     n.map((t) => t.textContent).filter((t) => t.startsWith("dave left")),
@@ -335,9 +340,7 @@ try {
 
   // Reconnect: the server goes away, alice types meanwhile, the server comes back.
   assert.equal(await ask("stop"), "stopped");
-  await alice.waitForFunction(() => document.querySelector("#status").dataset.state === "disconnected", {
-    timeout: PATIENCE,
-  });
+  await until(alice, () => document.querySelector("#status").dataset.state === "disconnected");
   await type(alice, "typed while the server was down");
   const state = await alice.$$eval(".msg.own", (n) =>
     n.filter((li) => li.querySelector(".text").textContent === "typed while the server was down").map((li) => li.dataset.status),
@@ -358,7 +361,7 @@ try {
     assert.equal(await count(bob, text), 1, `bob sees "${text}" once`);
     assert.equal(terminal.count(text), 1, `carol sees "${text}" once`);
   }
-  await alice.waitForFunction(() => document.querySelector("#status").dataset.state === "connected");
+  await until(alice, () => document.querySelector("#status").dataset.state === "connected");
   await shot(alice, "06-after-restart");
   await bob.setViewport({ width: 390, height: 844 });
   await shot(bob, "07-phone-chat");
@@ -382,3 +385,4 @@ try {
   rmSync(profile, { recursive: true, force: true });
   fromRust.close();
 }
+process.exit(process.exitCode ?? 0);
