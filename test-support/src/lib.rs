@@ -131,7 +131,11 @@ impl NatsServer {
         std::fs::create_dir_all(&ports_dir).expect("ports dir");
         let port = if self.port == 0 { -1 } else { self.port as i32 };
         let conf = self.store.path().join("nats-server.conf");
-        let ws_port = if self.ws_port == 0 { -1 } else { self.ws_port as i32 };
+        let ws_port = if self.ws_port == 0 {
+            -1
+        } else {
+            self.ws_port as i32
+        };
         let mut server_config = ServerConfig::local(self.store.path(), port, -1, ws_port);
         server_config.web_port = self.options.web_port;
         let text = server_config

@@ -40,7 +40,13 @@ pub async fn answer(mut stream: TcpStream, peer: SocketAddr, site: &Site) {
         Ok(Ok(Some(head))) => head,
         Ok(Ok(None)) => return,
         Ok(Err(HeadError::TooLarge)) => {
-            let _ = write(&mut stream, Answer::text("431 Request Header Fields Too Large"), site, false).await;
+            let _ = write(
+                &mut stream,
+                Answer::text("431 Request Header Fields Too Large"),
+                site,
+                false,
+            )
+            .await;
             return;
         }
         Ok(Err(HeadError::Io(error))) => {
@@ -74,7 +80,8 @@ pub async fn answer(mut stream: TcpStream, peer: SocketAddr, site: &Site) {
             Ok(file) => match tokio::fs::read(&file).await {
                 Ok(body) => Answer {
                     status: "200 OK",
-                    content_type: files::mime(path_name(&file)).unwrap_or("application/octet-stream"),
+                    content_type: files::mime(path_name(&file))
+                        .unwrap_or("application/octet-stream"),
                     body,
                 },
                 Err(error) => {
@@ -93,7 +100,9 @@ pub async fn answer(mut stream: TcpStream, peer: SocketAddr, site: &Site) {
 }
 
 fn path_name(file: &std::path::Path) -> &str {
-    file.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+    file.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
 }
 
 enum HeadError {

@@ -153,9 +153,11 @@ pub async fn serve(listener: TcpListener, site: Site, shutdown: impl Future<Outp
     }
     drop(listener);
     tracing::info!(in_flight = connections.len(), "stopping");
-    if tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} })
-        .await
-        .is_err()
+    if tokio::time::timeout(DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
     {
         tracing::warn!("answers still in flight after {DRAIN:?}; dropping them");
     }
