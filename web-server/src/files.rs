@@ -1,9 +1,12 @@
 //! Request path → file under the served folder, and the file's MIME type.
 //!
-//! Only plain names are accepted (`A-Z a-z 0-9 . _ -` per segment, no segment starting
-//! with `.`), so `..`, percent-escapes, backslashes and hidden files never reach the
-//! file system; the resolved path must still lie under the folder (a symlink pointing
-//! out is refused too).
+//! Served are the files at the top of the folder and in its `vendor/` folder (the page
+//! and its bundled libraries), of the types the page uses: not the build and test
+//! tooling that lives beside them (`package.json`, `node_modules/`, `tests/`,
+//! `scripts/`). Only plain names are accepted (`A-Z a-z 0-9 . _ -` per segment, no
+//! segment starting with `.`), so `..`, percent-escapes, backslashes and hidden files
+//! never reach the file system; the resolved path must still lie under the folder (a
+//! symlink pointing out is refused too).
 
 use std::path::{Path, PathBuf};
 
@@ -31,7 +34,13 @@ pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, Refusal> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
     };
-    if relative.len() > 512 || !relative.split('/').all(plain) {
+    let segments: Vec<&str> = relative.split('/').collect();
+    let placed = match segments.as_slice() {
+        [_] => true,
+        [folder, _] => *folder == "vendor",
+        _ => false,
+    };
+    if relative.len() > 512 || !placed || !segments.iter().all(|s| plain(s)) {
         return Err(Refusal::BadPath);
     }
     mime(&relative).ok_or(Refusal::BadPath)?;
@@ -56,7 +65,6 @@ pub fn mime(name: &str) -> Option<&'static str> {
         "html" => "text/html; charset=utf-8",
         "js" | "mjs" => "text/javascript; charset=utf-8",
         "css" => "text/css; charset=utf-8",
-        "json" => "application/json",
         "svg" => "image/svg+xml",
         "png" => "image/png",
         "ico" => "image/x-icon",
@@ -78,6 +86,9 @@ mod tests {
         std::fs::write(root.join("vendor/nats.js"), "").unwrap();
         std::fs::write(root.join(".secret.txt"), "").unwrap();
         std::fs::write(root.join("notes.md"), "").unwrap();
+        std::fs::write(root.join("package.json"), "{}").unwrap();
+        std::fs::create_dir(root.join("tests")).unwrap();
+        std::fs::write(root.join("tests/browser.mjs"), "").unwrap();
         assert_eq!(resolve(&root, "/"), Ok(root.join("index.html")));
         assert_eq!(
             resolve(&root, "/vendor/nats.js"),
@@ -91,6 +102,9 @@ mod tests {
             "/vendor//nats.js",
             "/a\\b.js",
             "/notes.md",
+            "/package.json",
+            "/tests/browser.mjs",
+            "/node_modules/x/index.js",
             "index.html",
         ] {
             assert_eq!(resolve(&root, bad), Err(Refusal::BadPath), "{bad}");

@@ -11,6 +11,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { request } from "node:http";
 import { createInterface } from "node:readline";
 import puppeteer from "puppeteer-core";
 
@@ -197,8 +198,34 @@ function online(page, users) {
     });
 }
 
+/** The HTTP status nats-server answers a WebSocket handshake from `origin` with. */
+function handshake(wsUrl, origin) {
+  const url = new URL(wsUrl.replace(/^ws/, "http"));
+  return new Promise((resolve, reject) => {
+    const req = request(url, {
+      headers: {
+        Connection: "Upgrade",
+        Upgrade: "websocket",
+        Origin: origin,
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+      },
+    });
+    req.on("upgrade", (response, socket) => (socket.destroy(), resolve(response.statusCode)));
+    req.on("response", (response) => (response.resume(), resolve(response.statusCode)));
+    req.on("error", reject);
+    req.end();
+  });
+}
+
 let terminal;
 try {
+  // nats-server takes the WebSocket only from the page's own origin.
+  const { nats } = await (await fetch(new URL("config.json", WEB_URL))).json();
+  assert.equal(await handshake(nats, new URL(WEB_URL).origin), 101, "the page's origin may open the WebSocket");
+  assert.equal(await handshake(nats, "http://evil.example"), 403, "another origin may not");
+  step("the WebSocket is open to the page's origin only");
+
   // Login errors are words; registration through the page (keyboard only).
   const alice = await open("alice");
   await logIn(alice, "alice", "short", { register: true });
