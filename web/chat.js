@@ -215,7 +215,10 @@ export class Session {
           message.status = "sent";
           message.seq = ack.seq;
         } catch (error) {
-          const refused = error?.name === "JetStreamApiError" || error?.api_error;
+          // JetStream answered with an error (the stream refused it): retrying the same
+          // message cannot help. Anything else (no answer, no responders while the
+          // stream's server comes back) is retried.
+          const refused = typeof error?.apiError === "function";
           if (!refused && Date.now() - message.since < RETRY_FOR && !this.nc.isClosed()) {
             await new Promise((resolve) => setTimeout(resolve, 1000));
             continue; // the same message again, with the same Nats-Msg-Id

@@ -322,7 +322,9 @@ try {
   await alice.keyboard.press("Enter");
   await until(alice, () => document.querySelector(".room[data-room=general] .count").textContent === "");
   await shows(alice, "while alice looks elsewhere");
-  step("join, unread count, switch work");
+  await type(alice, "/leave rust-dev");
+  await until(alice, () => !document.querySelector("[data-room=rust-dev]"));
+  step("join, unread count, switch, leave work");
 
   // History on join, and older pages on scrolling up (through the history worker).
   for (let i = 0; i < 120; i++) terminal.say(`filler ${i}`);
@@ -364,6 +366,12 @@ try {
   assert.ok(!left[0].includes("timed out"), `dave left by leaving: ${left[0]}`);
   await online(alice, ["alice", "bob", "carol"]);
   step("closing a page leaves the room at once");
+
+  // Heartbeats kept everyone online so far (the presence TTL is 6 s here).
+  const timeouts = await alice.$$eval(".msg.system .text", (n) =>
+    n.map((t) => t.textContent).filter((t) => t.includes("timed out")),
+  );
+  assert.deepEqual(timeouts, [], "nobody timed out");
 
   // Reconnect: the server goes away, alice types meanwhile, the server comes back.
   assert.equal(await ask("stop"), "stopped");
