@@ -121,6 +121,9 @@ async fn read_head(stream: &mut TcpStream) -> Result<Option<String>, HeadError> 
         }
         head.extend_from_slice(&chunk[..n]);
         if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            if end > MAX_HEAD {
+                return Err(HeadError::TooLarge);
+            }
             head.truncate(end);
             return Ok(Some(String::from_utf8_lossy(&head).into_owned()));
         }
