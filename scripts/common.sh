@@ -1,7 +1,7 @@
 # Shared by the scripts in this folder: where things live. Source it, don't run it.
 #
-# CHAT_RUN_DIR (default .run), NATS_PORT (4222), NATS_MONITOR_PORT (8222) and
-# NATS_WS_PORT (8080) let two stacks run side by side.
+# CHAT_RUN_DIR (default .run), NATS_PORT (4222), NATS_MONITOR_PORT (8222),
+# NATS_WS_PORT (8080) and CHAT_WEB_PORT (8000) let two stacks run side by side.
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 run_dir="${CHAT_RUN_DIR:-$root/.run}"   # git-ignored: secrets, config, store, logs, pids
 mkdir -p "$run_dir"
@@ -12,6 +12,7 @@ secrets_dir="$run_dir/secrets"          # made by chat-admin init, mode 0700/060
 nats_port="${NATS_PORT:-4222}"
 monitor_port="${NATS_MONITOR_PORT:-8222}"
 ws_port="${NATS_WS_PORT:-8080}"
+web_port="${CHAT_WEB_PORT:-8000}"
 # The scripts manage this stack: its URL follows NATS_PORT, whatever NATS_URL says.
 export NATS_URL="nats://127.0.0.1:$nats_port"
 export CHAT_RUN_DIR="$run_dir"

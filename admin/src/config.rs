@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub monitor_port: i32,
     /// WebSocket port (-1: any free port).
     pub ws_port: i32,
+    /// Port of the web page (chat-web): its origin is the only one whose pages may
+    /// open the WebSocket.
+    pub web_port: u16,
     /// JetStream store folder.
     pub store_dir: PathBuf,
 }
@@ -47,6 +50,7 @@ impl ServerConfig {
             port,
             monitor_port,
             ws_port,
+            web_port: 8000,
             store_dir: run_dir.join("data").join("jetstream"),
         }
     }
@@ -60,6 +64,7 @@ impl ServerConfig {
             ("PORT", self.port.to_string()),
             ("MONITOR_PORT", self.monitor_port.to_string()),
             ("WS_PORT", self.ws_port.to_string()),
+            ("WEB_PORT", self.web_port.to_string()),
             ("STORE_DIR", store),
             ("ISSUER_PUBLIC_KEY", secrets.issuer().public_key()),
             ("AUTH_PASSWORD", secrets.password(static_users::AUTH).into()),

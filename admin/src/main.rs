@@ -45,6 +45,9 @@ enum Command {
         /// WebSocket port (browser clients).
         #[arg(long, env = "NATS_WS_PORT", default_value_t = 8080)]
         ws_port: i32,
+        /// Port the web page is served on (its origin may open the WebSocket).
+        #[arg(long, env = "CHAT_WEB_PORT", default_value_t = 8000)]
+        web_port: u16,
         /// JetStream store (default: <run-dir>/data/jetstream).
         #[arg(long, env = "NATS_STORE_DIR")]
         store_dir: Option<PathBuf>,
@@ -88,11 +91,13 @@ async fn main() {
             port,
             monitor_port,
             ws_port,
+            web_port,
             store_dir,
         } => {
             let run_dir = std::path::absolute(&args.run_dir).unwrap_or(args.run_dir.clone());
             let mut server = ServerConfig::local(&run_dir, port, monitor_port, ws_port);
             server.host = host;
+            server.web_port = web_port;
             if let Some(store_dir) = store_dir {
                 server.store_dir = store_dir;
             }

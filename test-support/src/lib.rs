@@ -68,6 +68,8 @@ pub struct StackOptions {
     pub auth_workers: usize,
     /// The auth workers' configuration (login lifetime, ...).
     pub auth: auth_worker::Config,
+    /// Port of the web page whose origin may open the WebSocket (`allowed_origins`).
+    pub web_port: u16,
 }
 
 impl Default for StackOptions {
@@ -79,6 +81,7 @@ impl Default for StackOptions {
                 hash_slots: 4,
                 ..auth_worker::Config::default()
             },
+            web_port: 8000,
         }
     }
 }
@@ -88,6 +91,7 @@ impl Default for StackOptions {
 pub struct NatsServer {
     child: Option<Child>,
     port: u16,
+    ws_port: u16,
     store: tempfile::TempDir,
     secrets: Secrets,
     options: StackOptions,
@@ -106,6 +110,7 @@ pub fn run_server_with(options: StackOptions) -> NatsServer {
     let mut server = NatsServer {
         child: None,
         port: 0,
+        ws_port: 0,
         store,
         secrets,
         options,
@@ -126,7 +131,14 @@ impl NatsServer {
         std::fs::create_dir_all(&ports_dir).expect("ports dir");
         let port = if self.port == 0 { -1 } else { self.port as i32 };
         let conf = self.store.path().join("nats-server.conf");
-        let text = ServerConfig::local(self.store.path(), port, -1, -1)
+        let ws_port = if self.ws_port == 0 {
+            -1
+        } else {
+            self.ws_port as i32
+        };
+        let mut server_config = ServerConfig::local(self.store.path(), port, -1, ws_port);
+        server_config.web_port = self.options.web_port;
+        let text = server_config
             .render(&self.secrets)
             .expect("the template renders");
         config::write(&conf, &text).expect("write the server configuration");
@@ -144,7 +156,7 @@ impl NatsServer {
             .spawn()
             .expect("start nats-server");
         self.child = Some(child);
-        self.port = wait_for_port(&ports_dir);
+        (self.port, self.ws_port) = wait_for_ports(&ports_dir);
         wait_until_accepting(self.port);
     }
 
@@ -156,6 +168,13 @@ impl NatsServer {
     /// The port it listens on (kept across [`NatsServer::restart`]).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `ws://127.0.0.1:<port>`: the WebSocket listener for browsers (kept across
+    /// [`NatsServer::restart`]; pages may connect from `StackOptions::web_port`'s
+    /// origin only).
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.ws_port)
     }
 
     /// Its process id while it runs, to measure it (the benchmark reads its CPU time).
@@ -384,19 +403,23 @@ impl Drop for AuthWorkerHandle {
     }
 }
 
-fn wait_for_port(dir: &Path) -> u16 {
+/// The client and WebSocket ports nats-server wrote into its ports file.
+fn wait_for_ports(dir: &Path) -> (u16, u16) {
+    let port = |v: &serde_json::Value, key: &str| -> Option<u16> {
+        v[key][0].as_str()?.rsplit(':').next()?.parse().ok()
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if let Some(port) = std::fs::read_dir(dir)
+        if let Some(ports) = std::fs::read_dir(dir)
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|e| std::fs::read_to_string(e.path()).ok())
             .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-            .filter_map(|v| v["nats"][0].as_str()?.rsplit(':').next()?.parse().ok())
+            .filter_map(|v| Some((port(&v, "nats")?, port(&v, "websocket")?)))
             .next()
         {
-            return port;
+            return ports;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
