@@ -82,9 +82,12 @@ enum Command {
     },
     /// Waits until nats-server accepts logins and every worker answers $SRV.PING.
     Ready {
-        /// NATS server URL.
+        /// NATS server URL(s), comma-separated: every one must answer.
         #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
         nats_url: String,
+        /// CA certificate (PEM) the servers' TLS certificates must be signed by.
+        #[arg(long = "tls-ca", env = "NATS_CA")]
+        tls_ca: Option<PathBuf>,
         /// Seconds to wait.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
@@ -219,12 +222,22 @@ async fn main() {
         }
         Command::Ready {
             nats_url,
+            tls_ca,
             timeout,
             services,
         } => {
             let services: Vec<&str> = services.iter().map(String::as_str).collect();
             let timeout = Duration::from_secs(timeout);
-            match chat_admin::ready::wait(&nats_url, &secrets, &services, timeout).await {
+            let ca = tls_ca.as_deref();
+            let servers = chat_protocol::servers::list(&nats_url);
+            let mut result = Ok(());
+            for url in &servers {
+                result = chat_admin::ready::wait(url, ca, &secrets, &services, timeout).await;
+                if result.is_err() {
+                    break;
+                }
+            }
+            match result {
                 Ok(()) => exit::OK,
                 Err(error) => {
                     eprintln!("chat-admin: the chat stack is {error}");
