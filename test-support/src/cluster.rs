@@ -200,9 +200,15 @@ impl Cluster {
         let body = serde_json::json!({ "user": user, "password": password });
         let reply = tokio::time::timeout(Duration::from_secs(30), async {
             loop {
+                // No answer, or the user table unavailable while JetStream elects its
+                // leader after a node went or came back: ask again.
                 match guest.request(auth::REGISTER, body.to_string().into()).await {
-                    Ok(reply) => return reply,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Ok(reply)
+                        if !String::from_utf8_lossy(&reply.payload).contains("unavailable") =>
+                    {
+                        return reply
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             }
         })
