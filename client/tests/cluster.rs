@@ -340,3 +340,74 @@ async fn a_room_leader_killed_under_traffic_loses_nothing() {
         .await
         .expect("a message through the returned node is stored");
 }
+
+#[tokio::test]
+async fn a_server_that_cannot_be_verified_is_refused_with_a_clear_error() {
+    let cluster = run_cluster(3);
+    let url = cluster.node_url(0);
+    let admin = cluster.credentials(static_users::ADMIN);
+    let patience = Duration::from_secs(5);
+    let connect = |ca: Option<std::path::PathBuf>| {
+        let (url, admin) = (url.clone(), admin.clone());
+        async move {
+            chat_protocol::runtime::connect_trusting(
+                &url,
+                ca.as_deref(),
+                "test",
+                Some(&admin),
+                patience,
+            )
+            .await
+        }
+    };
+    // The system's roots do not know the local CA; another CA is not this one.
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = chat_admin::tls::load_or_create(other.path(), &[])
+        .unwrap()
+        .ca;
+    for ca in [None, Some(other_ca.clone())] {
+        let error = connect(ca.clone())
+            .await
+            .expect_err("an unverifiable server is refused");
+        assert!(chat_protocol::servers::is_tls_failure(&error), "{error}");
+        let said = chat_protocol::servers::explain(&error, &url, ca.as_deref());
+        assert!(
+            said.contains("--tls-ca") && said.contains("certificate"),
+            "{said}"
+        );
+    }
+    connect(Some(cluster.ca().to_path_buf()))
+        .await
+        .expect("the right CA is trusted");
+
+    // The chat client says so and exits 78; with NATS_CA it logs in.
+    let password = cluster.register("fay").await;
+    let run = |ca: Option<&std::path::Path>| {
+        let mut command = common::command_at(&url, "fay");
+        command
+            .env("CHAT_PASSWORD", &password)
+            .env_remove("NATS_CA");
+        if let Some(ca) = ca {
+            command.env("NATS_CA", ca);
+        }
+        command.stdin(std::process::Stdio::null());
+        command.output()
+    };
+    let refused = run(Some(&other_ca)).await.unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("NATS_CA") && stderr.contains(&other_ca.display().to_string()),
+        "{stderr}"
+    );
+    // Trusted, it gets through (registering: no worker needed but the auth worker).
+    let mut register = common::command_at(&url, "gus");
+    register
+        .arg("register")
+        .env("CHAT_PASSWORD", test_support::password_of("gus"))
+        .env("NATS_CA", cluster.ca())
+        .stdin(std::process::Stdio::null());
+    let registered = register.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&registered.stderr);
+    assert_eq!(registered.status.code(), Some(0), "{stderr}");
+}
