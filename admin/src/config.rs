@@ -1,11 +1,14 @@
 //! The nats-server configuration, rendered from the committed template
-//! (`nats/nats-server.conf.template`, compiled in) with the secrets and the ports.
+//! (`nats/nats-server.conf.template`, compiled in) with the secrets and the ports: one
+//! template for a single server and for each node of a cluster ([`Cluster`]), with
+//! TLS on every listener or none ([`ServerConfig::tls`]).
 
 use std::path::{Path, PathBuf};
 
 use chat_protocol::auth::static_users;
 
 use crate::secrets::Secrets;
+use crate::tls::TlsFiles;
 
 /// The template, as committed.
 pub const TEMPLATE: &str = include_str!("../../nats/nats-server.conf.template");
@@ -28,6 +31,35 @@ pub struct ServerConfig {
     pub web_port: u16,
     /// JetStream store folder.
     pub store_dir: PathBuf,
+    /// JetStream `sync_interval`: `2m` (nats-server's default) or `always`
+    /// (docs/durability.md).
+    pub sync_interval: String,
+    /// Certificates for every listener (client, websocket, monitoring, routes); `None`:
+    /// plain, for loopback only.
+    pub tls: Option<TlsFiles>,
+    /// The cluster this server is a node of; `None`: a single server.
+    pub cluster: Option<Cluster>,
+}
+
+/// What makes a server a node of a cluster.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// The cluster's name (the same on every node).
+    pub name: String,
+    /// Port this node accepts routes (other nodes) on.
+    pub route_port: i32,
+    /// Every node's route address, `host:port` (this node's own is skipped by the
+    /// server).
+    pub routes: Vec<String>,
+}
+
+/// Offset of node `node` (1-based) from the base ports, for nodes on one machine.
+fn port_of(base: i32, node: usize) -> i32 {
+    if base < 0 {
+        base
+    } else {
+        base + node as i32 - 1
+    }
 }
 
 /// A placeholder the template has but nothing fills, or a value that would break it.
@@ -36,9 +68,12 @@ pub enum RenderError {
     /// The template names a placeholder that is not known.
     #[error("the template has an unknown placeholder {0}")]
     Unknown(String),
-    /// A value contains a quote or a line break.
-    #[error("{0} cannot go into the configuration (quote or line break)")]
+    /// A value contains a quote, a line break or a closing bracket.
+    #[error("{0} cannot go into the configuration (quote, line break or closing bracket)")]
     Unsafe(String),
+    /// A section is not closed, or closed by the wrong name.
+    #[error("the template's section {0} is not closed properly")]
+    Section(String),
 }
 
 impl ServerConfig {
@@ -52,13 +87,82 @@ impl ServerConfig {
             ws_port,
             web_port: 8000,
             store_dir: run_dir.join("data").join("jetstream"),
+            sync_interval: "2m".into(),
+            tls: None,
+            cluster: None,
+        }
+    }
+
+    /// Node `node` (1-based) of a cluster of `nodes` servers on this machine (loopback):
+    /// its ports are the base ports plus `node - 1` (route ports too), its store is
+    /// `run_dir/data/nats-<node>/jetstream`, its name `chat-nats-<node>`.
+    pub fn local_node(
+        base: &ServerConfig,
+        run_dir: &Path,
+        nodes: usize,
+        node: usize,
+        route_port: i32,
+    ) -> Self {
+        let routes = (1..=nodes)
+            .map(|n| format!("{}:{}", base.host_for_routes(), port_of(route_port, n)))
+            .collect();
+        Self {
+            server_name: format!("chat-nats-{node}"),
+            port: port_of(base.port, node),
+            monitor_port: port_of(base.monitor_port, node),
+            ws_port: port_of(base.ws_port, node),
+            store_dir: run_dir
+                .join("data")
+                .join(format!("nats-{node}"))
+                .join("jetstream"),
+            cluster: Some(Cluster {
+                name: "chat".into(),
+                route_port: port_of(route_port, node),
+                routes,
+            }),
+            ..base.clone()
+        }
+    }
+
+    /// The address other nodes on this machine reach this one at.
+    fn host_for_routes(&self) -> &str {
+        match self.host.as_str() {
+            "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+            host => host,
         }
     }
 
     /// The configuration text: the template with every placeholder filled.
     pub fn render(&self, secrets: &Secrets) -> Result<String, RenderError> {
         let store = self.store_dir.display().to_string();
+        let path = |p: Option<&Path>| p.map(|p| p.display().to_string()).unwrap_or_default();
+        let tls = self.tls.as_ref();
+        let cluster = self.cluster.as_ref();
+        let routes = cluster.map_or(String::new(), |c| {
+            c.routes
+                .iter()
+                .map(|r| format!("nats-route://{r}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        let template = sections(
+            TEMPLATE,
+            &[("TLS", tls.is_some()), ("CLUSTER", cluster.is_some())],
+        )?;
         let values: Vec<(&str, String)> = vec![
+            ("SYNC_INTERVAL", self.sync_interval.clone()),
+            ("TLS_CERT", path(tls.map(|t| t.cert.as_path()))),
+            ("TLS_KEY", path(tls.map(|t| t.key.as_path()))),
+            ("TLS_CA", path(tls.map(|t| t.ca.as_path()))),
+            (
+                "CLUSTER_NAME",
+                cluster.map_or(String::new(), |c| c.name.clone()),
+            ),
+            (
+                "ROUTE_PORT",
+                cluster.map_or(String::new(), |c| c.route_port.to_string()),
+            ),
+            ("ROUTES", routes),
             ("SERVER_NAME", self.server_name.clone()),
             ("HOST", self.host.clone()),
             ("PORT", self.port.to_string()),
@@ -85,8 +189,8 @@ impl ServerConfig {
                 secrets.password(static_users::SYSTEM).into(),
             ),
         ];
-        let mut out = String::with_capacity(TEMPLATE.len());
-        let mut rest = TEMPLATE;
+        let mut out = String::with_capacity(template.len());
+        let mut rest = template.as_str();
         while let Some(start) = rest.find("{{") {
             out.push_str(&rest[..start]);
             let end = rest[start..]
@@ -98,7 +202,7 @@ impl ServerConfig {
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| value)
                 .ok_or_else(|| RenderError::Unknown(name.to_string()))?;
-            if value.contains(['"', '\n', '\r']) {
+            if value.contains(['"', '\n', '\r', ']', '}']) {
                 return Err(RenderError::Unsafe(name.to_string()));
             }
             out.push_str(value);
@@ -106,6 +210,38 @@ impl ServerConfig {
         }
         out.push_str(rest);
         Ok(out)
+    }
+}
+
+/// Keeps the lines of `template` inside the sections whose condition holds and drops
+/// the section lines themselves: `{{#NAME}}` (kept when NAME is on) or `{{^NAME}}`
+/// (when off) up to `{{/NAME}}`, each alone on its line; sections may nest.
+fn sections(template: &str, conditions: &[(&str, bool)]) -> Result<String, RenderError> {
+    let mut out = String::with_capacity(template.len());
+    let mut open: Vec<(&str, bool)> = Vec::new();
+    for line in template.split_inclusive('\n') {
+        let tag = line.trim();
+        let inner = tag.strip_prefix("{{").and_then(|t| t.strip_suffix("}}"));
+        match inner.and_then(|t| Some((t.chars().next()?, &t[1..]))) {
+            Some((kind @ ('#' | '^'), name)) => {
+                let on = conditions
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, on)| *on)
+                    .ok_or_else(|| RenderError::Unknown(name.to_string()))?;
+                open.push((name, on == (kind == '#')));
+            }
+            Some(('/', name)) => match open.pop() {
+                Some((opened, _)) if opened == name => {}
+                _ => return Err(RenderError::Section(name.to_string())),
+            },
+            _ if open.iter().all(|(_, keep)| *keep) => out.push_str(line),
+            _ => {}
+        }
+    }
+    match open.pop() {
+        Some((name, _)) => Err(RenderError::Section(name.to_string())),
+        None => Ok(out),
     }
 }
 
@@ -133,5 +269,45 @@ mod tests {
         assert!(text.contains(&secrets.issuer().public_key()));
         assert!(text.contains(secrets.password(static_users::PRESENCE)));
         assert!(!text.contains(&secrets.issuer().seed().unwrap()));
+        assert!(
+            text.contains("no_tls: true") && !text.contains("cluster {"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn renders_a_node_of_a_cluster_with_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = Secrets::load_or_create(&dir.path().join("secrets")).unwrap();
+        let mut base = ServerConfig::local(dir.path(), 4222, 8222, 8080);
+        base.tls = Some(crate::tls::TlsFiles::in_dir(&dir.path().join("tls")));
+        let node = ServerConfig::local_node(&base, dir.path(), 3, 2, 6222);
+        assert_eq!(
+            (node.port, node.monitor_port, node.ws_port),
+            (4223, 8223, 8081)
+        );
+        let text = node.render(&secrets).unwrap();
+        assert!(!text.contains("{{"), "{text}");
+        assert!(text.contains("server_name: chat-nats-2"), "{text}");
+        assert!(text.contains("listen: \"127.0.0.1:6223\""), "{text}");
+        assert!(text.contains("nats-route://127.0.0.1:6222, nats-route://127.0.0.1:6223, nats-route://127.0.0.1:6224"), "{text}");
+        assert!(
+            text.contains("https: 127.0.0.1:8223") && !text.contains("no_tls"),
+            "{text}"
+        );
+        assert_eq!(text.matches("cert_file").count(), 3, "{text}");
+        assert!(text.contains("verify: true"), "{text}");
+    }
+
+    #[test]
+    fn sections_must_be_closed() {
+        assert!(sections("{{#TLS}}\na\n", &[("TLS", true)]).is_err());
+        assert!(sections("{{#TLS}}\n{{/CLUSTER}}\n", &[("TLS", true)]).is_err());
+        assert!(sections("{{#NOPE}}\n{{/NOPE}}\n", &[("TLS", true)]).is_err());
+        let text = "a\n{{#TLS}}\nb\n{{^CLUSTER}}\nc\n{{/CLUSTER}}\n{{/TLS}}\nd\n";
+        let both = [("TLS", true), ("CLUSTER", true)];
+        assert_eq!(sections(text, &both).unwrap(), "a\nb\nd\n");
+        let none = [("TLS", false), ("CLUSTER", false)];
+        assert_eq!(sections(text, &none).unwrap(), "a\nd\n");
     }
 }

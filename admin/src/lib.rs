@@ -7,7 +7,8 @@
 //! - [`secrets`]: the issuer account key and the static users' passwords, generated on
 //!   first start into git-ignored files with mode 0600, and read back.
 //! - [`config`]: the nats-server configuration rendered from the committed template
-//!   `nats/nats-server.conf.template`.
+//!   `nats/nats-server.conf.template`, for a single server or each node of a cluster.
+//! - [`tls`]: a local CA and the servers' certificate, for `--tls`.
 //! - [`ready`]: waiting until nats-server and every worker answer.
 //!
 //! ```no_run
@@ -22,3 +23,4 @@
 pub mod config;
 pub mod ready;
 pub mod secrets;
+pub mod tls;

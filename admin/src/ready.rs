@@ -2,9 +2,11 @@
 //! worker service answers `$SRV.PING.<name>`, and a guest login goes through (which
 //! only happens once an auth worker answers the callout).
 
+use std::path::Path;
 use std::time::Duration;
 
 use chat_protocol::auth::static_users;
+use chat_protocol::servers;
 
 use crate::secrets::Secrets;
 
@@ -22,6 +24,7 @@ pub struct NotReady {
 /// `services` (e.g. `chat-presence`) answering `$SRV.PING`.
 pub async fn wait(
     url: &str,
+    ca: Option<&Path>,
     secrets: &Secrets,
     services: &[&str],
     timeout: Duration,
@@ -29,7 +32,7 @@ pub async fn wait(
     let started = tokio::time::Instant::now();
     let mut missing;
     loop {
-        missing = match check(url, secrets, services).await {
+        missing = match check(url, ca, secrets, services).await {
             Ok(()) => return Ok(()),
             Err(why) => why,
         };
@@ -43,16 +46,22 @@ pub async fn wait(
     }
 }
 
-async fn check(url: &str, secrets: &Secrets, services: &[&str]) -> Result<(), String> {
+async fn check(
+    url: &str,
+    ca: Option<&Path>,
+    secrets: &Secrets,
+    services: &[&str],
+) -> Result<(), String> {
     let admin = async_nats::ConnectOptions::with_user_and_password(
         static_users::ADMIN.into(),
         secrets.password(static_users::ADMIN).into(),
-    )
-    .connection_timeout(Duration::from_secs(1))
-    .max_reconnects(Some(1))
-    .connect(url)
-    .await
-    .map_err(|e| format!("nats-server at {url}: {e}"))?;
+    );
+    let admin = servers::trust(admin, ca)
+        .connection_timeout(Duration::from_secs(1))
+        .max_reconnects(Some(1))
+        .connect(url)
+        .await
+        .map_err(|e| servers::explain(&e, url, ca))?;
     for service in services {
         let ping = admin.request(format!("$SRV.PING.{service}"), "".into());
         match tokio::time::timeout(Duration::from_secs(1), ping).await {
@@ -60,7 +69,7 @@ async fn check(url: &str, secrets: &Secrets, services: &[&str]) -> Result<(), St
             _ => return Err(format!("service {service} does not answer $SRV.PING yet")),
         }
     }
-    async_nats::ConnectOptions::new()
+    servers::trust(async_nats::ConnectOptions::new(), ca)
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(Some(1))
         .connect(url)

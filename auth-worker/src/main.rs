@@ -3,14 +3,15 @@
 //! Parses flags (with environment fallbacks), sets up logging, reads the issuer seed,
 //! connects as `@auth`, serves until SIGTERM or Ctrl-C, then stops gracefully. Exit
 //! codes: 0 after a normal stop, 2 for bad arguments or an unreadable seed, 69 when
-//! NATS cannot be reached at start, 77 when it refuses the worker's login, 1 for any
-//! other failure.
+//! NATS cannot be reached at start, 77 when it refuses the worker's login, 78 when the
+//! server's TLS certificate cannot be verified (`--tls-ca`), 1 for any other failure.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use auth_worker::{AuthWorker, Config};
 use chat_protocol::auth::static_users;
+use chat_protocol::replicas;
 use chat_protocol::runtime::{self, exit, LogFormat, NatsArgs};
 use clap::Parser;
 
@@ -38,9 +39,9 @@ struct Args {
     /// Lifetime of a resume token in seconds.
     #[arg(long, env = "AUTH_RESUME_TTL", default_value_t = 86400, value_parser = clap::value_parser!(u64).range(1..))]
     resume_ttl: u64,
-    /// Replicas of the user table bucket (3 in a cluster).
-    #[arg(long, env = "KV_REPLICAS", default_value_t = 1)]
-    kv_replicas: usize,
+    /// Replicas of the user table bucket; default: 1 on a single server, 3 on a cluster.
+    #[arg(long, env = "KV_REPLICAS", value_parser = clap::value_parser!(u8).range(1..=5))]
+    kv_replicas: Option<u8>,
     /// Log line format; the level comes from LOG_LEVEL or RUST_LOG (default info).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
@@ -74,7 +75,7 @@ async fn run(args: Args) -> i32 {
     let config = Config {
         token_ttl: Duration::from_secs(args.token_ttl),
         resume_ttl: Duration::from_secs(args.resume_ttl),
-        kv_replicas: args.kv_replicas,
+        kv_replicas: replicas::choose(&client, args.kv_replicas.map(usize::from), "user table"),
         ..Config::default()
     };
     let worker = match AuthWorker::start(client, issuer, config).await {

@@ -13,6 +13,7 @@ use chat_protocol::{NameError, UserName};
 use serde::{Deserialize, Serialize};
 
 use crate::password::{HashError, Hasher};
+use chat_protocol::replicas::{create_with_retries, CREATE_PATIENCE};
 
 /// The bucket's name.
 pub const BUCKET: &str = "chat_auth_users";
@@ -99,20 +100,23 @@ impl Users {
         replicas: usize,
         hasher: Hasher,
     ) -> Result<Self, async_nats::Error> {
-        let kv = match js.get_key_value(BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => {
-                js.create_key_value(kv::Config {
-                    bucket: BUCKET.to_string(),
-                    description: "chat users: name -> argon2id hash (auth worker only)".into(),
-                    history: 1,
-                    num_replicas: replicas.max(1),
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await?
+        let kv = create_with_retries("user table bucket", CREATE_PATIENCE, || async {
+            match js.get_key_value(BUCKET).await {
+                Ok(kv) => Ok(kv),
+                Err(_) => {
+                    js.create_key_value(kv::Config {
+                        bucket: BUCKET.to_string(),
+                        description: "chat users: name -> argon2id hash (auth worker only)".into(),
+                        history: 1,
+                        num_replicas: replicas.max(1),
+                        storage: jetstream::stream::StorageType::File,
+                        ..Default::default()
+                    })
+                    .await
+                }
             }
-        };
+        })
+        .await?;
         Ok(Self { kv, hasher })
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use chat_protocol::body::{ChatMessage, MessageKind, PresenceAction, RoomsReply, UsersReply};
-use chat_protocol::{auth, subjects, RoomName, SessionId, UserName};
+use chat_protocol::{auth, servers, subjects, RoomName, SessionId, UserName};
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
@@ -29,6 +29,9 @@ use crate::service::{self, RequestError};
 pub struct Options {
     /// NATS server URL(s), comma-separated.
     pub url: String,
+    /// CA certificate (PEM) the server's TLS certificate must be signed by; `None`:
+    /// the system's roots (see [`chat_protocol::servers`]).
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Who this session is.
     pub user: UserName,
     /// Their password (kept in memory to log in again when the server asks).
@@ -52,6 +55,7 @@ impl Options {
     pub fn new(url: impl Into<String>, user: UserName, password: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            tls_ca: None,
             user,
             password: password.into(),
             max_login_refusals: 5,
@@ -79,6 +83,10 @@ pub enum ConnectError {
         /// The URL tried.
         url: String,
     },
+    /// The server could not be verified (TLS): the message says against what, and
+    /// what to give instead.
+    #[error("{0}")]
+    Untrusted(String),
     /// NATS did not accept the connection.
     #[error("cannot reach NATS at {url}: {reason}")]
     Unreachable {
@@ -97,10 +105,10 @@ const LOGIN_PATIENCE: Duration = Duration::from_secs(10);
 /// says "Authorization Violation" for both, but a guest login (no password) is refused
 /// only when no auth worker answers.
 async fn refusal(options: &Options) -> ConnectError {
-    let guest = async_nats::ConnectOptions::new()
+    let guest = servers::trust(async_nats::ConnectOptions::new(), options.tls_ca.as_deref())
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(Some(1))
-        .connect(&options.url)
+        .connect(servers::list(&options.url))
         .await;
     let guest_in = match &guest {
         Ok(client) => login::guest_in(client, LOGIN_PATIENCE).await,
@@ -201,10 +209,13 @@ impl Chat {
         );
         let callback_login = login.clone();
         let event_login = login.clone();
-        let client = async_nats::ConnectOptions::with_auth_callback(move |_nonce| {
-            let credentials = callback_login.credentials();
-            async move { Ok(credentials) }
-        })
+        let client = servers::trust(
+            async_nats::ConnectOptions::with_auth_callback(move |_nonce| {
+                let credentials = callback_login.credentials();
+                async move { Ok(credentials) }
+            }),
+            options.tls_ca.as_deref(),
+        )
         .name(format!("chat-client {}", options.user))
         .custom_inbox_prefix(auth::inbox_prefix(&options.user))
         .reconnect_delay_callback(login::reconnect_delay)
@@ -264,10 +275,19 @@ impl Chat {
                 let _ = events.send(status).await;
             }
         })
-        .connect(&options.url)
-        .await
-        .map_err(|err| err.kind());
-        let client = match client {
+        .connect(servers::list(&options.url))
+        .await;
+        if let Err(error) = &client {
+            if servers::is_tls_failure(error) {
+                let ca = options.tls_ca.as_deref();
+                return Err(ConnectError::Untrusted(servers::explain(
+                    error,
+                    &options.url,
+                    ca,
+                )));
+            }
+        }
+        let client = match client.map_err(|err| err.kind()) {
             Ok(client) if login.logged_in(&client, LOGIN_PATIENCE).await => client,
             Ok(client) => {
                 drop(client);

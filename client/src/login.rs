@@ -251,20 +251,21 @@ pub enum AccountError {
 /// first so that nothing is sent for a name or password the server would refuse.
 pub async fn register(
     url: &str,
+    tls_ca: Option<&std::path::Path>,
     user: &str,
     password: &str,
     timeout: Duration,
 ) -> Result<UserName, AccountError> {
     let name = UserName::new(user).map_err(|e| AccountError::Invalid(e.to_string()))?;
     auth::check_password(&name, password).map_err(|e| AccountError::Invalid(e.to_string()))?;
-    let client = async_nats::ConnectOptions::new()
+    let client = chat_protocol::servers::trust(async_nats::ConnectOptions::new(), tls_ca)
         .name(format!("chat-client register {name}"))
         .connection_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect(chat_protocol::servers::list(url))
         .await
         .map_err(|e| AccountError::Unreachable {
             url: url.to_string(),
-            reason: e.to_string(),
+            reason: chat_protocol::servers::explain(&e, url, tls_ca),
         })?;
     let body = service::body(&RegisterRequest {
         user: user.to_string(),

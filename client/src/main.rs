@@ -8,7 +8,8 @@
 //! - `chat-client passwd --user NAME`: change the password (`CHAT_NEW_PASSWORD`).
 //!
 //! Exit codes: 0 normal end, 1 a message could not be confirmed or an account request
-//! was refused, 2 bad arguments, 69 NATS unreachable, 77 login refused.
+//! was refused, 2 bad arguments, 69 NATS unreachable, 77 login refused, 78 the
+//! server's TLS certificate cannot be verified (see --tls-ca).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -40,6 +41,10 @@ struct Args {
         global = true
     )]
     nats_url: String,
+    /// CA certificate (PEM) the server's TLS certificate must be signed by (then TLS is
+    /// required); default: the system's root certificates, for tls:// URLs.
+    #[arg(long = "tls-ca", env = "NATS_CA", global = true)]
+    tls_ca: Option<PathBuf>,
     /// Past messages replayed on join (0 for none).
     #[arg(long, env = "CHAT_HISTORY", default_value_t = 50)]
     history: usize,
@@ -131,8 +136,8 @@ async fn main() {
         None => runtime::init_logging(args.log_format),
     }
     let code = match args.command {
-        Some(Account::Register) => register(&args.nats_url, &user, terminal).await,
-        Some(Account::Passwd) => passwd(&args.nats_url, &user, terminal).await,
+        Some(Account::Register) => register(&args, &user, terminal).await,
+        Some(Account::Passwd) => passwd(&args, &user, terminal).await,
         None => chat(args, user, interactive, terminal).await,
     };
     // The line editor's thread may still be blocked reading the terminal.
@@ -145,6 +150,7 @@ async fn chat(args: Args, user: UserName, interactive: bool, terminal: bool) -> 
         Err(code) => return code,
     };
     let mut options = Options::new(&args.nats_url, user.clone(), password);
+    options.tls_ca = args.tls_ca.clone();
     options.quit_timeout = std::time::Duration::from_secs_f64(args.quit_timeout);
     options.retry.window = usize::from(args.publish_window);
     let (chat, events) = match connect(options, interactive).await {
@@ -207,7 +213,10 @@ async fn connect(
                 eprintln!("chat-client: cannot read the password: {e}");
                 exit::FAILURE
             })?;
-            account_result(login::register(&url, user.as_str(), &password, ACCOUNT_TIMEOUT).await)?;
+            let ca = options.tls_ca.as_deref();
+            account_result(
+                login::register(&url, ca, user.as_str(), &password, ACCOUNT_TIMEOUT).await,
+            )?;
             eprintln!("registered {user}");
             Chat::connect(Options {
                 password,
@@ -224,18 +233,21 @@ fn connect_failed(err: ConnectError) -> i32 {
     eprintln!("chat-client: {err}");
     match err {
         ConnectError::Refused { .. } => exit::NOPERM,
+        ConnectError::Untrusted(_) => exit::CONFIG,
         ConnectError::Unreachable { .. } | ConnectError::AuthUnavailable { .. } => {
             exit::UNAVAILABLE
         }
     }
 }
 
-async fn register(url: &str, user: &UserName, terminal: bool) -> i32 {
+async fn register(args: &Args, user: &UserName, terminal: bool) -> i32 {
+    let (url, ca) = (&args.nats_url, args.tls_ca.as_deref());
     let password = match new_password(user, "CHAT_PASSWORD", terminal) {
         Ok(password) => password,
         Err(code) => return code,
     };
-    match account_result(login::register(url, user.as_str(), &password, ACCOUNT_TIMEOUT).await) {
+    match account_result(login::register(url, ca, user.as_str(), &password, ACCOUNT_TIMEOUT).await)
+    {
         Ok(user) => {
             println!("registered {user}; chat with: chat-client --user {user}");
             exit::OK
@@ -244,7 +256,7 @@ async fn register(url: &str, user: &UserName, terminal: bool) -> i32 {
     }
 }
 
-async fn passwd(url: &str, user: &UserName, terminal: bool) -> i32 {
+async fn passwd(args: &Args, user: &UserName, terminal: bool) -> i32 {
     let old = match password(terminal, "current password: ") {
         Ok(password) => password,
         Err(code) => return code,
@@ -253,7 +265,9 @@ async fn passwd(url: &str, user: &UserName, terminal: bool) -> i32 {
         Ok(password) => password,
         Err(code) => return code,
     };
-    let (chat, _events) = match Chat::connect(Options::new(url, user.clone(), old.clone())).await {
+    let mut options = Options::new(&args.nats_url, user.clone(), old.clone());
+    options.tls_ca = args.tls_ca.clone();
+    let (chat, _events) = match Chat::connect(options).await {
         Ok(connected) => connected,
         Err(err) => return connect_failed(err),
     };

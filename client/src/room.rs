@@ -193,9 +193,17 @@ impl Feed {
                         }
                         break;
                     }
-                    Some(_) = advisories.next() => {
-                        if self.same_stream(&mut created, &mut last).await {
+                    Some(advisory) = advisories.next() => {
+                        let same = self.same_stream(&mut created, &mut last).await;
+                        if same && !advisory.subject.contains(".LEADER_ELECTED.") {
                             continue;
+                        }
+                        // In a cluster, a new leader means a node went (or came
+                        // back): this feed's consumer may have been on it and would
+                        // only be missed after two idle heartbeats (30 s). Following
+                        // again from `last` costs one consumer.
+                        if same {
+                            tracing::info!(room = %self.room, last, "the room's stream has a new leader; resuming the live feed");
                         }
                         break;
                     }

@@ -3,7 +3,8 @@
 //! Parses flags (with environment fallbacks), sets up logging, connects, serves until
 //! SIGTERM or Ctrl-C, then stops gracefully. Exit codes: 0 after a normal stop, 2 for
 //! bad arguments, 69 when NATS cannot be reached at start, 77 when it refuses the
-//! login, 1 for any other failure.
+//! login, 78 when the server's TLS certificate cannot be verified (`--tls-ca`), 1 for
+//! any other failure.
 
 use std::time::Duration;
 

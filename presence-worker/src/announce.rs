@@ -51,6 +51,7 @@ use crate::listing::{self, ListError};
 use crate::rooms::Rooms;
 use crate::sessions::Sessions;
 use crate::stats::Stats;
+use chat_protocol::replicas::{create_with_retries, CREATE_PATIENCE};
 
 /// How far before a pending event's time stamp the stream is searched for it
 /// (clocks of workers and server may differ a little).
@@ -117,9 +118,11 @@ impl Announcer {
         rooms: Arc<Rooms>,
         stats: Arc<Stats>,
     ) -> Result<Self, CreateKeyValueError> {
-        let store = js
-            .create_or_update_key_value(presence_users_bucket_config(replicas))
-            .await?;
+        let config = presence_users_bucket_config(replicas);
+        let store = create_with_retries("announced-state bucket", CREATE_PATIENCE, || {
+            js.create_or_update_key_value(config.clone())
+        })
+        .await?;
         Ok(Self {
             js,
             store,

@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::listing::{self, ListError, Removal};
 use crate::sessions::Sessions;
 use crate::worker::Ctx;
+use chat_protocol::replicas::{create_with_retries, CREATE_PATIENCE};
 
 /// Durable name of the shared expiry consumer (internal to the worker).
 pub const EXPIRY_CONSUMER: &str = "chat-presence-expiry";
@@ -48,20 +49,20 @@ pub(crate) async fn consumer(
     sessions: &Sessions,
     config: &Config,
 ) -> Result<PullConsumer, async_nats::jetstream::stream::ConsumerError> {
-    sessions
-        .stream()
-        .get_or_create_consumer(
-            EXPIRY_CONSUMER,
-            pull::Config {
-                durable_name: Some(EXPIRY_CONSUMER.to_string()),
-                description: Some("presence workers: announce expired and removed sessions".into()),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: config.ack_wait,
-                deliver_policy: DeliverPolicy::New,
-                ..Default::default()
-            },
-        )
-        .await
+    let consumer = pull::Config {
+        durable_name: Some(EXPIRY_CONSUMER.to_string()),
+        description: Some("presence workers: announce expired and removed sessions".into()),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: config.ack_wait,
+        deliver_policy: DeliverPolicy::New,
+        ..Default::default()
+    };
+    create_with_retries("expiry consumer", CREATE_PATIENCE, || {
+        sessions
+            .stream()
+            .get_or_create_consumer(EXPIRY_CONSUMER, consumer.clone())
+    })
+    .await
 }
 
 /// Pulls and handles markers until `stop` turns true (finishing the one in hand).

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use chat_protocol::auth::static_users;
+use chat_protocol::replicas;
 use chat_protocol::runtime::{self, exit, LogFormat, NatsArgs};
 use chat_protocol::streams::RoomStreamSettings;
 use clap::Parser;
@@ -26,18 +27,19 @@ struct Args {
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
-    /// Replicas of the room streams it creates (3 in a cluster).
-    #[arg(long, env = "STREAM_REPLICAS", default_value_t = 1)]
-    stream_replicas: usize,
+    /// Replicas of the room streams it creates; default: 1 on a single server, 3 on a
+    /// cluster.
+    #[arg(long, env = "STREAM_REPLICAS", value_parser = clap::value_parser!(u8).range(1..=5))]
+    stream_replicas: Option<u8>,
     /// Oldest message a room stream keeps, in seconds; 0 keeps them forever.
     #[arg(long, env = "STREAM_MAX_AGE", default_value_t = 0)]
     stream_max_age: u64,
     /// Most messages a room stream keeps; -1 for no limit.
     #[arg(long, env = "STREAM_MAX_MSGS", default_value_t = -1, allow_negative_numbers = true)]
     stream_max_msgs: i64,
-    /// Replicas of the presence buckets.
-    #[arg(long, env = "KV_REPLICAS", default_value_t = 1)]
-    kv_replicas: usize,
+    /// Replicas of the presence buckets; default: 1 on a single server, 3 on a cluster.
+    #[arg(long, env = "KV_REPLICAS", value_parser = clap::value_parser!(u8).range(1..=5))]
+    kv_replicas: Option<u8>,
 }
 
 #[tokio::main]
@@ -47,20 +49,28 @@ async fn main() -> ExitCode {
     args.nats
         .nats_user
         .get_or_insert_with(|| static_users::PRESENCE.to_string());
+    let client = match runtime::connect_with(&args.nats, "presence-worker", CONNECT_FOR).await {
+        Ok(client) => client,
+        Err(exit_code) => return code(exit_code),
+    };
     let config = Config {
         ttl: Duration::from_secs(args.ttl),
         streams: RoomStreamSettings {
-            replicas: args.stream_replicas,
+            replicas: replicas::choose(
+                &client,
+                args.stream_replicas.map(usize::from),
+                "room streams",
+            ),
             max_age: Duration::from_secs(args.stream_max_age),
             max_messages: args.stream_max_msgs,
             ..RoomStreamSettings::default()
         },
-        kv_replicas: args.kv_replicas,
+        kv_replicas: replicas::choose(
+            &client,
+            args.kv_replicas.map(usize::from),
+            "presence buckets",
+        ),
         ..Config::default()
-    };
-    let client = match runtime::connect_with(&args.nats, "presence-worker", CONNECT_FOR).await {
-        Ok(client) => client,
-        Err(exit_code) => return code(exit_code),
     };
     let worker = match PresenceWorker::start(client, config).await {
         Ok(worker) => worker,

@@ -12,6 +12,7 @@ use futures::TryStreamExt;
 
 use crate::listing::ListError;
 use crate::sessions::Sessions;
+use chat_protocol::replicas::create_with_retries;
 
 /// Why the rooms summary failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,10 @@ pub enum RoomsError {
     #[error(transparent)]
     Sessions(#[from] ListError),
 }
+
+/// How long a join retries creating its room's stream (within the client's request
+/// timeout).
+const ENSURE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Creates room streams and remembers which ones this instance already ensured.
 pub(crate) struct Rooms {
@@ -54,9 +59,12 @@ impl Rooms {
         if self.is_ensured(room) {
             return Ok(());
         }
-        self.js
-            .create_or_update_stream(room_stream_config(room, &self.settings))
-            .await?;
+        // Another instance may be creating it for another member right now.
+        let config = room_stream_config(room, &self.settings);
+        create_with_retries("room stream", ENSURE_PATIENCE, || {
+            self.js.create_or_update_stream(config.clone())
+        })
+        .await?;
         self.ensured
             .lock()
             .unwrap_or_else(|e| e.into_inner())

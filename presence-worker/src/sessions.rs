@@ -17,6 +17,7 @@ use chrono::Utc;
 
 use crate::listing::{self, Latest, ListError, Lister};
 use crate::view::OnlineView;
+use chat_protocol::replicas::{create_with_retries, CREATE_PATIENCE};
 
 /// How long a joined/left decision waits for the in-memory view to apply the write
 /// it must know about before listing the user's sessions from the server instead.
@@ -97,9 +98,11 @@ impl Sessions {
         ttl: Duration,
         marker_ttl: Duration,
     ) -> Result<Self, jetstream::context::CreateKeyValueError> {
-        let store = js
-            .create_or_update_key_value(streams::presence_bucket_config(replicas, marker_ttl))
-            .await?;
+        let config = streams::presence_bucket_config(replicas, marker_ttl);
+        let store = create_with_retries("presence bucket", CREATE_PATIENCE, || {
+            js.create_or_update_key_value(config.clone())
+        })
+        .await?;
         Ok(Self {
             js,
             store,

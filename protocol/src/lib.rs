@@ -21,13 +21,18 @@
 //!   client's replay on join and the history worker's pages.
 //! - [`display`]: making text from the wire safe to print on a terminal.
 //! - [`runtime`]: logging, shutdown signals and exit codes shared by the binaries.
+//! - [`servers`]: the server list of `NATS_URL` and the TLS trust (`NATS_CA`).
+//! - [`replicas`]: how many replicas the workers create with, and creating what
+//!   another instance may be creating at the same moment.
 
 pub mod auth;
 pub mod body;
 pub mod display;
 pub mod names;
 pub mod reading;
+pub mod replicas;
 pub mod runtime;
+pub mod servers;
 pub mod streams;
 pub mod subjects;
 

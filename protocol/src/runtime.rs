@@ -32,6 +32,9 @@ pub mod exit {
     pub const UNAVAILABLE: i32 = 69;
     /// The server refused the login (wrong name or password).
     pub const NOPERM: i32 = 77;
+    /// The server could not be trusted: its TLS certificate does not verify against
+    /// the CA given (or the system's roots), or TLS is wanted on one side only.
+    pub const CONFIG: i32 = 78;
 }
 
 fn filter() -> EnvFilter {
@@ -86,9 +89,13 @@ const CONNECT_RETRY_DELAY: Duration = Duration::from_millis(250);
 /// or the environment, never from a flag's value on a command line that `ps` shows.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
-    /// NATS server URL(s), comma-separated.
+    /// NATS server URL(s), comma-separated: the client fails over between them.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    /// CA certificate (PEM) the server's TLS certificate must be signed by (then TLS is
+    /// required); default: the system's root certificates, for tls:// URLs.
+    #[arg(long = "tls-ca", env = "NATS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// The NATS user to connect as (a static user of the server configuration).
     #[arg(long, env = "NATS_USER")]
     pub nats_user: Option<String>,
@@ -156,6 +163,18 @@ pub async fn connect(
     credentials: Option<&Credentials>,
     patience: Duration,
 ) -> Result<async_nats::Client, async_nats::ConnectError> {
+    connect_trusting(url, None, name, credentials, patience).await
+}
+
+/// [`connect`] to any server of the comma-separated list `url`, trusting the CA in
+/// `ca` (see [`crate::servers`]). A server that cannot be verified is not retried.
+pub async fn connect_trusting(
+    url: &str,
+    ca: Option<&std::path::Path>,
+    name: &str,
+    credentials: Option<&Credentials>,
+    patience: Duration,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
         let mut options = async_nats::ConnectOptions::new()
@@ -165,10 +184,14 @@ pub async fn connect(
             options =
                 options.user_and_password(credentials.user.clone(), credentials.password.clone());
         }
-        match options.connect(url).await {
+        match crate::servers::trust(options, ca)
+            .connect(crate::servers::list(url))
+            .await
+        {
             Ok(client) => return Ok(client),
             Err(error)
                 if error.kind() == async_nats::ConnectErrorKind::AuthorizationViolation
+                    || crate::servers::is_tls_failure(&error)
                     || tokio::time::Instant::now() + CONNECT_RETRY_DELAY >= deadline =>
             {
                 return Err(error)
@@ -183,7 +206,8 @@ pub async fn connect(
 
 /// [`connect`] with what [`NatsArgs`] say, logging why not and returning the exit code
 /// to use: [`exit::UNAVAILABLE`] when NATS cannot be reached, [`exit::NOPERM`] when it
-/// refused the login, [`exit::USAGE`] when the password file cannot be read.
+/// refused the login, [`exit::CONFIG`] when it cannot be verified (TLS),
+/// [`exit::USAGE`] when the password file cannot be read.
 pub async fn connect_with(
     args: &NatsArgs,
     name: &str,
@@ -193,9 +217,14 @@ pub async fn connect_with(
         tracing::error!(%error, "cannot read the NATS password");
         exit::USAGE
     })?;
-    connect(&args.nats_url, name, credentials.as_ref(), patience)
+    let ca = args.tls_ca.as_deref();
+    connect_trusting(&args.nats_url, ca, name, credentials.as_ref(), patience)
         .await
         .map_err(|error| {
+            if crate::servers::is_tls_failure(&error) {
+                tracing::error!("{}", crate::servers::explain(&error, &args.nats_url, ca));
+                return exit::CONFIG;
+            }
             let refused = error.kind() == async_nats::ConnectErrorKind::AuthorizationViolation;
             tracing::error!(
                 url = %args.nats_url,

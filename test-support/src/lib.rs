@@ -12,6 +12,10 @@
 //! least-privilege users, and [`NatsServer::user_client`] registers a chat user and
 //! logs in as them, with exactly the permissions a real user gets.
 //!
+//! [`run_cluster`] starts a cluster of nats-servers instead (the same configuration
+//! with the cluster section, TLS on every listener), whose nodes a test can kill and
+//! restart.
+//!
 //! The nats-server binary is found by `scripts/nats-server-path`, the same script the
 //! README's commands use, so tests and people run the same pinned server.
 
@@ -25,6 +29,9 @@ use chat_admin::secrets::{password_file, Secrets};
 use chat_protocol::auth::{self, static_users};
 use chat_protocol::runtime::Credentials;
 use chat_protocol::UserName;
+
+pub mod cluster;
+pub use cluster::{run_cluster, Cluster};
 
 /// The nats-server binary, found (and if needed installed) once per test process.
 pub fn nats_server_bin() -> &'static Path {
@@ -352,6 +359,18 @@ impl AuthWorkerHandle {
         issuer: nkeys::KeyPair,
         config: auth_worker::Config,
     ) -> Self {
+        Self::start_trusting(url, None, credentials, issuer, config)
+    }
+
+    /// [`AuthWorkerHandle::start`] connecting to the servers of `url` (comma-separated)
+    /// and trusting the CA in `ca`.
+    fn start_trusting(
+        url: String,
+        ca: Option<PathBuf>,
+        credentials: Credentials,
+        issuer: nkeys::KeyPair,
+        config: auth_worker::Config,
+    ) -> Self {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -363,8 +382,9 @@ impl AuthWorkerHandle {
                     .build()
                     .expect("a runtime for the auth worker");
                 runtime.block_on(async move {
-                    let client = chat_protocol::runtime::connect(
+                    let client = chat_protocol::runtime::connect_trusting(
                         &url,
+                        ca.as_deref(),
                         "auth-worker (test)",
                         Some(&credentials),
                         Duration::from_secs(20),
