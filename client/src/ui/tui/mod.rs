@@ -19,6 +19,7 @@ pub mod view;
 pub mod worker;
 
 use std::io::Write;
+use std::time::{Duration, Instant};
 
 use chat_protocol::runtime::shutdown_signal;
 use chrono::{Local, Offset, Utc};
@@ -38,9 +39,11 @@ use crate::event::Event;
 use crate::render::{self, Style};
 use crate::Chat;
 
-/// Library events applied before the screen is drawn again: a burst costs one frame,
-/// not one per message.
+/// Library events applied at once before looking at the keys again.
 const BATCH: usize = 512;
+
+/// Shortest time between two frames drawn for library events (keys draw at once).
+const FRAME: Duration = Duration::from_millis(16);
 
 /// The terminal in full-screen mode while this lives; restored when dropped, and by
 /// the panic hook on a panic.
@@ -96,15 +99,26 @@ pub async fn run(
     let stop = shutdown_signal();
     tokio::pin!(stop);
     app.follow(current.borrow_and_update().as_ref());
+    // Drawn at once after a key; after library events, at most once a frame interval,
+    // so a flood of messages costs a few frames, not one each. With nothing new,
+    // nothing is drawn and no timer runs.
+    let mut last_frame = Instant::now();
+    let mut due: Option<Instant> = Some(last_frame);
     loop {
-        app.now = Utc::now();
-        let mut shown = 0;
-        terminal.draw(|frame| {
-            app.page_rows = view::message_rows(frame.area(), &app);
-            shown = view::draw(frame, &app);
-        })?;
-        app.settle_scroll(shown);
+        if due.is_some_and(|due| Instant::now() >= due) {
+            app.now = Utc::now();
+            let mut shown = 0;
+            terminal.draw(|frame| {
+                app.page_rows = view::message_rows(frame.area(), &app);
+                shown = view::draw(frame, &app);
+            })?;
+            app.settle_scroll(shown);
+            last_frame = Instant::now();
+            due = None;
+        }
+        let mut keyed = false;
         tokio::select! {
+            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => continue,
             event = events.recv() => {
                 let Some(event) = event else { break };
                 app.on_event(event);
@@ -116,7 +130,10 @@ pub async fn run(
                 }
             }
             key = keys.next() => match key {
-                Some(Ok(Term::Key(key))) => keys::on_key(&mut app, key),
+                Some(Ok(Term::Key(key))) => {
+                    keys::on_key(&mut app, key);
+                    keyed = true;
+                }
                 Some(Ok(Term::Paste(text))) => keys::on_paste(&mut app, &text),
                 Some(Ok(Term::Mouse(mouse))) => keys::on_mouse(&mut app, mouse),
                 Some(Ok(_)) => {} // a resize: the next frame fits the new size
@@ -145,6 +162,10 @@ pub async fn run(
             }
             _ = &mut stop => break,
         }
+        due = match keyed {
+            true => Some(Instant::now()),
+            false => Some(due.unwrap_or(last_frame + FRAME).max(last_frame + FRAME)),
+        };
         for action in app.take_actions() {
             match action {
                 Action::Bell => {

@@ -120,7 +120,7 @@ pub fn draw(frame: &mut Frame, app: &App) -> usize {
             .title(title),
     );
     frame.render_widget(&input, panes.input);
-    frame.render_widget(Paragraph::new(status(app, &theme)), panes.status);
+    frame.render_widget(Paragraph::new(status(app)), panes.status);
     scroll
 }
 
@@ -246,7 +246,7 @@ fn users<'a>(app: &'a App, theme: &Theme) -> Paragraph<'a> {
 }
 
 /// The status line.
-fn status(app: &App, theme: &Theme) -> Line<'static> {
+fn status(app: &App) -> Line<'static> {
     let bar = Style::new().add_modifier(Modifier::REVERSED);
     let (state, state_style) = match app.connection {
         Connection::Connected => ("connected", bar),
@@ -301,7 +301,6 @@ fn status(app: &App, theme: &Theme) -> Line<'static> {
     if !others.is_empty() {
         add(others.join(" "));
     }
-    let _ = theme;
     Line::from(parts).style(bar)
 }
 
