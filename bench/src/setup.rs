@@ -290,15 +290,7 @@ impl Stage {
     /// Registers chat user `name` with [`password_of`]; a name already taken is fine
     /// (the login that follows tells whether the password is that one).
     async fn register_one(&self, name: &str) -> Result<(), BenchError> {
-        match login::register(
-            &self.url,
-            None,
-            name,
-            &password_of(name),
-            Duration::from_secs(30),
-        )
-        .await
-        {
+        match login::register(&self.url, name, &password_of(name), Duration::from_secs(30)).await {
             Ok(_) => Ok(()),
             Err(AccountError::Request(RequestError::Refused(_, why))) if why.contains("taken") => {
                 Ok(())

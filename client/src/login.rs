@@ -251,6 +251,17 @@ pub enum AccountError {
 /// first so that nothing is sent for a name or password the server would refuse.
 pub async fn register(
     url: &str,
+    user: &str,
+    password: &str,
+    timeout: Duration,
+) -> Result<UserName, AccountError> {
+    register_trusting(url, None, user, password, timeout).await
+}
+
+/// [`register`] at any server of the comma-separated list `url`, trusting the CA in
+/// `tls_ca` (see [`chat_protocol::servers`]).
+pub async fn register_trusting(
+    url: &str,
     tls_ca: Option<&std::path::Path>,
     user: &str,
     password: &str,

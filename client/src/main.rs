@@ -215,7 +215,7 @@ async fn connect(
             })?;
             let ca = options.tls_ca.as_deref();
             account_result(
-                login::register(&url, ca, user.as_str(), &password, ACCOUNT_TIMEOUT).await,
+                login::register_trusting(&url, ca, user.as_str(), &password, ACCOUNT_TIMEOUT).await,
             )?;
             eprintln!("registered {user}");
             Chat::connect(Options {
@@ -246,8 +246,9 @@ async fn register(args: &Args, user: &UserName, terminal: bool) -> i32 {
         Ok(password) => password,
         Err(code) => return code,
     };
-    match account_result(login::register(url, ca, user.as_str(), &password, ACCOUNT_TIMEOUT).await)
-    {
+    match account_result(
+        login::register_trusting(url, ca, user.as_str(), &password, ACCOUNT_TIMEOUT).await,
+    ) {
         Ok(user) => {
             println!("registered {user}; chat with: chat-client --user {user}");
             exit::OK

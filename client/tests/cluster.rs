@@ -279,6 +279,12 @@ async fn a_room_leader_killed_under_traffic_loses_nothing() {
         "most messages were acknowledged: {}",
         acked.len()
     );
+    // The member whose node was killed carried on through another node.
+    let last_of_killed = format!("{} {}", names[killed], PER_SENDER - 1);
+    assert!(
+        acked.contains(&last_of_killed),
+        "{last_of_killed} acknowledged: {acked:?}"
+    );
     // Ids of the acknowledged messages, from the stream itself.
     let mut expected: HashMap<String, String> = HashMap::new();
     let history = stored_messages(&js, &general).await;
