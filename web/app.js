@@ -352,3 +352,7 @@ $("#logout").addEventListener("click", async () => {
 addEventListener("pagehide", () => {
   session?.leaveNow();
 });
+// Coming back from the back/forward cache after that: the rooms were left; start over.
+addEventListener("pageshow", (event) => {
+  if (event.persisted && session) location.reload();
+});
