@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chat_admin::config::{self, ServerConfig};
 use chat_admin::secrets::Secrets;
-use chat_protocol::runtime::{self, exit, LogFormat};
+use chat_runtime::{exit, LogFormat};
 use clap::{Parser, Subcommand};
 
 /// Sets up and checks a chat server (keys, passwords, configuration, readiness).
@@ -74,7 +74,7 @@ async fn main() {
         // A tool's own messages say what matters; the NATS client's chatter is noise.
         std::env::set_var("LOG_LEVEL", "warn");
     }
-    runtime::init_logging(args.log_format);
+    chat_runtime::init_logging(args.log_format);
     let secrets = match Secrets::load_or_create(&args.run_dir.join("secrets")) {
         Ok(secrets) => secrets,
         Err(error) => {

@@ -21,8 +21,8 @@ use chat_protocol::auth::{
     self, AuthReply, PasswdRequest, RegisterRequest, ResumeReply, CHAT_ACCOUNT,
 };
 use chat_protocol::body::ErrorReply;
-use chat_protocol::runtime::Hosted;
 use chat_protocol::UserName;
+use chat_runtime::Hosted;
 use futures::StreamExt;
 use nkeys::KeyPair;
 use tokio::sync::Semaphore;
@@ -172,7 +172,7 @@ async fn answer(authority: &Authority, endpoint: Endpoint, request: service::Req
     };
     let (body, headers) = match reply {
         Ok(body) => (body, HeaderMap::new()),
-        Err((code, why)) => ErrorReply::new(why).into_service_reply(code),
+        Err((code, why)) => chat_runtime::error_reply(&ErrorReply::new(why), code),
     };
     if let Err(error) = request.respond_with_headers(Ok(body), headers).await {
         tracing::warn!(%error, ?endpoint, "cannot send a reply");

@@ -13,8 +13,8 @@ use async_nats::service::{self, ServiceExt};
 use async_nats::{jetstream, HeaderMap};
 use bytes::Bytes;
 use chat_protocol::body::ErrorReply;
-use chat_protocol::runtime::Hosted;
 use chat_protocol::subjects;
+use chat_runtime::Hosted;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -145,7 +145,7 @@ async fn answer(js: &jetstream::Context, config: &Config, request: service::Requ
                 400 => tracing::warn!(%error, "refused a history request"),
                 _ => tracing::error!(%error, "history request failed"),
             }
-            let (body, headers) = ErrorReply::new(&error).into_service_reply(code);
+            let (body, headers) = chat_runtime::error_reply(&ErrorReply::new(&error), code);
             (Ok(body.to_vec()), headers)
         }
     };

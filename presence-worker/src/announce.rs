@@ -1,6 +1,6 @@
 //! Exactly-once `joined` / `left` events: a transactional outbox with compare-and-set.
 //!
-//! The internal bucket [`chat_protocol::streams::PRESENCE_USERS_BUCKET`] holds per
+//! The internal bucket [`crate::outbox::PRESENCE_USERS_BUCKET`] holds per
 //! `<room>.<user>` what has been announced ([`AnnouncedState`]).
 //! [`Announcer::reconcile`] brings it in line with the sessions bucket:
 //!
@@ -41,13 +41,14 @@ use async_nats::jetstream::{
     kv,
     message::PublishMessage,
 };
-use chat_protocol::body::{rfc3339, AnnouncedState, Reason, SystemEvent, SystemKind, VERSION};
-use chat_protocol::streams::{presence_users_bucket_config, presence_users_key, stream_name};
+use chat_protocol::body::{rfc3339, Reason, SystemEvent, SystemKind, VERSION};
+use chat_protocol::streams::stream_name;
 use chat_protocol::{subjects, RoomName, UserName};
 use chrono::Utc;
 use futures::StreamExt;
 
 use crate::listing::{self, ListError};
+use crate::outbox::{presence_users_bucket_config, presence_users_key, AnnouncedState};
 use crate::rooms::Rooms;
 use crate::sessions::Sessions;
 use crate::stats::Stats;

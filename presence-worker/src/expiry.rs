@@ -17,14 +17,15 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::message::AckKind;
-use chat_protocol::body::{AnnouncedState, Reason};
-use chat_protocol::streams::{parse_presence_key, parse_presence_users_key};
+use chat_protocol::body::Reason;
+use chat_protocol::streams::parse_presence_key;
 use chat_protocol::{RoomName, UserName};
 use futures::StreamExt;
 use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::listing::{self, ListError, Removal};
+use crate::outbox::{parse_presence_users_key, AnnouncedState};
 use crate::sessions::Sessions;
 use crate::worker::Ctx;
 

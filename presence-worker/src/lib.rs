@@ -3,7 +3,7 @@
 //! A stateless NATS service (`chat-presence`) that keeps presence in the JetStream KV
 //! bucket `chat_presence` and announces `joined` / `left` on the room streams exactly
 //! once per transition, however many instances run and whichever of them crash.
-//! The wire contract is `PROTOCOL.md`; names, subjects and bodies come from
+//! The wire contract is `docs/protocol.md`; names, subjects and bodies come from
 //! `chat_protocol`.
 //!
 //! ## A tour
@@ -16,6 +16,7 @@
 //! - [`sessions`]: the `chat_presence` bucket: sessions written with a per-message TTL,
 //!   live sessions listed.
 //! - [`announce`]: exactly-once joined/left through a compare-and-set outbox.
+//! - [`outbox`]: that outbox's bucket, keys and state (internal, not the contract).
 //! - [`expiry`]: the shared durable consumer that turns expiry markers into `left`
 //!   events, and the start-up sweep.
 //! - [`rooms`]: room streams, created on first join; the rooms summary.
@@ -28,6 +29,7 @@ pub mod announce;
 pub mod config;
 pub mod expiry;
 pub mod listing;
+pub mod outbox;
 pub mod requests;
 pub mod rooms;
 pub mod service;

@@ -92,7 +92,7 @@ async fn respond(ctx: &Ctx, kind: EndpointKind, request: service::Request) {
                 error = %text,
                 "request refused"
             );
-            ErrorReply::new(text).into_service_reply(err.code())
+            chat_runtime::error_reply(&ErrorReply::new(text), err.code())
         }
     };
     if message.reply.is_none() {

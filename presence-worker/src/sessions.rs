@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind, kv, message::PublishMessage};
 use chat_protocol::body::PresenceRecord;
-use chat_protocol::streams::{self, parse_presence_key, presence_filter, presence_key};
+use chat_protocol::streams::{parse_presence_key, presence_filter, presence_key};
 use chat_protocol::{RoomName, SessionId, UserName};
 use chrono::Utc;
 
@@ -98,7 +98,9 @@ impl Sessions {
         marker_ttl: Duration,
     ) -> Result<Self, jetstream::context::CreateKeyValueError> {
         let store = js
-            .create_or_update_key_value(streams::presence_bucket_config(replicas, marker_ttl))
+            .create_or_update_key_value(chat_runtime::storage::presence_bucket_config(
+                replicas, marker_ttl,
+            ))
             .await?;
         Ok(Self {
             js,

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use chat_admin::config::{self, ServerConfig};
 use chat_admin::secrets::{password_file, Secrets};
 use chat_protocol::auth::{self, static_users};
-use chat_protocol::runtime::Credentials;
 use chat_protocol::UserName;
+use chat_runtime::Credentials;
 
 /// The nats-server binary, found (and if needed installed) once per test process.
 pub fn nats_server_bin() -> &'static Path {
@@ -344,7 +344,7 @@ impl AuthWorkerHandle {
                     .build()
                     .expect("a runtime for the auth worker");
                 runtime.block_on(async move {
-                    let client = chat_protocol::runtime::connect(
+                    let client = chat_runtime::connect(
                         &url,
                         "auth-worker (test)",
                         Some(&credentials),

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use chat_protocol::body::{PresenceAction, PresenceRequest, SystemEvent, SystemKind};
-use chat_protocol::reading::{read_forward, Limits};
 use chat_protocol::streams::stream_name;
 use chat_protocol::{subjects, RoomName, SessionId, UserName};
+use chat_runtime::reading::{read_forward, Limits};
 use presence_worker::{Config, PresenceWorker};
 use serde_json::Value;
 use test_support::NatsServer;

@@ -32,7 +32,7 @@ use futures::StreamExt;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most messages the server sends ahead of the reader in one pull: with messages of up
-/// to [`MAX_MESSAGE_BYTES`](crate::streams::MAX_MESSAGE_BYTES) that is at most 4 MiB in
+/// to [`MAX_MESSAGE_BYTES`](chat_protocol::streams::MAX_MESSAGE_BYTES) that is at most 4 MiB in
 /// flight per read, whatever the range asked for.
 pub const MAX_BATCH: usize = 128;
 

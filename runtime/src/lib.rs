@@ -1,0 +1,30 @@
+//! # chat-runtime: what the binaries share beyond the wire contract
+//!
+//! `chat-protocol` says what goes over the wire; this crate is how the workspace's
+//! binaries run and do their NATS chores, each written once.
+//!
+//! ## A tour
+//!
+//! - [`logging`]: [`init_logging`], `LOG_LEVEL`/`RUST_LOG`, `--log-format json`.
+//! - [`exit`]: the exit codes every binary uses.
+//! - [`connect`]: [`NatsArgs`] (the flags of the workers and tools), [`Credentials`],
+//!   and [`connect`](connect()), which retries briefly at start and never past a refusal.
+//! - [`hosting`]: [`Hosted`], a NATS service hosted and stopped gracefully, and
+//!   [`error_reply`], a failed request's reply.
+//! - [`shutdown`]: [`shutdown_signal`], SIGTERM or Ctrl-C.
+//! - [`reading`]: bounded forward and backward reads of a stream, shared by the
+//!   client's replay on join and the history worker's pages.
+//! - [`storage`]: how the room streams and the presence bucket are configured.
+
+pub mod connect;
+pub mod exit;
+pub mod hosting;
+pub mod logging;
+pub mod reading;
+pub mod shutdown;
+pub mod storage;
+
+pub use connect::{connect, connect_with, Credentials, NatsArgs};
+pub use hosting::{error_reply, Hosted};
+pub use logging::{init_logging, init_logging_to, log_file, LogFormat};
+pub use shutdown::shutdown_signal;
