@@ -16,6 +16,9 @@
 //! - [`sessions`]: the `chat_presence` bucket: sessions written with a per-message TTL,
 //!   live sessions listed.
 //! - [`announce`]: exactly-once joined/left through a compare-and-set outbox.
+//! - [`availability`]: the workers' clock (when the stack was last down) and
+//!   [`availability::judge_expiry`], which keeps a short outage from making everyone
+//!   leave and join again.
 //! - [`outbox`]: that outbox's bucket, keys and state (internal, not the contract).
 //! - [`expiry`]: the shared durable consumer that turns expiry markers into `left`
 //!   events, and the start-up sweep.
@@ -26,6 +29,7 @@
 //! - [`stats`]: counters shown in `$SRV.STATS`.
 
 pub mod announce;
+pub mod availability;
 pub mod config;
 pub mod expiry;
 pub mod listing;

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::announce::Announcer;
+use crate::availability;
 use crate::config::Config;
 use crate::expiry;
 use crate::listing::Lister;
@@ -59,6 +60,7 @@ pub struct PresenceWorker {
     expiry: Option<JoinHandle<()>>,
     sweep: Option<JoinHandle<()>>,
     view: Option<JoinHandle<()>>,
+    beats: Option<JoinHandle<()>>,
     stop: watch::Sender<bool>,
 }
 
@@ -87,6 +89,13 @@ impl PresenceWorker {
             stats.clone(),
         )
         .await?;
+        // A beat before anything reads the clock: an outage that just ended is
+        // recorded before the first expiry marker or the sweep is judged.
+        let every = availability::beat_every(config.ttl);
+        if let Err(err) = availability::beat(announcer.store(), every).await {
+            tracing::warn!(%err, "cannot write the workers' clock");
+        }
+        let beats = tokio::spawn(availability::beats(announcer.store().clone(), every));
         let consumer = expiry::consumer(&sessions, &config).await?;
         let view = tokio::spawn({
             let sessions = sessions.clone();
@@ -118,6 +127,7 @@ impl PresenceWorker {
             expiry: Some(expiry),
             sweep: Some(sweep),
             view: Some(view),
+            beats: Some(beats),
             stop,
         })
     }
@@ -133,7 +143,13 @@ impl PresenceWorker {
             let _ = task.await;
         }
         let _ = self.stop.send(true);
-        for task in self.sweep.take().into_iter().chain(self.view.take()) {
+        for task in self
+            .sweep
+            .take()
+            .into_iter()
+            .chain(self.view.take())
+            .chain(self.beats.take())
+        {
             task.abort();
         }
         if let Some(expiry) = self.expiry.take() {
@@ -155,6 +171,7 @@ impl Drop for PresenceWorker {
             .chain(self.expiry.take())
             .chain(self.sweep.take())
             .chain(self.view.take())
+            .chain(self.beats.take())
         {
             task.abort();
         }
