@@ -573,8 +573,9 @@ async fn an_outage_longer_than_the_ttl_makes_each_member_leave_and_join_once() {
     let (_bob, mut bob_events) = joined(&server, "bob", &general, 0).await;
     server.stop();
     drop(worker);
-    // Three TTLs, and more than the outage a worker still counts as short.
-    tokio::time::sleep(Duration::from_secs(9)).await;
+    // Five TTLs: more than the gap between the workers' beats that still counts as a
+    // short outage (a TTL, a beat and 5 s for the restart).
+    tokio::time::sleep(Duration::from_secs(15)).await;
     server.restart();
     let _worker = presence(&server).await;
     let mut seen = Vec::new();

@@ -44,8 +44,8 @@ use async_nats::jetstream::{
 use chat_protocol::body::{rfc3339, Reason, SystemEvent, SystemKind, VERSION};
 use chat_protocol::streams::stream_name;
 use chat_protocol::{subjects, RoomName, UserName};
+use chat_runtime::scan::{scan, ScanError};
 use chrono::Utc;
-use futures::StreamExt;
 
 use crate::listing::{self, ListError};
 use crate::outbox::{presence_users_bucket_config, presence_users_key, AnnouncedState};
@@ -83,9 +83,15 @@ pub enum ReconcileError {
     /// The event was not stored by the room stream.
     #[error("cannot publish the event: {0}")]
     Publish(#[from] PublishError),
+    /// The room stream could not be looked up for an old pending event.
+    #[error("cannot look up the room stream: {0}")]
+    Stream(#[source] async_nats::jetstream::context::GetStreamError),
     /// Looking for an old pending event in the room stream failed.
     #[error("cannot look for a pending event in the room stream: {0}")]
-    Lookup(String),
+    Lookup(#[from] ScanError),
+    /// A pending event's time could not be turned into a start time (never expected).
+    #[error("cannot read a pending event's time: {0}")]
+    Time(#[source] async_nats::Error),
     /// Encoding failed (never expected).
     #[error("cannot encode: {0}")]
     Encode(#[from] serde_json::Error),
@@ -293,30 +299,28 @@ impl Announcer {
             {
                 return Ok(false)
             }
-            Err(err) => return Err(ReconcileError::Lookup(err.to_string())),
+            Err(err) => return Err(ReconcileError::Stream(err)),
         };
         let since = event.ts.unwrap_or_default() - STORED_SLACK;
         let start_time = async_nats::datetime::parse_rfc3339(&rfc3339::format(&since))
-            .map_err(|e| ReconcileError::Lookup(e.to_string()))?;
-        let consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: subjects::room_system(&event.room),
-                deliver_policy: DeliverPolicy::ByStartTime { start_time },
-                headers_only: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| ReconcileError::Lookup(e.to_string()))?;
-        let name = consumer.cached_info().name.clone();
-        let found = if consumer.cached_info().num_pending > 0 {
-            holds_id(consumer, &event.id).await
-        } else {
-            Ok(false)
+            .map_err(ReconcileError::Time)?;
+        let config = pull::OrderedConfig {
+            filter_subject: subjects::room_system(&event.room),
+            deliver_policy: DeliverPolicy::ByStartTime { start_time },
+            headers_only: true,
+            ..Default::default()
         };
-        if let Err(err) = stream.delete_consumer(&name).await {
-            tracing::debug!(%err, consumer = %name, "cannot delete a lookup consumer");
-        }
-        found
+        let mut found = false;
+        scan(&stream, config, LOOKUP_TIMEOUT, |message, _| {
+            found = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+                .is_some_and(|id| id.as_str() == event.id);
+            !found
+        })
+        .await?;
+        Ok(found)
     }
 
     /// Stores the event in its room stream, retrying with the same `Nats-Msg-Id` so
@@ -347,33 +351,6 @@ impl Announcer {
                 }
                 Err(err) => return Err(err.into()),
             }
-        }
-    }
-}
-
-/// Whether a consumer's messages include one with `Nats-Msg-Id` = `id`.
-async fn holds_id(
-    consumer: async_nats::jetstream::consumer::Consumer<pull::OrderedConfig>,
-    id: &str,
-) -> Result<bool, ReconcileError> {
-    let lookup = |e: &dyn std::fmt::Display| ReconcileError::Lookup(e.to_string());
-    let mut messages = consumer.messages().await.map_err(|e| lookup(&e))?;
-    loop {
-        let message = tokio::time::timeout(LOOKUP_TIMEOUT, messages.next())
-            .await
-            .map_err(|e| lookup(&e))?
-            .ok_or_else(|| lookup(&"consumer ended"))?
-            .map_err(|e| lookup(&e))?;
-        let found = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-            .is_some_and(|found| found.as_str() == id);
-        if found {
-            return Ok(true);
-        }
-        if message.info().map_err(|e| lookup(&e))?.pending == 0 {
-            return Ok(false);
         }
     }
 }

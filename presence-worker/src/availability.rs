@@ -27,10 +27,14 @@ use serde::{Deserialize, Serialize};
 /// `<room>.<user>` key.
 pub const CLOCK_KEY: &str = "clock";
 
-/// How long a restart of the stack may take beyond the outage itself, as seen between
-/// two beats: the gap is measured from the last beat before the outage to the first
-/// after it.
-const RESTART_SLACK: Duration = Duration::from_secs(2);
+/// How much longer than the outage itself the gap between two beats may be: the
+/// last beat came up to [`beat_every`] before it, and the first one after it waits
+/// for the server's restart and a worker's start.
+const RESTART_SLACK: Duration = Duration::from_secs(5);
+
+/// How long after the stack is back its clients may take to heartbeat, beyond the
+/// TTL: they reconnect with a backoff of up to 4 s, log in again, then heartbeat.
+const RECONNECT_SLACK: Duration = Duration::from_secs(5);
 
 /// The workers' clock: the latest beat and the latest outage seen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,11 +107,10 @@ pub fn judge_expiry(
     let Some(outage) = outage else {
         return Expiry::AnnounceNow;
     };
-    let slack = delta(heartbeat + RESTART_SLACK);
-    let during = expired_at >= outage.from && expired_at <= outage.to + slack;
-    let short = outage.to - outage.from < delta(ttl) + slack;
+    let during = expired_at >= outage.from && expired_at <= outage.to + delta(heartbeat);
+    let short = outage.to - outage.from < delta(ttl + beat_every(ttl) + RESTART_SLACK);
     if during && short {
-        Expiry::WaitUntil(outage.to + delta(ttl))
+        Expiry::WaitUntil(outage.to + delta(ttl + RECONNECT_SLACK))
     } else {
         Expiry::AnnounceNow
     }
@@ -190,20 +193,25 @@ mod tests {
         let short = outage(0, 20);
         assert_eq!(
             judge_expiry(at(20), Some(&short), TTL, HEARTBEAT),
-            Expiry::WaitUntil(at(50))
+            Expiry::WaitUntil(at(55))
         );
         // The sweep of a worker that starts a little later judges the same.
         assert_eq!(
             judge_expiry(at(25), Some(&short), TTL, HEARTBEAT),
-            Expiry::WaitUntil(at(50))
+            Expiry::WaitUntil(at(55))
+        );
+        // Measured between beats, an outage of a TTL is still short.
+        assert_eq!(
+            judge_expiry(at(38), Some(&outage(0, 38)), TTL, HEARTBEAT),
+            Expiry::WaitUntil(at(73))
         );
     }
 
     #[test]
     fn an_expiry_after_a_long_outage_or_none_is_announced_now() {
-        let long = outage(0, 60);
+        let long = outage(0, 40);
         assert_eq!(
-            judge_expiry(at(60), Some(&long), TTL, HEARTBEAT),
+            judge_expiry(at(40), Some(&long), TTL, HEARTBEAT),
             Expiry::AnnounceNow
         );
         assert_eq!(

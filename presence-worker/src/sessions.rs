@@ -244,10 +244,7 @@ impl Sessions {
 
     /// The bucket stream's last sequence, as the server has it now.
     pub async fn last_sequence(&self) -> Result<u64, ListError> {
-        let info = self.store.stream.get_info().await;
-        let info =
-            info.map_err(|e| ListError::Messages(format!("cannot read the bucket's state: {e}")))?;
-        Ok(info.state.last_sequence)
+        Ok(self.store.stream.get_info().await?.state.last_sequence)
     }
 
     /// Whether `user` has a live session in `room`, knowing every write to the bucket

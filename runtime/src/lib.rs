@@ -12,6 +12,8 @@
 //! - [`hosting`]: [`Hosted`], a NATS service hosted and stopped gracefully, and
 //!   [`error_reply`], a failed request's reply.
 //! - [`shutdown`]: [`shutdown_signal`], SIGTERM or Ctrl-C.
+//! - [`scan`]: the short-lived consumer (create, read until nothing is pending,
+//!   delete), under every one-off read of a stream.
 //! - [`reading`]: bounded forward and backward reads of a stream, shared by the
 //!   client's replay on join and the history worker's pages.
 //! - [`storage`]: how the room streams and the presence bucket are configured.
@@ -21,6 +23,7 @@ pub mod exit;
 pub mod hosting;
 pub mod logging;
 pub mod reading;
+pub mod scan;
 pub mod shutdown;
 pub mod storage;
 
