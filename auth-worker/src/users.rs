@@ -10,6 +10,7 @@
 use async_nats::jetstream::{self, kv};
 use chat_protocol::auth::{check_password, PasswordError};
 use chat_protocol::{NameError, UserName};
+use chat_runtime::hosting::code;
 use serde::{Deserialize, Serialize};
 
 use crate::password::{HashError, Hasher};
@@ -63,11 +64,11 @@ impl UsersError {
     /// or a race, 401 for a wrong password, 500/503 for our failures.
     pub fn code(&self) -> u16 {
         match self {
-            UsersError::Name(_) | UsersError::Password(_) => 400,
-            UsersError::WrongPassword | UsersError::Unknown => 401,
-            UsersError::Taken(_) | UsersError::Conflict => 409,
-            UsersError::Hash(_) => 500,
-            UsersError::Store(_) => 503,
+            UsersError::Name(_) | UsersError::Password(_) => code::BAD_REQUEST,
+            UsersError::WrongPassword | UsersError::Unknown => code::UNAUTHORIZED,
+            UsersError::Taken(_) | UsersError::Conflict => code::CONFLICT,
+            UsersError::Hash(_) => code::INTERNAL,
+            UsersError::Store(_) => code::UNAVAILABLE,
         }
     }
 }

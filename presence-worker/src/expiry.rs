@@ -26,10 +26,10 @@ use tokio::sync::watch;
 
 use crate::availability::{self, Expiry};
 use crate::config::Config;
+use crate::context::Context;
 use crate::listing::{self, ListError, Removal};
 use crate::outbox::{parse_presence_users_key, AnnouncedState};
 use crate::sessions::Sessions;
-use crate::worker::Ctx;
 
 /// Durable name of the shared expiry consumer (internal to the worker).
 pub const EXPIRY_CONSUMER: &str = "chat-presence-expiry";
@@ -69,7 +69,7 @@ pub(crate) async fn consumer(
 
 /// Pulls and handles markers until `stop` turns true (finishing the one in hand).
 pub(crate) async fn run(
-    ctx: Arc<Ctx>,
+    ctx: Arc<Context>,
     mut consumer: PullConsumer,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -108,7 +108,7 @@ pub(crate) async fn run(
     }
 }
 
-async fn handle(ctx: &Ctx, message: async_nats::jetstream::Message) {
+async fn handle(ctx: &Context, message: async_nats::jetstream::Message) {
     let removal = listing::removal(message.headers.as_ref());
     let key = message.subject.as_str().strip_prefix(ctx.sessions.prefix());
     if let (Some(removal), Some(key)) = (removal, key) {
@@ -157,7 +157,7 @@ async fn handle(ctx: &Ctx, message: async_nats::jetstream::Message) {
 
 /// When an expiry at `expired_at` is to be looked at again because it happened
 /// during a short outage ([`availability::judge_expiry`]); `None`: announce it now.
-async fn wait_for_outage(ctx: &Ctx, expired_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+async fn wait_for_outage(ctx: &Context, expired_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let every = availability::beat_every(ctx.config.ttl);
     let clock = match availability::clock_now(ctx.announcer.store(), every).await {
         Ok(clock) => clock,
@@ -177,7 +177,7 @@ async fn wait_for_outage(ctx: &Ctx, expired_at: DateTime<Utc>) -> Option<DateTim
 /// holds a pending event; returns how many were reconciled. Right after a short
 /// outage it first waits until the reconnected clients have registered their
 /// sessions again, as an expiry would.
-pub(crate) async fn sweep(ctx: &Ctx) -> Result<usize, ListError> {
+pub(crate) async fn sweep(ctx: &Context) -> Result<usize, ListError> {
     if let Some(until) = wait_for_outage(ctx, Utc::now()).await {
         tracing::info!(%until, "start-up sweep after a short outage: waiting for heartbeats");
         tokio::time::sleep((until - Utc::now()).to_std().unwrap_or_default()).await;

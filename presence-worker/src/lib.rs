@@ -31,6 +31,7 @@
 pub mod announce;
 pub mod availability;
 pub mod config;
+mod context;
 pub mod expiry;
 pub mod listing;
 pub mod outbox;

@@ -9,13 +9,14 @@ use chat_protocol::body::{PresenceAction, PresenceReply, PresenceRequest, Reason
 use chat_protocol::display::sanitize;
 use chat_protocol::subjects::{self, SubjectError};
 use chat_protocol::{RoomName, UserName};
+use chat_runtime::hosting::code;
 
 use crate::announce::ReconcileError;
+use crate::context::Context;
 use crate::listing::ListError;
 use crate::rooms::RoomsError;
 use crate::sessions::{Heartbeat, SessionError};
 use crate::stats::EndpointKind;
-use crate::worker::Ctx;
 
 /// Why a request was refused; becomes `{"ok": false, "error": ...}`.
 #[derive(Debug, thiserror::Error)]
@@ -52,12 +53,13 @@ pub enum RequestError {
 }
 
 impl RequestError {
-    /// Code for the `Nats-Service-Error-Code` header: 400 when the request is at
-    /// fault, 503 when the worker's backend is.
+    /// The reply's [`code`]: the request is at fault, or the worker's backend is.
     pub fn code(&self) -> u16 {
         match self {
-            RequestError::Subject(_) | RequestError::TooLarge { .. } | RequestError::Body(_) => 400,
-            _ => 503,
+            RequestError::Subject(_) | RequestError::TooLarge { .. } | RequestError::Body(_) => {
+                code::BAD_REQUEST
+            }
+            _ => code::UNAVAILABLE,
         }
     }
 
@@ -69,7 +71,7 @@ impl RequestError {
 
 /// Handles one request of `endpoint` and returns the reply body.
 pub(crate) async fn handle(
-    ctx: &Ctx,
+    ctx: &Context,
     endpoint: EndpointKind,
     subject: &str,
     body: &[u8],
@@ -103,7 +105,7 @@ pub(crate) async fn handle(
 }
 
 async fn presence(
-    ctx: &Ctx,
+    ctx: &Context,
     room: &RoomName,
     user: &UserName,
     request: PresenceRequest,

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::CreateKeyValueError};
-use async_nats::service::Service;
-use futures::FutureExt;
+use chat_runtime::Hosted;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::announce::Announcer;
 use crate::availability;
 use crate::config::Config;
+use crate::context::Context;
 use crate::expiry;
 use crate::listing::Lister;
 use crate::rooms::Rooms;
@@ -22,15 +22,6 @@ use crate::stats::Stats;
 
 /// How long [`PresenceWorker::stop`] waits for the expiry task to finish its marker.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-
-/// Everything a request or a marker handler needs; shared by all tasks of one instance.
-pub(crate) struct Ctx {
-    pub config: Config,
-    pub sessions: Sessions,
-    pub announcer: Announcer,
-    pub rooms: Arc<Rooms>,
-    pub stats: Arc<Stats>,
-}
 
 /// Why a worker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +46,7 @@ pub enum StartError {
 /// Dropping it aborts its tasks at once, as a crash would (tests rely on that; give
 /// each instance its own `async_nats::Client` so its connection goes too).
 pub struct PresenceWorker {
-    service: Option<Service>,
-    serving: Vec<JoinHandle<()>>,
+    hosted: Option<Hosted>,
     expiry: Option<JoinHandle<()>>,
     sweep: Option<JoinHandle<()>>,
     view: Option<JoinHandle<()>>,
@@ -101,14 +91,14 @@ impl PresenceWorker {
             let sessions = sessions.clone();
             async move { sessions.follow().await }
         });
-        let ctx = Arc::new(Ctx {
+        let ctx = Arc::new(Context {
             config,
             sessions,
             announcer,
             rooms,
             stats,
         });
-        let (service, serving) = service::start(&client, ctx.clone())
+        let hosted = service::start(&client, ctx.clone())
             .await
             .map_err(StartError::Service)?;
         let (stop, stopped) = watch::channel(false);
@@ -122,8 +112,7 @@ impl PresenceWorker {
         });
         tracing::info!(service = service::SERVICE_NAME, "presence worker started");
         Ok(Self {
-            service: Some(service),
-            serving,
+            hosted: Some(hosted),
             expiry: Some(expiry),
             sweep: Some(sweep),
             view: Some(view),
@@ -136,11 +125,8 @@ impl PresenceWorker {
     /// hand. Whatever is left (a pending event, an unacknowledged marker) is finished
     /// by another instance or the next start.
     pub async fn stop(mut self) {
-        if let Some(service) = self.service.take() {
-            let _ = service.stop().await;
-        }
-        for task in self.serving.drain(..) {
-            let _ = task.await;
+        if let Some(hosted) = self.hosted.take() {
+            hosted.stop().await;
         }
         let _ = self.stop.send(true);
         for task in self
@@ -161,14 +147,12 @@ impl PresenceWorker {
 
 impl Drop for PresenceWorker {
     fn drop(&mut self) {
-        if let Some(service) = self.service.take() {
-            // `Service::stop` does not wait for anything; one poll completes it.
-            let _ = service.stop().now_or_never();
-        }
+        // Dropping the hosted service aborts its tasks too.
+        self.hosted.take();
         for task in self
-            .serving
-            .drain(..)
-            .chain(self.expiry.take())
+            .expiry
+            .take()
+            .into_iter()
             .chain(self.sweep.take())
             .chain(self.view.take())
             .chain(self.beats.take())
