@@ -45,6 +45,7 @@ use chat_protocol::body::{rfc3339, Reason, SystemEvent, SystemKind, VERSION};
 use chat_protocol::streams::stream_name;
 use chat_protocol::{subjects, RoomName, UserName};
 use chat_runtime::scan::{scan, ScanError};
+use chat_runtime::Backoff;
 use chrono::Utc;
 
 use crate::listing::{self, ListError};
@@ -330,6 +331,7 @@ impl Announcer {
         let payload = bytes::Bytes::from(serde_json::to_vec(event)?);
         let subject = subjects::room_system(&event.room);
         let mut attempt = 1;
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
         loop {
             let message = PublishMessage::build()
                 .payload(payload.clone())
@@ -346,7 +348,7 @@ impl Announcer {
                         self.rooms.forget(&event.room);
                         self.rooms.ensure(&event.room).await?;
                     }
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                    backoff.wait().await;
                     attempt += 1;
                 }
                 Err(err) => return Err(err.into()),

@@ -11,6 +11,7 @@
 //!   and [`connect`](connect()), which retries briefly at start and never past a refusal.
 //! - [`hosting`]: [`Hosted`], a NATS service hosted and stopped gracefully, and
 //!   [`error_reply`], a failed request's reply.
+//! - [`backoff`]: [`Backoff`], the one retry delay (doubling up to a ceiling).
 //! - [`shutdown`]: [`shutdown_signal`], SIGTERM or Ctrl-C.
 //! - [`scan`]: the short-lived consumer (create, read until nothing is pending,
 //!   delete), under every one-off read of a stream.
@@ -18,6 +19,7 @@
 //!   client's replay on join and the history worker's pages.
 //! - [`storage`]: how the room streams and the presence bucket are configured.
 
+pub mod backoff;
 pub mod connect;
 pub mod exit;
 pub mod hosting;
@@ -27,6 +29,7 @@ pub mod scan;
 pub mod shutdown;
 pub mod storage;
 
+pub use backoff::Backoff;
 pub use connect::{connect, connect_with, Credentials, NatsArgs};
 pub use hosting::{error_reply, Hosted};
 pub use logging::{init_logging, init_logging_to, log_file, LogFormat};
