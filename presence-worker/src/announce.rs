@@ -41,13 +41,14 @@ use async_nats::jetstream::{
     kv,
     message::PublishMessage,
 };
-use chat_protocol::body::{rfc3339, Reason, SystemEvent, SystemKind, VERSION};
+use chat_protocol::body::{rfc3339, SystemEvent, VERSION};
 use chat_protocol::streams::stream_name;
 use chat_protocol::{subjects, RoomName, UserName};
 use chat_runtime::scan::{scan, ScanError};
 use chat_runtime::Backoff;
 use chrono::Utc;
 
+use crate::decision::{decide, required, Decision, Prompt};
 use crate::listing::{self, ListError};
 use crate::outbox::{presence_users_bucket_config, presence_users_key, AnnouncedState};
 use crate::rooms::Rooms;
@@ -98,15 +99,6 @@ pub enum ReconcileError {
     Encode(#[from] serde_json::Error),
 }
 
-/// What a reconcile found and did.
-#[derive(Debug, Clone)]
-pub struct Reconciled {
-    /// Distinct users online in the room, sorted, as last listed.
-    pub users: Vec<UserName>,
-    /// The event this call announced, if it owned a transition.
-    pub event: Option<SystemEvent>,
-}
-
 /// Announces presence transitions on the room streams.
 pub(crate) struct Announcer {
     js: jetstream::Context,
@@ -142,18 +134,18 @@ impl Announcer {
         &self.store
     }
 
-    /// Brings what was announced for `user` in `room` in line with their sessions;
-    /// `reason` is what a resulting `left` says (a `joined` always says `join`).
-    /// `written` is the sessions bucket's sequence of the write that prompted the call
-    /// (a join, leave, rejoin or expiry marker): the decision knows at least that
-    /// write. `None`: every write acknowledged before the call.
+    /// Brings what was announced for `user` in `room` in line with their sessions, as
+    /// [`decide`] says for `prompt`, and returns who is shown online in the room now
+    /// (distinct, sorted). `written` is the sessions bucket's sequence of the write
+    /// that prompted the call (a join, leave, rejoin or expiry marker): the decision
+    /// knows at least that write. `None`: every write acknowledged before the call.
     pub async fn reconcile(
         &self,
         room: &RoomName,
         user: &UserName,
-        reason: Reason,
+        prompt: Prompt,
         written: Option<u64>,
-    ) -> Result<Reconciled, ReconcileError> {
+    ) -> Result<Vec<UserName>, ReconcileError> {
         let key = presence_users_key(room, user);
         loop {
             let (state, revision) = self.read(&key).await?;
@@ -169,47 +161,34 @@ impl Announcer {
             // The decision reads only this user's sessions, knowing at least the
             // prompting write and whatever the previous decision knew (whichever
             // worker made it), so that decisions never go back in time; usually from
-            // the in-memory view. The count that goes with it (shown, never decided
-            // on) comes from the view too, made to agree with the decision.
+            // the in-memory view.
             let listing = self
                 .sessions
                 .user_online(room, user, required(&state, revision, written))
                 .await?;
             self.stats.listing(listing.from_view);
             let online = listing.online;
-            let mut users = self.sessions.users_snapshot(room).await?;
-            match (online, users.binary_search(user)) {
-                (true, Err(at)) => users.insert(at, user.clone()),
-                (false, Ok(at)) => {
-                    users.remove(at);
+            let (kind, reason) = match decide(&state, online, prompt) {
+                Decision::Unchanged => {
+                    let touched = AnnouncedState {
+                        listed_through: Some(listing.through),
+                        ..state
+                    };
+                    if self.cas(&key, &touched, revision).await?.is_some() {
+                        return self.shown(room, user, online).await;
+                    }
+                    continue;
                 }
-                _ => {}
-            }
-            if online == state.online {
-                let touched = AnnouncedState {
-                    listed_through: Some(listing.through),
-                    ..state
-                };
-                if self.cas(&key, &touched, revision).await?.is_some() {
-                    return Ok(Reconciled { users, event: None });
-                }
-                continue;
-            }
+                Decision::Announce { kind, reason } => (kind, reason),
+            };
+            let users = self.shown(room, user, online).await?;
             let event = SystemEvent {
                 v: VERSION,
-                kind: if online {
-                    SystemKind::Joined
-                } else {
-                    SystemKind::Left
-                },
+                kind,
                 id: uuid::Uuid::new_v4().to_string(),
                 room: room.clone(),
                 user: user.clone(),
-                reason: match (online, reason) {
-                    (true, _) => Reason::Join,
-                    (false, Reason::Join) => Reason::Timeout,
-                    (false, reason) => reason,
-                },
+                reason,
                 users: users.len() as u64,
                 ts: Some(Utc::now()),
             };
@@ -227,17 +206,34 @@ impl Announcer {
                 room = %room, user = %user, event = ?event.kind, reason = ?event.reason,
                 users = event.users, id = %event.id, "announced"
             );
-            let done = AnnouncedState {
+            let published = AnnouncedState {
                 pending: None,
                 ..claimed
             };
             // Losing this race is fine: whoever changed the entry saw the event.
-            self.cas(&key, &done, revision).await?;
-            return Ok(Reconciled {
-                users,
-                event: Some(event),
-            });
+            self.cas(&key, &published, revision).await?;
+            return Ok(users);
         }
+    }
+
+    /// Who is shown online in `room` with a decision that `user` is (or is not):
+    /// the in-memory view, made to agree with the decision. Only shown (the count in
+    /// replies and events), never decided on.
+    async fn shown(
+        &self,
+        room: &RoomName,
+        user: &UserName,
+        online: bool,
+    ) -> Result<Vec<UserName>, ReconcileError> {
+        let mut users = self.sessions.users_snapshot(room).await?;
+        match (online, users.binary_search(user)) {
+            (true, Err(at)) => users.insert(at, user.clone()),
+            (false, Ok(at)) => {
+                users.remove(at);
+            }
+            _ => {}
+        }
+        Ok(users)
     }
 
     /// The announced state and its revision (0 when there is none yet). A value that
@@ -357,19 +353,6 @@ impl Announcer {
     }
 }
 
-/// How far (a stream sequence of the sessions bucket) a decision about a user must
-/// know the sessions; `None`: every write acknowledged so far. That is the prompting
-/// write (`written`) and what the decision recorded in `state` knew; a state written
-/// before `listed_through` existed requires everything. A state never written
-/// (`revision` 0) requires nothing more than the prompting write: no decision was made
-/// yet, and the first one is made by creating the entry, which only one worker can do.
-fn required(state: &AnnouncedState, revision: u64, written: Option<u64>) -> Option<u64> {
-    if revision == 0 {
-        return written;
-    }
-    Some(state.listed_through?.max(written?))
-}
-
 fn retryable(err: &PublishError) -> bool {
     matches!(
         err.kind(),
@@ -378,31 +361,4 @@ fn retryable(err: &PublishError) -> bool {
             | PublishErrorKind::StreamNotFound
             | PublishErrorKind::MaxAckPending
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state(listed_through: Option<u64>) -> AnnouncedState {
-        AnnouncedState {
-            online: true,
-            pending: None,
-            listed_through,
-        }
-    }
-
-    #[test]
-    fn a_decision_knows_the_prompting_write_and_what_the_last_one_knew() {
-        // Never decided: the prompting write is enough.
-        assert_eq!(required(&AnnouncedState::default(), 0, Some(7)), Some(7));
-        assert_eq!(required(&AnnouncedState::default(), 0, None), None);
-        // Decided before: never less than that decision knew.
-        assert_eq!(required(&state(Some(9)), 3, Some(7)), Some(9));
-        assert_eq!(required(&state(Some(5)), 3, Some(7)), Some(7));
-        // No prompting write (the start-up sweep), or a state from before the
-        // record: everything written so far.
-        assert_eq!(required(&state(Some(9)), 3, None), None);
-        assert_eq!(required(&state(None), 3, Some(7)), None);
-    }
 }

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::message::AckKind;
-use chat_protocol::body::Reason;
 use chat_protocol::streams::parse_presence_key;
 use chat_protocol::{RoomName, UserName};
 use chrono::{DateTime, Utc};
@@ -27,6 +26,7 @@ use tokio::sync::watch;
 use crate::availability::{self, Expiry};
 use crate::config::Config;
 use crate::context::Context;
+use crate::decision::Prompt;
 use crate::listing::{self, ListError, Removal};
 use crate::outbox::{parse_presence_users_key, AnnouncedState};
 use crate::sessions::Sessions;
@@ -135,7 +135,7 @@ async fn handle(ctx: &Context, message: async_nats::jetstream::Message) {
                 let written = info.map(|info| info.stream_sequence);
                 if let Err(err) = ctx
                     .announcer
-                    .reconcile(&room, &user, removal.reason(), written)
+                    .reconcile(&room, &user, removal.prompt(), written)
                     .await
                 {
                     tracing::warn!(%room, %user, %err, "cannot announce a removal yet; will retry");
@@ -214,7 +214,7 @@ pub(crate) async fn sweep(ctx: &Context) -> Result<usize, ListError> {
         }
         match ctx
             .announcer
-            .reconcile(&room, &user, Reason::Timeout, None)
+            .reconcile(&room, &user, Prompt::Expiry, None)
             .await
         {
             Ok(_) => reconciled += 1,

@@ -15,7 +15,10 @@
 //! - [`requests`]: what join / heartbeat / leave / users / rooms do.
 //! - [`sessions`]: the `chat_presence` bucket: sessions written with a per-message TTL,
 //!   live sessions listed.
-//! - [`announce`]: exactly-once joined/left through a compare-and-set outbox.
+//! - [`decision`]: the joined/left decision as pure functions (state in, decision
+//!   out): what to announce, and how much of the sessions a decision must know.
+//! - [`announce`]: exactly-once joined/left through a compare-and-set outbox: reads
+//!   the state, applies the decision, publishes the event.
 //! - [`availability`]: the workers' clock (when the stack was last down) and
 //!   [`availability::judge_expiry`], which keeps a short outage from making everyone
 //!   leave and join again.
@@ -32,6 +35,7 @@ pub mod announce;
 pub mod availability;
 pub mod config;
 mod context;
+pub mod decision;
 pub mod expiry;
 pub mod listing;
 pub mod outbox;

@@ -13,8 +13,9 @@ use async_nats::jetstream::consumer::{pull, DeliverPolicy, ReplayPolicy};
 use async_nats::jetstream::kv::Operation;
 use async_nats::jetstream::stream::Stream;
 use async_nats::HeaderMap;
-use chat_protocol::body::Reason;
 use chat_runtime::scan::{scan, ScanError};
+
+use crate::decision::Prompt;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
@@ -89,11 +90,11 @@ pub(crate) enum Removal {
 }
 
 impl Removal {
-    /// The reason a `left` caused by this removal carries.
-    pub fn reason(self) -> Reason {
+    /// What this removal prompts a joined/left decision with.
+    pub(crate) fn prompt(self) -> Prompt {
         match self {
-            Removal::Removed => Reason::Leave,
-            Removal::Expired => Reason::Timeout,
+            Removal::Removed => Prompt::Leave,
+            Removal::Expired => Prompt::Expiry,
         }
     }
 }
@@ -251,6 +252,6 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(async_nats::header::NATS_MARKER_REASON, "MaxAge");
         assert_eq!(removal(Some(&h)), Some(Removal::Expired));
-        assert_eq!(Removal::Expired.reason(), Reason::Timeout);
+        assert_eq!(Removal::Expired.prompt(), Prompt::Expiry);
     }
 }

@@ -5,7 +5,7 @@
 //! anything in the body, so per-user NATS permissions make impersonation impossible.
 
 use bytes::Bytes;
-use chat_protocol::body::{PresenceAction, PresenceReply, PresenceRequest, Reason, UsersReply};
+use chat_protocol::body::{PresenceAction, PresenceReply, PresenceRequest, UsersReply};
 use chat_protocol::display::sanitize;
 use chat_protocol::subjects::{self, SubjectError};
 use chat_protocol::{RoomName, UserName};
@@ -13,6 +13,7 @@ use chat_runtime::hosting::code;
 
 use crate::announce::ReconcileError;
 use crate::context::Context;
+use crate::decision::Prompt;
 use crate::listing::ListError;
 use crate::rooms::RoomsError;
 use crate::sessions::{Heartbeat, SessionError};
@@ -123,13 +124,13 @@ async fn presence(
         PresenceAction::Join => {
             ctx.rooms.ensure(room).await?;
             let written = ctx.sessions.join(room, user, &session).await?;
-            let done = ctx
+            let users = ctx
                 .announcer
-                .reconcile(room, user, Reason::Join, Some(written))
+                .reconcile(room, user, Prompt::Join, Some(written))
                 .await?;
             ctx.stats.join();
-            tracing::info!(%room, %user, %session, reason = "join", users = done.users.len(), "session joined");
-            let n = done.users.len();
+            tracing::info!(%room, %user, %session, reason = "join", users = users.len(), "session joined");
+            let n = users.len();
             Ok(reply(n, welcome(room, user, n), false))
         }
         PresenceAction::Heartbeat => match ctx.sessions.heartbeat(room, user, &session).await? {
@@ -145,25 +146,25 @@ async fn presence(
                 // user never stopped being announced online: the reply says
                 // `rejoined`, and no left/joined pair is written.
                 ctx.rooms.ensure(room).await?;
-                let done = ctx
+                let users = ctx
                     .announcer
-                    .reconcile(room, user, Reason::Join, Some(written))
+                    .reconcile(room, user, Prompt::Join, Some(written))
                     .await?;
                 ctx.stats.heartbeat(true);
-                tracing::info!(%room, %user, %session, reason = "rejoin", users = done.users.len(), "expired session registered again");
-                let n = done.users.len();
+                tracing::info!(%room, %user, %session, reason = "rejoin", users = users.len(), "expired session registered again");
+                let n = users.len();
                 Ok(reply(n, welcome(room, user, n), true))
             }
         },
         PresenceAction::Leave => {
             let written = ctx.sessions.leave(room, user, &session).await?;
-            let done = ctx
+            let users = ctx
                 .announcer
-                .reconcile(room, user, Reason::Leave, Some(written))
+                .reconcile(room, user, Prompt::Leave, Some(written))
                 .await?;
             ctx.stats.leave();
-            tracing::info!(%room, %user, %session, reason = "leave", users = done.users.len(), "session left");
-            Ok(reply(done.users.len(), String::new(), false))
+            tracing::info!(%room, %user, %session, reason = "leave", users = users.len(), "session left");
+            Ok(reply(users.len(), String::new(), false))
         }
     }
 }
