@@ -553,10 +553,7 @@ async fn an_outage_shorter_than_the_ttl_makes_nobody_leave() {
     // Three TTLs: any expiry would have been announced by then.
     let announced = tokio::time::timeout(
         Duration::from_secs(9),
-        wait_for(&mut bob_events, |e| match e {
-            Event::System { user, kind, .. } if user.as_str() == "alice" => Some(*kind),
-            _ => None,
-        }),
+        announcement_of_alice(&mut bob_events),
     )
     .await;
     assert!(announced.is_err(), "alice was announced: {announced:?}");
@@ -582,21 +579,23 @@ async fn an_outage_longer_than_the_ttl_makes_each_member_leave_and_join_once() {
     // Left, then joined again once alice's client heartbeats; then nothing more
     // within three TTLs.
     while seen.len() < 2 {
-        let kind = wait_for(&mut bob_events, |e| match e {
-            Event::System { user, kind, .. } if user.as_str() == "alice" => Some(*kind),
-            _ => None,
-        })
-        .await;
+        let kind = announcement_of_alice(&mut bob_events).await;
         seen.push(kind);
     }
     assert_eq!(seen, [SystemKind::Left, SystemKind::Joined]);
     let more = tokio::time::timeout(
         Duration::from_secs(9),
-        wait_for(&mut bob_events, |e| match e {
-            Event::System { user, kind, .. } if user.as_str() == "alice" => Some(*kind),
-            _ => None,
-        }),
+        announcement_of_alice(&mut bob_events),
     )
     .await;
     assert!(more.is_err(), "alice was announced again: {more:?}");
+}
+
+/// The next joined/left event about alice.
+async fn announcement_of_alice(events: &mut tokio::sync::mpsc::Receiver<Event>) -> SystemKind {
+    wait_for(events, |e| match e {
+        Event::System { user, kind, .. } if user.as_str() == "alice" => Some(*kind),
+        _ => None,
+    })
+    .await
 }

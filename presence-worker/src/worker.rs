@@ -129,16 +129,9 @@ impl PresenceWorker {
             hosted.stop().await;
         }
         let _ = self.stop.send(true);
-        for task in self
-            .sweep
-            .take()
-            .into_iter()
-            .chain(self.view.take())
-            .chain(self.beats.take())
-        {
-            task.abort();
-        }
-        if let Some(expiry) = self.expiry.take() {
+        let expiry = self.expiry.take();
+        self.abort_background();
+        if let Some(expiry) = expiry {
             let _ = tokio::time::timeout(STOP_GRACE, expiry).await;
         }
         tracing::info!("presence worker stopped");
@@ -149,14 +142,21 @@ impl Drop for PresenceWorker {
     fn drop(&mut self) {
         // Dropping the hosted service aborts its tasks too.
         self.hosted.take();
-        for task in self
-            .expiry
-            .take()
-            .into_iter()
-            .chain(self.sweep.take())
-            .chain(self.view.take())
-            .chain(self.beats.take())
-        {
+        self.abort_background();
+    }
+}
+
+impl PresenceWorker {
+    /// Aborts the background tasks still held (all but the expiry task once a
+    /// graceful stop has taken it to let it finish its marker).
+    fn abort_background(&mut self) {
+        let tasks = [
+            self.expiry.take(),
+            self.sweep.take(),
+            self.view.take(),
+            self.beats.take(),
+        ];
+        for task in tasks.into_iter().flatten() {
             task.abort();
         }
     }

@@ -11,7 +11,7 @@ use chat_protocol::streams::PRESENCE_BUCKET;
 use chat_protocol::{RoomName, SessionId, UserName};
 use common::*;
 use futures::StreamExt;
-use presence_worker::outbox::{presence_users_key, AnnouncedState, PRESENCE_USERS_BUCKET};
+use presence_worker::{presence_users_key, AnnouncedState, PRESENCE_USERS_BUCKET};
 use test_support::run_server;
 
 const ROOMS: usize = 50;

@@ -10,7 +10,7 @@ use chat_protocol::streams::PRESENCE_BUCKET;
 use chat_protocol::SessionId;
 use common::*;
 use futures::StreamExt;
-use presence_worker::outbox::{presence_users_key, AnnouncedState, PRESENCE_USERS_BUCKET};
+use presence_worker::{presence_users_key, AnnouncedState, PRESENCE_USERS_BUCKET};
 use test_support::run_server;
 
 /// The `presence` endpoint's data of every running worker (one `$SRV.STATS` reply each).

@@ -10,7 +10,7 @@ use chat_protocol::body::{Reason, SystemEvent, SystemKind};
 use chat_protocol::streams::{presence_key, PRESENCE_BUCKET};
 use chat_protocol::{subjects, SessionId};
 use common::*;
-use presence_worker::outbox::{presence_users_key, AnnouncedState, PRESENCE_USERS_BUCKET};
+use presence_worker::{presence_users_key, AnnouncedState, PRESENCE_USERS_BUCKET};
 use test_support::run_server;
 
 fn config() -> presence_worker::Config {

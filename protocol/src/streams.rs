@@ -58,7 +58,7 @@ pub fn parse_presence_key(key: &str) -> Result<(RoomName, UserName, SessionId), 
 
 /// Internal bucket of the presence worker (its joined/left outbox), **not part of the
 /// wire contract**: named here only so that permissions keep every chat user out of
-/// it. Its keys and values belong to the presence worker (`presence_worker::outbox`)
+/// it. Its keys and values belong to the presence worker (`presence-worker/src/outbox.rs`)
 /// and may change without a contract version bump.
 pub const PRESENCE_USERS_BUCKET: &str = "chat_presence_users";
 

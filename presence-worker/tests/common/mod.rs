@@ -171,7 +171,7 @@ pub async fn settled(js: &jetstream::Context) {
         let stream = kv.stream.clone();
         async move {
             let mut consumer: jetstream::consumer::PullConsumer = stream
-                .get_consumer(presence_worker::expiry::EXPIRY_CONSUMER)
+                .get_consumer(presence_worker::EXPIRY_CONSUMER)
                 .await
                 .ok()?;
             let info = consumer.info().await.ok()?;
