@@ -105,7 +105,13 @@ where
         let endpoint = service.endpoint_builder().name(name).add(subject).await?;
         endpoints.push(endpoint.map(move |request| (kind, request)).boxed());
     }
-    client.flush().await?;
+    // A round trip through the server on this connection, which handles a
+    // connection's messages in order: once the service's own PING is answered, the
+    // endpoints' subscriptions are in place for requests from any connection.
+    // (`flush` only writes the buffer out; it waits for nothing.)
+    client
+        .request(format!("$SRV.PING.{}", spec.name), Bytes::new())
+        .await?;
     let requests = futures::stream::select_all(endpoints);
     let serving = tokio::spawn(serve(requests, spec.concurrency, handle));
     Ok(Hosted::new(
