@@ -16,7 +16,7 @@ use std::time::Duration;
 use chat_admin::config::{self, Cluster, ServerConfig};
 use chat_admin::secrets::Secrets;
 use chat_admin::tls;
-use chat_protocol::runtime::{self, exit, LogFormat};
+use chat_runtime::{exit, LogFormat};
 use clap::{Parser, Subcommand};
 
 /// Sets up and checks a chat server (keys, passwords, configuration, readiness).
@@ -143,7 +143,7 @@ async fn main() {
         // A tool's own messages say what matters; the NATS client's chatter is noise.
         std::env::set_var("LOG_LEVEL", "warn");
     }
-    runtime::init_logging(args.log_format);
+    chat_runtime::init_logging(args.log_format);
     let secrets = match Secrets::load_or_create(&args.run_dir.join("secrets")) {
         Ok(secrets) => secrets,
         Err(error) => {
@@ -234,7 +234,7 @@ async fn main() {
             let services: Vec<&str> = services.iter().map(String::as_str).collect();
             let timeout = Duration::from_secs(timeout);
             let ca = tls_ca.as_deref();
-            let servers = chat_protocol::servers::list(&nats_url);
+            let servers = chat_runtime::servers::list(&nats_url);
             let mut result = Ok(());
             for url in &servers {
                 result = chat_admin::ready::wait(url, ca, &secrets, &services, timeout).await;

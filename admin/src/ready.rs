@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chat_protocol::auth::static_users;
-use chat_protocol::servers;
+use chat_runtime::servers;
 
 use crate::secrets::Secrets;
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use auth_worker::{AuthWorker, Config};
 use chat_protocol::auth::static_users;
-use chat_protocol::replicas;
-use chat_protocol::runtime::{self, exit, LogFormat, NatsArgs};
+use chat_runtime::replicas;
+use chat_runtime::{exit, LogFormat, NatsArgs};
 use clap::Parser;
 
 /// How long to keep trying to reach NATS at start before exiting with 69.
@@ -50,7 +50,7 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let mut args = Args::parse();
-    runtime::init_logging(args.log_format);
+    chat_runtime::init_logging(args.log_format);
     args.nats
         .nats_user
         .get_or_insert_with(|| static_users::AUTH.to_string());
@@ -68,7 +68,8 @@ async fn run(args: Args) -> i32 {
             return exit::USAGE;
         }
     };
-    let client = match runtime::connect_with(&args.nats, "auth-worker", CONNECT_PATIENCE).await {
+    let client = match chat_runtime::connect_with(&args.nats, "auth-worker", CONNECT_PATIENCE).await
+    {
         Ok(client) => client,
         Err(code) => return code,
     };
@@ -85,7 +86,7 @@ async fn run(args: Args) -> i32 {
             return exit::UNAVAILABLE;
         }
     };
-    runtime::shutdown_signal().await;
+    chat_runtime::shutdown_signal().await;
     tracing::info!("stopping");
     worker.stop().await;
     exit::OK

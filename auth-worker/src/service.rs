@@ -1,5 +1,5 @@
-//! The NATS service `chat-auth`: four endpoints in the `AUTH` account, each request
-//! served in its own task under a concurrency bound, and a graceful stop.
+//! The NATS service `chat-auth`, hosted by [`chat_runtime::hosting`]: four endpoints
+//! in the `AUTH` account, and what each answers.
 //!
 //! | endpoint | subject | who reaches it |
 //! | --- | --- | --- |
@@ -14,19 +14,13 @@
 
 use std::sync::Arc;
 
-use async_nats::service::{self, ServiceExt};
-use async_nats::HeaderMap;
 use bytes::Bytes;
 use chat_protocol::auth::{
     self, AuthReply, PasswdRequest, RegisterRequest, ResumeReply, CHAT_ACCOUNT,
 };
-use chat_protocol::body::ErrorReply;
-use chat_protocol::runtime::Hosted;
 use chat_protocol::UserName;
-use futures::StreamExt;
+use chat_runtime::hosting::{self, code, Answer, Hosted, Refusal, Spec};
 use nkeys::KeyPair;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use crate::callout::Authority;
 use crate::password::Hasher;
@@ -77,42 +71,31 @@ impl AuthWorker {
             .map_err(StartError::Users)?;
         let config = Arc::new(config);
         let authority = Authority::new(Arc::new(issuer), users, config.clone());
-        let service = client
-            .service_builder()
-            .description("chat logins (auth callout), registration, password changes")
-            .start(SERVICE_NAME, env!("CARGO_PKG_VERSION"))
-            .await
-            .map_err(StartError::Service)?;
-        let mut endpoints = Vec::new();
-        for (name, subject, kind) in [
-            ("callout", auth::CALLOUT, Endpoint::Callout),
-            ("register", auth::REGISTER, Endpoint::Register),
-            ("passwd", auth::PASSWD, Endpoint::Passwd),
-            ("resume", auth::RESUME, Endpoint::Resume),
-        ] {
-            let endpoint = service
-                .endpoint_builder()
-                .name(name)
-                .add(subject)
-                .await
-                .map_err(StartError::Service)?;
-            endpoints.push(endpoint.map(move |request| (kind, request)).boxed());
-        }
-        // Started means reachable: the server has the endpoints' subscriptions.
-        client
-            .flush()
-            .await
-            .map_err(|e| StartError::Service(e.into()))?;
-        let requests = futures::stream::select_all(endpoints);
-        let serving = tokio::spawn(serve(requests, authority, config.concurrency));
+        let spec = Spec {
+            name: SERVICE_NAME,
+            version: env!("CARGO_PKG_VERSION"),
+            description: "chat logins (auth callout), registration, password changes",
+            endpoints: vec![
+                ("callout", auth::CALLOUT.to_string(), Endpoint::Callout),
+                ("register", auth::REGISTER.to_string(), Endpoint::Register),
+                ("passwd", auth::PASSWD.to_string(), Endpoint::Passwd),
+                ("resume", auth::RESUME.to_string(), Endpoint::Resume),
+            ],
+            concurrency: config.concurrency,
+            drain_timeout: config.drain_timeout,
+        };
+        let hosted = hosting::host(&client, spec, None, move |endpoint, message| {
+            let authority = authority.clone();
+            async move { answer(&authority, endpoint, &message).await }
+        })
+        .await
+        .map_err(StartError::Service)?;
         tracing::info!(
             service = SERVICE_NAME,
             token_ttl = ?config.token_ttl,
             "auth worker started"
         );
-        Ok(Self {
-            hosted: Hosted::new(SERVICE_NAME, client, service, serving, config.drain_timeout),
-        })
+        Ok(Self { hosted })
     }
 
     /// Stops gracefully: no new requests (other instances get them), answers those
@@ -123,60 +106,29 @@ impl AuthWorker {
     }
 }
 
-async fn serve(
-    mut requests: impl futures::Stream<Item = (Endpoint, service::Request)> + Unpin,
-    authority: Authority,
-    concurrency: usize,
-) {
-    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut tasks = JoinSet::new();
-    while let Some((endpoint, request)) = requests.next().await {
-        while let Some(done) = tasks.try_join_next() {
-            if let Err(error) = done {
-                tracing::error!(%error, "an auth request task failed");
-            }
-        }
-        if request.message.reply.is_none() {
-            tracing::warn!(?endpoint, "ignored a request without a reply subject");
-            continue;
-        }
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            break;
-        };
-        let authority = authority.clone();
-        tasks.spawn(async move {
-            answer(&authority, endpoint, request).await;
-            drop(slot);
-        });
-    }
-    while tasks.join_next().await.is_some() {}
-}
-
-async fn answer(authority: &Authority, endpoint: Endpoint, request: service::Request) {
+async fn answer(
+    authority: &Authority,
+    endpoint: Endpoint,
+    message: &async_nats::Message,
+) -> Answer {
     let reply = match endpoint {
-        Endpoint::Callout => match authority.answer(&request.message.payload).await {
+        Endpoint::Callout => match authority.answer(&message.payload).await {
             Ok((jwt, _)) => Ok(Bytes::from(jwt)),
             Err(error @ crate::callout::BadRequest::Late { .. }) => {
                 tracing::debug!(%error, "skipped an auth callout request");
-                return;
+                return None;
             }
             Err(error) => {
                 // No answer: the server refuses the connection after its timeout.
                 tracing::warn!(%error, "ignored an auth callout request");
-                return;
+                return None;
             }
         },
-        Endpoint::Register => register(authority, &request.message.payload).await,
-        Endpoint::Passwd => passwd(authority, &request.message).await,
-        Endpoint::Resume => resume(authority, &request.message).await,
+        Endpoint::Register => register(authority, &message.payload).await,
+        Endpoint::Passwd => passwd(authority, message).await,
+        Endpoint::Resume => resume(authority, message).await,
     };
-    let (body, headers) = match reply {
-        Ok(body) => (body, HeaderMap::new()),
-        Err((code, why)) => ErrorReply::new(why).into_service_reply(code),
-    };
-    if let Err(error) = request.respond_with_headers(Ok(body), headers).await {
-        tracing::warn!(%error, ?endpoint, "cannot send a reply");
-    }
+    Some(reply.map_err(|(code, why)| Refusal::new(code, why)))
 }
 
 type Reply = Result<Bytes, (u16, String)>;
@@ -190,7 +142,8 @@ fn refused(error: UsersError) -> (u16, String) {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(payload: &[u8], what: &str) -> Result<T, (u16, String)> {
-    serde_json::from_slice(payload).map_err(|error| (400, format!("malformed {what}: {error}")))
+    serde_json::from_slice(payload)
+        .map_err(|error| (code::BAD_REQUEST, format!("malformed {what}: {error}")))
 }
 
 async fn register(authority: &Authority, payload: &[u8]) -> Reply {
@@ -220,11 +173,22 @@ fn requester(message: &async_nats::Message) -> Result<UserName, (u16, String)> {
         .as_ref()
         .and_then(|h| h.get(auth::REQUEST_INFO_HEADER))
         .and_then(|v| serde_json::from_str::<RequestInfo>(v.as_str()).ok())
-        .ok_or((403, "only a logged-in chat user may ask this".to_string()))?;
+        .ok_or((
+            code::FORBIDDEN,
+            "only a logged-in chat user may ask this".to_string(),
+        ))?;
     if info.acc != CHAT_ACCOUNT {
-        return Err((403, "only a logged-in chat user may ask this".into()));
+        return Err((
+            code::FORBIDDEN,
+            "only a logged-in chat user may ask this".into(),
+        ));
     }
-    UserName::new(info.user).map_err(|_| (403, "only a logged-in chat user may ask this".into()))
+    UserName::new(info.user).map_err(|_| {
+        (
+            code::FORBIDDEN,
+            "only a logged-in chat user may ask this".into(),
+        )
+    })
 }
 
 async fn passwd(authority: &Authority, message: &async_nats::Message) -> Reply {

@@ -10,10 +10,11 @@
 use async_nats::jetstream::{self, kv};
 use chat_protocol::auth::{check_password, PasswordError};
 use chat_protocol::{NameError, UserName};
+use chat_runtime::hosting::code;
 use serde::{Deserialize, Serialize};
 
 use crate::password::{HashError, Hasher};
-use chat_protocol::replicas::{create_with_retries, CREATE_PATIENCE};
+use chat_runtime::replicas::{create_with_retries, CREATE_PATIENCE};
 
 /// The bucket's name.
 pub const BUCKET: &str = "chat_auth_users";
@@ -64,11 +65,11 @@ impl UsersError {
     /// or a race, 401 for a wrong password, 500/503 for our failures.
     pub fn code(&self) -> u16 {
         match self {
-            UsersError::Name(_) | UsersError::Password(_) => 400,
-            UsersError::WrongPassword | UsersError::Unknown => 401,
-            UsersError::Taken(_) | UsersError::Conflict => 409,
-            UsersError::Hash(_) => 500,
-            UsersError::Store(_) => 503,
+            UsersError::Name(_) | UsersError::Password(_) => code::BAD_REQUEST,
+            UsersError::WrongPassword | UsersError::Unknown => code::UNAUTHORIZED,
+            UsersError::Taken(_) | UsersError::Conflict => code::CONFLICT,
+            UsersError::Hash(_) => code::INTERNAL,
+            UsersError::Store(_) => code::UNAVAILABLE,
         }
     }
 }

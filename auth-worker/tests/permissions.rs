@@ -88,7 +88,7 @@ async fn try_publish(
 async fn room_with_message(server: &NatsServer, room: &str) -> jetstream::Context {
     let js = server.jetstream().await;
     let room = chat_protocol::RoomName::new(room).unwrap();
-    js.get_or_create_stream(chat_protocol::streams::room_stream_config(
+    js.get_or_create_stream(chat_runtime::storage::room_stream_config(
         &room,
         &Default::default(),
     ))

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use chat_bench::{options::Scenario, progress::Progress, scenarios, BenchError, Settings, Sizes};
-use chat_protocol::runtime::{self, exit, LogFormat};
+use chat_runtime::{exit, LogFormat};
 use clap::Parser;
 
 /// Measures the chat's real client and workers against raw NATS of the same shape, in
@@ -134,7 +134,7 @@ fn main() {
     if std::env::var_os("LOG_LEVEL").is_none() && std::env::var_os("RUST_LOG").is_none() {
         std::env::set_var("LOG_LEVEL", "warn");
     }
-    runtime::init_logging(LogFormat::Pretty);
+    chat_runtime::init_logging(LogFormat::Pretty);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use chat_protocol::body::{ChatMessage, MessageKind, PresenceAction, RoomsReply, UsersReply};
-use chat_protocol::{auth, servers, subjects, RoomName, SessionId, UserName};
+use chat_protocol::{auth, subjects, RoomName, SessionId, UserName};
+use chat_runtime::servers;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
@@ -30,7 +31,7 @@ pub struct Options {
     /// NATS server URL(s), comma-separated.
     pub url: String,
     /// CA certificate (PEM) the server's TLS certificate must be signed by; `None`:
-    /// the system's roots (see [`chat_protocol::servers`]).
+    /// the system's roots (see [`chat_runtime::servers`]).
     pub tls_ca: Option<std::path::PathBuf>,
     /// Who this session is.
     pub user: UserName,

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chat_protocol::body::{HistoryEntry, HistoryPage, HistoryRequest};
 use chat_protocol::{subjects, RoomName, UserName};
+use chat_runtime::Backoff;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -101,7 +102,7 @@ impl<'a> Pages<'a> {
             None => self.ask(after),
         };
         let mut attempt = 1;
-        let mut backoff = RETRY_BACKOFF;
+        let mut backoff = Backoff::new(RETRY_BACKOFF, RETRY_BACKOFF * 2u32.pow(PAGE_ATTEMPTS));
         let page = loop {
             let result = ahead
                 .await
@@ -117,8 +118,7 @@ impl<'a> Pages<'a> {
                     | RequestError::Nats(..)),
                 ) if attempt < PAGE_ATTEMPTS => {
                     tracing::warn!(room = %self.room, after, attempt, "history page failed ({err}); asking again");
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
+                    backoff.wait().await;
                     attempt += 1;
                     ahead = self.ask(after);
                 }

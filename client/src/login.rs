@@ -259,7 +259,7 @@ pub async fn register(
 }
 
 /// [`register`] at any server of the comma-separated list `url`, trusting the CA in
-/// `tls_ca` (see [`chat_protocol::servers`]).
+/// `tls_ca` (see [`chat_runtime::servers`]).
 pub async fn register_trusting(
     url: &str,
     tls_ca: Option<&std::path::Path>,
@@ -269,14 +269,14 @@ pub async fn register_trusting(
 ) -> Result<UserName, AccountError> {
     let name = UserName::new(user).map_err(|e| AccountError::Invalid(e.to_string()))?;
     auth::check_password(&name, password).map_err(|e| AccountError::Invalid(e.to_string()))?;
-    let client = chat_protocol::servers::trust(async_nats::ConnectOptions::new(), tls_ca)
+    let client = chat_runtime::servers::trust(async_nats::ConnectOptions::new(), tls_ca)
         .name(format!("chat-client register {name}"))
         .connection_timeout(Duration::from_secs(5))
-        .connect(chat_protocol::servers::list(url))
+        .connect(chat_runtime::servers::list(url))
         .await
         .map_err(|e| AccountError::Unreachable {
             url: url.to_string(),
-            reason: chat_protocol::servers::explain(&e, url, tls_ca),
+            reason: chat_runtime::servers::explain(&e, url, tls_ca),
         })?;
     let body = service::body(&RegisterRequest {
         user: user.to_string(),

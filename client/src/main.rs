@@ -18,8 +18,8 @@ use std::time::Duration;
 use chat_client::login::{self, AccountError};
 use chat_client::ui::{self, Settings};
 use chat_client::{Chat, ConnectError, Event, Options};
-use chat_protocol::runtime::{self, exit, LogFormat};
 use chat_protocol::{RoomName, UserName};
+use chat_runtime::{exit, LogFormat};
 use clap::{Parser, Subcommand};
 use tokio::sync::mpsc;
 
@@ -126,14 +126,14 @@ async fn main() {
         interactive.then(|| std::env::temp_dir().join(format!("chat-client-{user}.log")))
     });
     match &log_file {
-        Some(path) => match runtime::log_file(path) {
-            Ok(file) => runtime::init_logging_to(args.log_format, file),
+        Some(path) => match chat_runtime::log_file(path) {
+            Ok(file) => chat_runtime::init_logging_to(args.log_format, file),
             Err(err) => {
                 eprintln!("cannot open log file {}: {err}", path.display());
                 std::process::exit(exit::FAILURE);
             }
         },
-        None => runtime::init_logging(args.log_format),
+        None => chat_runtime::init_logging(args.log_format),
     }
     let code = match args.command {
         Some(Account::Register) => register(&args, &user, terminal).await,

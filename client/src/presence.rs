@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chat_protocol::body::{PresenceAction, PresenceReply, PresenceRequest};
 use chat_protocol::{subjects, RoomName, SessionId, UserName};
+use chat_runtime::Backoff;
 use tokio::sync::mpsc;
 
 use crate::event::{Event, State};
@@ -43,13 +44,13 @@ impl Presence {
     /// Joins, retrying with backoff while no presence worker answers; the user is told
     /// once per outage. Never gives up: the room is useless without a join.
     pub async fn join(&self, events: &mpsc::Sender<Event>) -> PresenceReply {
-        let mut backoff = Duration::from_millis(250);
+        let mut backoff = Backoff::new(Duration::from_millis(250), MAX_JOIN_BACKOFF);
         let mut told = false;
         loop {
             match self.request(PresenceAction::Join).await {
                 Ok(reply) => return reply,
                 Err(err) => {
-                    tracing::warn!(room = %self.room, "join failed: {err}; retrying in {backoff:?}");
+                    tracing::warn!(room = %self.room, "join failed: {err}; retrying");
                     if !told {
                         told = true;
                         // Every request error names its service already.
@@ -64,8 +65,7 @@ impl Presence {
                     }
                 }
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_JOIN_BACKOFF);
+            backoff.wait().await;
         }
     }
 

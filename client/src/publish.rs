@@ -42,6 +42,7 @@ use async_nats::Subject;
 use bytes::Bytes;
 use chat_protocol::body::ChatMessage;
 use chat_protocol::RoomName;
+use chat_runtime::Backoff;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -221,7 +222,7 @@ impl Publisher {
             probe_next: false,
             probing: None,
             retry_at: None,
-            backoff: policy.backoff,
+            backoff: Backoff::new(policy.backoff, MAX_BACKOFF),
             acks: FuturesUnordered::new(),
             failed: Vec::new(),
             flushes: Vec::new(),
@@ -299,7 +300,7 @@ struct Task {
     probing: Option<u64>,
     /// Set while publishing is paused until a retry.
     retry_at: Option<Instant>,
-    backoff: Duration,
+    backoff: Backoff,
     acks: FuturesUnordered<Ack>,
     /// Given up on since the last flush.
     failed: Vec<SendError>,
@@ -343,7 +344,7 @@ impl Task {
                     if watching && !self.entries.is_empty() {
                         // Acks pending on the old connection will not come.
                         tracing::info!(unsettled = self.entries.len(), "reconnected; republishing from the oldest unacknowledged message");
-                        self.start_over(Instant::now());
+                        self.start_over(false);
                     }
                 }
                 _ = sleep_until(retry_at), if retry_at.is_some() => {
@@ -404,7 +405,7 @@ impl Task {
             if self.client.connection_state() != async_nats::connection::State::Connected {
                 // Published now, it would wait in async-nats' queue and could overtake
                 // an earlier message lost with the old connection.
-                self.start_over(Instant::now() + self.backoff);
+                self.start_over(true);
                 return;
             }
             let entry = self.entries.get_mut(&key).expect("key just found");
@@ -448,16 +449,16 @@ impl Task {
         }
     }
 
-    /// Pauses publishing until `at`, then starts over from the oldest unsettled
-    /// message, which goes alone until it is acknowledged.
-    fn start_over(&mut self, at: Instant) {
+    /// Pauses publishing (for the next backoff delay if `wait`), then starts over from
+    /// the oldest unsettled message, which goes alone until it is acknowledged.
+    fn start_over(&mut self, wait: bool) {
         self.round += 1;
         self.cursor = 0;
         self.in_flight = 0;
         self.probe_next = true;
         self.probing = None;
-        self.retry_at = Some(at);
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        let delay = self.backoff.next_delay();
+        self.retry_at = Some(Instant::now() + if wait { delay } else { Duration::ZERO });
     }
 
     async fn settle(
@@ -475,7 +476,7 @@ impl Task {
         match result {
             Ok(ack) => {
                 if current {
-                    self.backoff = self.policy.backoff;
+                    self.backoff.reset();
                 }
                 let Some(entry) = self.remove(key) else {
                     return; // settled by another attempt's ack
@@ -514,8 +515,7 @@ impl Task {
                     return;
                 }
                 tracing::info!(id = %entry.out.id, "publish not confirmed ({err}); republishing in order from the oldest unacknowledged message");
-                let at = Instant::now() + self.backoff;
-                self.start_over(at);
+                self.start_over(true);
             }
         }
     }

@@ -29,8 +29,9 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::stream::Stream;
 use async_nats::jetstream::Context;
 use chat_protocol::body::decode_room_payload;
-use chat_protocol::reading::{read_backward, Limits};
 use chat_protocol::{streams, subjects, RoomName};
+use chat_runtime::reading::{read_backward, Limits};
+use chat_runtime::Backoff;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
@@ -39,6 +40,8 @@ use crate::echo::Echoes;
 use crate::event::{self, Event, State};
 
 /// Longest pause between two attempts to (re)open the stream or its consumer.
+/// First pause before a retry.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// How often a live feed checks that its stream was not deleted and recreated (one
@@ -90,14 +93,13 @@ impl Feed {
 
     async fn open_stream(&self) -> Stream {
         let name = streams::stream_name(&self.room);
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
         loop {
             match self.js.get_stream(&name).await {
                 Ok(stream) => return stream,
                 Err(err) => tracing::warn!(room = %self.room, "cannot open stream {name}: {err}"),
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            backoff.wait().await;
         }
     }
 
@@ -112,14 +114,13 @@ impl Feed {
             bytes: usize::MAX,
         };
         let filter = subjects::room_messages(&self.room);
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
         let messages = loop {
             match read_backward(stream, &filter, last + 1, limits).await {
                 Ok((messages, _)) => break messages,
                 Err(err) => tracing::warn!(room = %self.room, "replay failed: {err}; retrying"),
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            backoff.wait().await;
         };
         for m in messages {
             if let Some(event) = self.decode(&m.subject, &m.payload, m.seq, m.time, true) {
@@ -133,7 +134,7 @@ impl Feed {
 
     /// Shows everything after `last`, forever.
     async fn live(&mut self, stream: &Stream, mut last: u64) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
         let mut created = stream.cached_info().created.unix_timestamp_nanos();
         // JetStream announces a stream's deletion and creation on advisory subjects:
         // free to listen to, and immediate. Without permission for them, the periodic
@@ -171,8 +172,7 @@ impl Feed {
                 Err(err) => {
                     tracing::warn!(room = %self.room, "cannot start the live feed: {err}");
                     self.same_stream(&mut created, &mut last).await;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff.wait().await;
                     continue;
                 }
             };
@@ -224,7 +224,7 @@ impl Feed {
                     }
                     None => break,
                 };
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 let Ok(info) = message.info() else {
                     tracing::warn!(room = %self.room, "message without JetStream metadata skipped");
                     continue;
@@ -252,8 +252,7 @@ impl Feed {
                 self.shown.send_replace(Some(seq));
             }
             self.same_stream(&mut created, &mut last).await;
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            backoff.wait().await;
         }
     }
 
@@ -268,7 +267,7 @@ impl Feed {
     async fn same_stream(&mut self, created: &mut i128, last: &mut u64) -> bool {
         let name = streams::stream_name(&self.room);
         let mut said_gone = false;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
         loop {
             match self.js.get_stream(&name).await {
                 Ok(stream) => {
@@ -316,8 +315,7 @@ impl Feed {
                     return true;
                 }
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            backoff.wait().await;
         }
     }
 

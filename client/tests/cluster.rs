@@ -13,8 +13,9 @@ use std::time::Duration;
 use chat_client::{Chat, Event, Options};
 use chat_protocol::auth::static_users;
 use chat_protocol::body::MessageKind;
-use chat_protocol::replicas;
-use chat_protocol::streams::{self, RoomStreamSettings};
+use chat_protocol::streams;
+use chat_runtime::replicas;
+use chat_runtime::storage::RoomStreamSettings;
 use common::{room, user, PATIENCE};
 use test_support::{run_cluster, run_server, Cluster};
 use tokio::sync::mpsc;
@@ -63,7 +64,7 @@ async fn chat_on_any(cluster: &Cluster, name: &str) -> (Chat, mpsc::Receiver<Eve
 
 async fn connect(cluster: &Cluster, url: String, name: &str) -> (Chat, mpsc::Receiver<Event>) {
     if std::env::var_os("LOG_LEVEL").is_some() {
-        chat_protocol::runtime::init_logging(chat_protocol::runtime::LogFormat::Pretty);
+        chat_runtime::init_logging(chat_runtime::LogFormat::Pretty);
     }
     let password = cluster.register(name).await;
     let mut options = Options::new(url, user(name), password);
@@ -356,14 +357,8 @@ async fn a_server_that_cannot_be_verified_is_refused_with_a_clear_error() {
     let connect = |ca: Option<std::path::PathBuf>| {
         let (url, admin) = (url.clone(), admin.clone());
         async move {
-            chat_protocol::runtime::connect_trusting(
-                &url,
-                ca.as_deref(),
-                "test",
-                Some(&admin),
-                patience,
-            )
-            .await
+            chat_runtime::connect_trusting(&url, ca.as_deref(), "test", Some(&admin), patience)
+                .await
         }
     };
     // The system's roots do not know the local CA; another CA is not this one.
@@ -375,8 +370,8 @@ async fn a_server_that_cannot_be_verified_is_refused_with_a_clear_error() {
         let error = connect(ca.clone())
             .await
             .expect_err("an unverifiable server is refused");
-        assert!(chat_protocol::servers::is_tls_failure(&error), "{error}");
-        let said = chat_protocol::servers::explain(&error, &url, ca.as_deref());
+        assert!(chat_runtime::servers::is_tls_failure(&error), "{error}");
+        let said = chat_runtime::servers::explain(&error, &url, ca.as_deref());
         assert!(
             said.contains("--tls-ca") && said.contains("certificate"),
             "{said}"

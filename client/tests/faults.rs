@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use chat_client::{Event, RetryPolicy, SendError, State};
-use chat_protocol::body::MessageKind;
+use chat_protocol::body::{MessageKind, SystemKind};
 use chat_protocol::{streams, subjects};
 use common::*;
 use futures::StreamExt;
@@ -523,16 +523,13 @@ async fn presence_errors_are_not_repeated_inside_themselves() {
     );
 }
 
-/// Point 11: an outage of the whole stack shorter than the session TTL should make
-/// nobody leave and join again. It does today (3 runs of 3): the session's last
-/// heartbeat came up to a third of the TTL before the outage, so it expires during it,
-/// and the restarted worker's start-up sweep announces `left` before the reconnected
-/// client's next heartbeat re-registers the session (then `joined`). Not fixed yet:
-/// a grace before announcing an expiry (tried) removes the pair for short outages but
-/// also for long ones, which must show exactly one pair; the grace has to count from
-/// when the session really expired, which the worker does not know after a restart.
+/// Point 11: an outage of the whole stack shorter than the session TTL makes nobody
+/// leave and join again. The session's last heartbeat came up to a third of the TTL
+/// before the outage, so it expires during it; the workers' clock
+/// (`presence-worker/src/availability.rs`) tells the restarted worker that the expiry
+/// happened during a short outage, so it waits for the reconnected client's next
+/// heartbeat instead of announcing `left`.
 #[tokio::test]
-#[ignore = "issue 10 point 11 is not fixed yet; this reproduces it"]
 async fn an_outage_shorter_than_the_ttl_makes_nobody_leave() {
     let mut server = test_support::run_server();
     let worker = presence(&server).await; // TTL 3 s
@@ -556,11 +553,49 @@ async fn an_outage_shorter_than_the_ttl_makes_nobody_leave() {
     // Three TTLs: any expiry would have been announced by then.
     let announced = tokio::time::timeout(
         Duration::from_secs(9),
-        wait_for(&mut bob_events, |e| match e {
-            Event::System { user, kind, .. } if user.as_str() == "alice" => Some(*kind),
-            _ => None,
-        }),
+        announcement_of_alice(&mut bob_events),
     )
     .await;
     assert!(announced.is_err(), "alice was announced: {announced:?}");
+}
+
+/// Point 11, the other half: an outage longer than the TTL makes each member leave
+/// and join again exactly once.
+#[tokio::test]
+async fn an_outage_longer_than_the_ttl_makes_each_member_leave_and_join_once() {
+    let mut server = test_support::run_server();
+    let worker = presence(&server).await; // TTL 3 s
+    let general = room("general");
+    let (_alice, _alice_events) = joined(&server, "alice", &general, 0).await;
+    let (_bob, mut bob_events) = joined(&server, "bob", &general, 0).await;
+    server.stop();
+    drop(worker);
+    // Five TTLs: more than the gap between the workers' beats that still counts as a
+    // short outage (a TTL, a beat and 5 s for the restart).
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    server.restart();
+    let _worker = presence(&server).await;
+    let mut seen = Vec::new();
+    // Left, then joined again once alice's client heartbeats; then nothing more
+    // within three TTLs.
+    while seen.len() < 2 {
+        let kind = announcement_of_alice(&mut bob_events).await;
+        seen.push(kind);
+    }
+    assert_eq!(seen, [SystemKind::Left, SystemKind::Joined]);
+    let more = tokio::time::timeout(
+        Duration::from_secs(9),
+        announcement_of_alice(&mut bob_events),
+    )
+    .await;
+    assert!(more.is_err(), "alice was announced again: {more:?}");
+}
+
+/// The next joined/left event about alice.
+async fn announcement_of_alice(events: &mut tokio::sync::mpsc::Receiver<Event>) -> SystemKind {
+    wait_for(events, |e| match e {
+        Event::System { user, kind, .. } if user.as_str() == "alice" => Some(*kind),
+        _ => None,
+    })
+    .await
 }

@@ -1,7 +1,7 @@
 //! # history-worker: paged replays of a room's stored messages
 //!
 //! The second serverless function of the chat. Clients ask `chat.history.<room>` for a
-//! page of the room's stream (`HistoryRequest` → `HistoryPage` in `PROTOCOL.md`) to
+//! page of the room's stream (`HistoryRequest` → `HistoryPage` in `docs/protocol.md`) to
 //! print `#all_messages` and `#my_messages`. The worker is stateless: every page is read
 //! straight from JetStream, so any number of instances share the requests through the
 //! NATS service API's queue group and any of them may be stopped at any time.
@@ -12,7 +12,7 @@
 //!   how many requests are served at once.
 //! - [`page`]: one request, from its subject and body to a bounded
 //!   [`HistoryPage`](chat_protocol::body::HistoryPage), or the [`PageError`] saying why
-//!   not. Reading itself is [`chat_protocol::reading`], shared with the client.
+//!   not. Reading itself is [`chat_runtime::reading`], shared with the client.
 //! - [`service`]: the NATS service `chat-history` ([`HistoryWorker`]): one task per
 //!   request under a concurrency bound, replies with the contract's JSON bodies, and a
 //!   graceful stop that answers every request already received.

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use chat_protocol::auth::static_users;
-use chat_protocol::runtime::{self, exit, LogFormat, NatsArgs};
+use chat_runtime::{exit, LogFormat, NatsArgs};
 use clap::Parser;
 use history_worker::{Config, HistoryWorker, StartError};
 
@@ -40,7 +40,7 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let mut args = Args::parse();
-    runtime::init_logging(args.log_format);
+    chat_runtime::init_logging(args.log_format);
     args.nats
         .nats_user
         .get_or_insert_with(|| static_users::HISTORY.to_string());
@@ -58,10 +58,11 @@ async fn run(args: Args) -> i32 {
         tracing::error!(%error, "invalid arguments");
         return exit::USAGE;
     }
-    let client = match runtime::connect_with(&args.nats, "history-worker", CONNECT_PATIENCE).await {
-        Ok(client) => client,
-        Err(code) => return code,
-    };
+    let client =
+        match chat_runtime::connect_with(&args.nats, "history-worker", CONNECT_PATIENCE).await {
+            Ok(client) => client,
+            Err(code) => return code,
+        };
     let worker = match HistoryWorker::start(client, config).await {
         Ok(worker) => worker,
         Err(error) => {
@@ -72,7 +73,7 @@ async fn run(args: Args) -> i32 {
             };
         }
     };
-    runtime::shutdown_signal().await;
+    chat_runtime::shutdown_signal().await;
     tracing::info!("stopping");
     worker.stop().await;
     exit::OK

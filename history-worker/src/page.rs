@@ -1,7 +1,7 @@
 //! One history request, from its subject and body to a bounded page.
 //!
 //! The room comes from the subject, the direction and filter from the body. Reading is
-//! [`chat_protocol::reading`] (bounded in messages and bytes, never a whole room in
+//! [`chat_runtime::reading`] (bounded in messages and bytes, never a whole room in
 //! memory); this module turns what was read into [`HistoryEntry`]s, leaves out what is
 //! not a valid room message, keeps the serialized page under its byte bound and sets
 //! the `next` cursor.
@@ -9,8 +9,9 @@
 use async_nats::jetstream::{self, context::GetStreamErrorKind, stream::Stream};
 use chat_protocol::body::{decode_room_payload, HistoryEntry, HistoryPage, HistoryRequest};
 use chat_protocol::display::sanitize;
-use chat_protocol::reading::{self, Limits, ReadError, StoredMessage};
 use chat_protocol::{streams, subjects, RoomName};
+use chat_runtime::hosting::code;
+use chat_runtime::reading::{self, Limits, ReadError, StoredMessage};
 
 use crate::Config;
 
@@ -57,13 +58,15 @@ pub enum PageError {
 }
 
 impl PageError {
-    /// The `Nats-Service-Error-Code` of the reply, HTTP style: 400 for a request that
-    /// is wrong, 404 for an unknown room, 500 when the worker could not do its job.
+    /// The reply's [`code`]: the request is wrong, the room unknown, or JetStream
+    /// failed (the same codes as every service).
     pub fn code(&self) -> u16 {
         match self {
-            Self::Subject(_) | Self::Body(_) | Self::ZeroLimit { .. } | Self::BothCursors => 400,
-            Self::NoRoom(_) => 404,
-            Self::Lookup { .. } | Self::Read { .. } => 500,
+            Self::Subject(_) | Self::Body(_) | Self::ZeroLimit { .. } | Self::BothCursors => {
+                code::BAD_REQUEST
+            }
+            Self::NoRoom(_) => code::NOT_FOUND,
+            Self::Lookup { .. } | Self::Read { .. } => code::UNAVAILABLE,
         }
     }
 }

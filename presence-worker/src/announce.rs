@@ -1,6 +1,6 @@
 //! Exactly-once `joined` / `left` events: a transactional outbox with compare-and-set.
 //!
-//! The internal bucket [`chat_protocol::streams::PRESENCE_USERS_BUCKET`] holds per
+//! The internal bucket [`crate::outbox::PRESENCE_USERS_BUCKET`] holds per
 //! `<room>.<user>` what has been announced ([`AnnouncedState`]).
 //! [`Announcer::reconcile`] brings it in line with the sessions bucket:
 //!
@@ -41,17 +41,20 @@ use async_nats::jetstream::{
     kv,
     message::PublishMessage,
 };
-use chat_protocol::body::{rfc3339, AnnouncedState, Reason, SystemEvent, SystemKind, VERSION};
-use chat_protocol::streams::{presence_users_bucket_config, presence_users_key, stream_name};
+use chat_protocol::body::{rfc3339, SystemEvent, VERSION};
+use chat_protocol::streams::stream_name;
 use chat_protocol::{subjects, RoomName, UserName};
+use chat_runtime::scan::{scan, ScanError};
+use chat_runtime::Backoff;
 use chrono::Utc;
-use futures::StreamExt;
 
+use crate::decision::{decide, required, Decision, Prompt};
 use crate::listing::{self, ListError};
+use crate::outbox::{presence_users_bucket_config, presence_users_key, AnnouncedState};
 use crate::rooms::Rooms;
 use crate::sessions::Sessions;
 use crate::stats::Stats;
-use chat_protocol::replicas::{create_with_retries, CREATE_PATIENCE};
+use chat_runtime::replicas::{create_with_retries, CREATE_PATIENCE};
 
 /// How far before a pending event's time stamp the stream is searched for it
 /// (clocks of workers and server may differ a little).
@@ -83,21 +86,18 @@ pub enum ReconcileError {
     /// The event was not stored by the room stream.
     #[error("cannot publish the event: {0}")]
     Publish(#[from] PublishError),
+    /// The room stream could not be looked up for an old pending event.
+    #[error("cannot look up the room stream: {0}")]
+    Stream(#[source] async_nats::jetstream::context::GetStreamError),
     /// Looking for an old pending event in the room stream failed.
     #[error("cannot look for a pending event in the room stream: {0}")]
-    Lookup(String),
+    Lookup(#[from] ScanError),
+    /// A pending event's time could not be turned into a start time (never expected).
+    #[error("cannot read a pending event's time: {0}")]
+    Time(#[source] async_nats::Error),
     /// Encoding failed (never expected).
     #[error("cannot encode: {0}")]
     Encode(#[from] serde_json::Error),
-}
-
-/// What a reconcile found and did.
-#[derive(Debug, Clone)]
-pub struct Reconciled {
-    /// Distinct users online in the room, sorted, as last listed.
-    pub users: Vec<UserName>,
-    /// The event this call announced, if it owned a transition.
-    pub event: Option<SystemEvent>,
 }
 
 /// Announces presence transitions on the room streams.
@@ -137,18 +137,18 @@ impl Announcer {
         &self.store
     }
 
-    /// Brings what was announced for `user` in `room` in line with their sessions;
-    /// `reason` is what a resulting `left` says (a `joined` always says `join`).
-    /// `written` is the sessions bucket's sequence of the write that prompted the call
-    /// (a join, leave, rejoin or expiry marker): the decision knows at least that
-    /// write. `None`: every write acknowledged before the call.
+    /// Brings what was announced for `user` in `room` in line with their sessions, as
+    /// [`decide`] says for `prompt`, and returns who is shown online in the room now
+    /// (distinct, sorted). `written` is the sessions bucket's sequence of the write
+    /// that prompted the call (a join, leave, rejoin or expiry marker): the decision
+    /// knows at least that write. `None`: every write acknowledged before the call.
     pub async fn reconcile(
         &self,
         room: &RoomName,
         user: &UserName,
-        reason: Reason,
+        prompt: Prompt,
         written: Option<u64>,
-    ) -> Result<Reconciled, ReconcileError> {
+    ) -> Result<Vec<UserName>, ReconcileError> {
         let key = presence_users_key(room, user);
         loop {
             let (state, revision) = self.read(&key).await?;
@@ -164,47 +164,34 @@ impl Announcer {
             // The decision reads only this user's sessions, knowing at least the
             // prompting write and whatever the previous decision knew (whichever
             // worker made it), so that decisions never go back in time; usually from
-            // the in-memory view. The count that goes with it (shown, never decided
-            // on) comes from the view too, made to agree with the decision.
+            // the in-memory view.
             let listing = self
                 .sessions
                 .user_online(room, user, required(&state, revision, written))
                 .await?;
             self.stats.listing(listing.from_view);
             let online = listing.online;
-            let mut users = self.sessions.users_snapshot(room).await?;
-            match (online, users.binary_search(user)) {
-                (true, Err(at)) => users.insert(at, user.clone()),
-                (false, Ok(at)) => {
-                    users.remove(at);
+            let (kind, reason) = match decide(&state, online, prompt) {
+                Decision::Unchanged => {
+                    let touched = AnnouncedState {
+                        listed_through: Some(listing.through),
+                        ..state
+                    };
+                    if self.cas(&key, &touched, revision).await?.is_some() {
+                        return self.shown(room, user, online).await;
+                    }
+                    continue;
                 }
-                _ => {}
-            }
-            if online == state.online {
-                let touched = AnnouncedState {
-                    listed_through: Some(listing.through),
-                    ..state
-                };
-                if self.cas(&key, &touched, revision).await?.is_some() {
-                    return Ok(Reconciled { users, event: None });
-                }
-                continue;
-            }
+                Decision::Announce { kind, reason } => (kind, reason),
+            };
+            let users = self.shown(room, user, online).await?;
             let event = SystemEvent {
                 v: VERSION,
-                kind: if online {
-                    SystemKind::Joined
-                } else {
-                    SystemKind::Left
-                },
+                kind,
                 id: uuid::Uuid::new_v4().to_string(),
                 room: room.clone(),
                 user: user.clone(),
-                reason: match (online, reason) {
-                    (true, _) => Reason::Join,
-                    (false, Reason::Join) => Reason::Timeout,
-                    (false, reason) => reason,
-                },
+                reason,
                 users: users.len() as u64,
                 ts: Some(Utc::now()),
             };
@@ -222,17 +209,34 @@ impl Announcer {
                 room = %room, user = %user, event = ?event.kind, reason = ?event.reason,
                 users = event.users, id = %event.id, "announced"
             );
-            let done = AnnouncedState {
+            let published = AnnouncedState {
                 pending: None,
                 ..claimed
             };
             // Losing this race is fine: whoever changed the entry saw the event.
-            self.cas(&key, &done, revision).await?;
-            return Ok(Reconciled {
-                users,
-                event: Some(event),
-            });
+            self.cas(&key, &published, revision).await?;
+            return Ok(users);
         }
+    }
+
+    /// Who is shown online in `room` with a decision that `user` is (or is not):
+    /// the in-memory view, made to agree with the decision. Only shown (the count in
+    /// replies and events), never decided on.
+    async fn shown(
+        &self,
+        room: &RoomName,
+        user: &UserName,
+        online: bool,
+    ) -> Result<Vec<UserName>, ReconcileError> {
+        let mut users = self.sessions.users_snapshot(room).await?;
+        match (online, users.binary_search(user)) {
+            (true, Err(at)) => users.insert(at, user.clone()),
+            (false, Ok(at)) => {
+                users.remove(at);
+            }
+            _ => {}
+        }
+        Ok(users)
     }
 
     /// The announced state and its revision (0 when there is none yet). A value that
@@ -295,30 +299,28 @@ impl Announcer {
             {
                 return Ok(false)
             }
-            Err(err) => return Err(ReconcileError::Lookup(err.to_string())),
+            Err(err) => return Err(ReconcileError::Stream(err)),
         };
         let since = event.ts.unwrap_or_default() - STORED_SLACK;
         let start_time = async_nats::datetime::parse_rfc3339(&rfc3339::format(&since))
-            .map_err(|e| ReconcileError::Lookup(e.to_string()))?;
-        let consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: subjects::room_system(&event.room),
-                deliver_policy: DeliverPolicy::ByStartTime { start_time },
-                headers_only: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| ReconcileError::Lookup(e.to_string()))?;
-        let name = consumer.cached_info().name.clone();
-        let found = if consumer.cached_info().num_pending > 0 {
-            holds_id(consumer, &event.id).await
-        } else {
-            Ok(false)
+            .map_err(ReconcileError::Time)?;
+        let config = pull::OrderedConfig {
+            filter_subject: subjects::room_system(&event.room),
+            deliver_policy: DeliverPolicy::ByStartTime { start_time },
+            headers_only: true,
+            ..Default::default()
         };
-        if let Err(err) = stream.delete_consumer(&name).await {
-            tracing::debug!(%err, consumer = %name, "cannot delete a lookup consumer");
-        }
-        found
+        let mut found = false;
+        scan(&stream, config, LOOKUP_TIMEOUT, |message, _| {
+            found = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+                .is_some_and(|id| id.as_str() == event.id);
+            !found
+        })
+        .await?;
+        Ok(found)
     }
 
     /// Stores the event in its room stream, retrying with the same `Nats-Msg-Id` so
@@ -328,6 +330,7 @@ impl Announcer {
         let payload = bytes::Bytes::from(serde_json::to_vec(event)?);
         let subject = subjects::room_system(&event.room);
         let mut attempt = 1;
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
         loop {
             let message = PublishMessage::build()
                 .payload(payload.clone())
@@ -344,53 +347,13 @@ impl Announcer {
                         self.rooms.forget(&event.room);
                         self.rooms.ensure(&event.room).await?;
                     }
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                    backoff.wait().await;
                     attempt += 1;
                 }
                 Err(err) => return Err(err.into()),
             }
         }
     }
-}
-
-/// Whether a consumer's messages include one with `Nats-Msg-Id` = `id`.
-async fn holds_id(
-    consumer: async_nats::jetstream::consumer::Consumer<pull::OrderedConfig>,
-    id: &str,
-) -> Result<bool, ReconcileError> {
-    let lookup = |e: &dyn std::fmt::Display| ReconcileError::Lookup(e.to_string());
-    let mut messages = consumer.messages().await.map_err(|e| lookup(&e))?;
-    loop {
-        let message = tokio::time::timeout(LOOKUP_TIMEOUT, messages.next())
-            .await
-            .map_err(|e| lookup(&e))?
-            .ok_or_else(|| lookup(&"consumer ended"))?
-            .map_err(|e| lookup(&e))?;
-        let found = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-            .is_some_and(|found| found.as_str() == id);
-        if found {
-            return Ok(true);
-        }
-        if message.info().map_err(|e| lookup(&e))?.pending == 0 {
-            return Ok(false);
-        }
-    }
-}
-
-/// How far (a stream sequence of the sessions bucket) a decision about a user must
-/// know the sessions; `None`: every write acknowledged so far. That is the prompting
-/// write (`written`) and what the decision recorded in `state` knew; a state written
-/// before `listed_through` existed requires everything. A state never written
-/// (`revision` 0) requires nothing more than the prompting write: no decision was made
-/// yet, and the first one is made by creating the entry, which only one worker can do.
-fn required(state: &AnnouncedState, revision: u64, written: Option<u64>) -> Option<u64> {
-    if revision == 0 {
-        return written;
-    }
-    Some(state.listed_through?.max(written?))
 }
 
 fn retryable(err: &PublishError) -> bool {
@@ -401,31 +364,4 @@ fn retryable(err: &PublishError) -> bool {
             | PublishErrorKind::StreamNotFound
             | PublishErrorKind::MaxAckPending
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state(listed_through: Option<u64>) -> AnnouncedState {
-        AnnouncedState {
-            online: true,
-            pending: None,
-            listed_through,
-        }
-    }
-
-    #[test]
-    fn a_decision_knows_the_prompting_write_and_what_the_last_one_knew() {
-        // Never decided: the prompting write is enough.
-        assert_eq!(required(&AnnouncedState::default(), 0, Some(7)), Some(7));
-        assert_eq!(required(&AnnouncedState::default(), 0, None), None);
-        // Decided before: never less than that decision knew.
-        assert_eq!(required(&state(Some(9)), 3, Some(7)), Some(9));
-        assert_eq!(required(&state(Some(5)), 3, Some(7)), Some(7));
-        // No prompting write (the start-up sweep), or a state from before the
-        // record: everything written so far.
-        assert_eq!(required(&state(Some(9)), 3, None), None);
-        assert_eq!(required(&state(None), 3, Some(7)), None);
-    }
 }

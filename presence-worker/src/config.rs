@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chat_protocol::streams::RoomStreamSettings;
+use chat_runtime::storage::RoomStreamSettings;
 
 /// How a [`crate::PresenceWorker`] runs. Every field has a sensible default; tests
 /// shorten the TTLs so that expiry takes seconds, not minutes.

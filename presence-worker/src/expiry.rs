@@ -17,17 +17,20 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::message::AckKind;
-use chat_protocol::body::{AnnouncedState, Reason};
-use chat_protocol::streams::{parse_presence_key, parse_presence_users_key};
+use chat_protocol::streams::parse_presence_key;
 use chat_protocol::{RoomName, UserName};
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use crate::availability::{self, Expiry};
 use crate::config::Config;
+use crate::context::Context;
+use crate::decision::Prompt;
 use crate::listing::{self, ListError, Removal};
+use crate::outbox::{parse_presence_users_key, AnnouncedState};
 use crate::sessions::Sessions;
-use crate::worker::Ctx;
-use chat_protocol::replicas::{create_with_retries, CREATE_PATIENCE};
+use chat_runtime::replicas::{create_with_retries, CREATE_PATIENCE};
 
 /// Durable name of the shared expiry consumer (internal to the worker).
 pub const EXPIRY_CONSUMER: &str = "chat-presence-expiry";
@@ -67,7 +70,7 @@ pub(crate) async fn consumer(
 
 /// Pulls and handles markers until `stop` turns true (finishing the one in hand).
 pub(crate) async fn run(
-    ctx: Arc<Ctx>,
+    ctx: Arc<Context>,
     mut consumer: PullConsumer,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -106,20 +109,34 @@ pub(crate) async fn run(
     }
 }
 
-async fn handle(ctx: &Ctx, message: async_nats::jetstream::Message) {
+async fn handle(ctx: &Context, message: async_nats::jetstream::Message) {
     let removal = listing::removal(message.headers.as_ref());
     let key = message.subject.as_str().strip_prefix(ctx.sessions.prefix());
     if let (Some(removal), Some(key)) = (removal, key) {
         match parse_presence_key(key) {
             Ok((room, user, session)) => {
+                let info = message.info().ok();
                 if removal == Removal::Expired {
+                    let expired_at = info.as_ref().map_or_else(Utc::now, |info| {
+                        let t = info.published;
+                        DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond())
+                            .unwrap_or_else(Utc::now)
+                    });
+                    if let Some(until) = wait_for_outage(ctx, expired_at).await {
+                        tracing::info!(%room, %user, %session, %until, "session expired during a short outage; waiting for its heartbeat");
+                        let wait = (until - Utc::now()).to_std().unwrap_or_default();
+                        if let Err(err) = message.ack_with(AckKind::Nak(Some(wait))).await {
+                            tracing::debug!(%err, "nak failed");
+                        }
+                        return;
+                    }
                     ctx.stats.expiry();
                     tracing::info!(%room, %user, %session, reason = "timeout", "session expired");
                 }
-                let written = message.info().ok().map(|info| info.stream_sequence);
+                let written = info.map(|info| info.stream_sequence);
                 if let Err(err) = ctx
                     .announcer
-                    .reconcile(&room, &user, removal.reason(), written)
+                    .reconcile(&room, &user, removal.prompt(), written)
                     .await
                 {
                     tracing::warn!(%room, %user, %err, "cannot announce a removal yet; will retry");
@@ -139,9 +156,33 @@ async fn handle(ctx: &Ctx, message: async_nats::jetstream::Message) {
     }
 }
 
+/// When an expiry at `expired_at` is to be looked at again because it happened
+/// during a short outage ([`availability::judge_expiry`]); `None`: announce it now.
+async fn wait_for_outage(ctx: &Context, expired_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let every = availability::beat_every(ctx.config.ttl);
+    let clock = match availability::clock_now(ctx.announcer.store(), every).await {
+        Ok(clock) => clock,
+        Err(err) => {
+            tracing::warn!(%err, "cannot read the workers' clock; announcing the expiry now");
+            return None;
+        }
+    };
+    let heartbeat = Duration::from_secs(ctx.config.heartbeat_secs());
+    match availability::judge_expiry(expired_at, clock.outage.as_ref(), ctx.config.ttl, heartbeat) {
+        Expiry::WaitUntil(until) if until > Utc::now() => Some(until),
+        _ => None,
+    }
+}
+
 /// Reconciles every user whose announced state disagrees with the live sessions or
-/// holds a pending event; returns how many were reconciled.
-pub(crate) async fn sweep(ctx: &Ctx) -> Result<usize, ListError> {
+/// holds a pending event; returns how many were reconciled. Right after a short
+/// outage it first waits until the reconnected clients have registered their
+/// sessions again, as an expiry would.
+pub(crate) async fn sweep(ctx: &Context) -> Result<usize, ListError> {
+    if let Some(until) = wait_for_outage(ctx, Utc::now()).await {
+        tracing::info!(%until, "start-up sweep after a short outage: waiting for heartbeats");
+        tokio::time::sleep((until - Utc::now()).to_std().unwrap_or_default()).await;
+    }
     let store = ctx.announcer.store();
     let entries = ctx
         .sessions
@@ -156,7 +197,10 @@ pub(crate) async fn sweep(ctx: &Ctx) -> Result<usize, ListError> {
         .map(|s| (s.room, s.user))
         .collect();
     let mut reconciled = 0;
-    for entry in entries.into_iter().filter(|e| e.removal().is_none()) {
+    let entries = entries
+        .into_iter()
+        .filter(|e| e.removal().is_none() && e.key != availability::CLOCK_KEY);
+    for entry in entries {
         let (room, user) = match parse_presence_users_key(&entry.key) {
             Ok(names) => names,
             Err(err) => {
@@ -171,7 +215,7 @@ pub(crate) async fn sweep(ctx: &Ctx) -> Result<usize, ListError> {
         }
         match ctx
             .announcer
-            .reconcile(&room, &user, Reason::Timeout, None)
+            .reconcile(&room, &user, Prompt::Expiry, None)
             .await
         {
             Ok(_) => reconciled += 1,

@@ -3,38 +3,74 @@
 //! A stateless NATS service (`chat-presence`) that keeps presence in the JetStream KV
 //! bucket `chat_presence` and announces `joined` / `left` on the room streams exactly
 //! once per transition, however many instances run and whichever of them crash.
-//! The wire contract is `PROTOCOL.md`; names, subjects and bodies come from
+//! The wire contract is `docs/protocol.md`; names, subjects and bodies come from
 //! `chat_protocol`.
 //!
 //! ## A tour
 //!
-//! - [`config`]: [`Config`], TTLs and limits.
-//! - [`worker`]: [`PresenceWorker`], start (buckets, consumer, service, tasks) and stop.
-//! - [`service`]: the NATS service endpoints, one task per request, error replies and
-//!   their headers.
-//! - [`requests`]: what join / heartbeat / leave / users / rooms do.
-//! - [`sessions`]: the `chat_presence` bucket: sessions written with a per-message TTL,
-//!   live sessions listed.
-//! - [`announce`]: exactly-once joined/left through a compare-and-set outbox.
-//! - [`expiry`]: the shared durable consumer that turns expiry markers into `left`
+//! The public API is [`PresenceWorker`] (start, stop), its [`Config`], and the few
+//! names that tests and operators see ([`SERVICE_NAME`], [`EXPIRY_CONSUMER`], the
+//! outbox's bucket and state); the modules are private. One file per concern:
+//!
+//! - `worker.rs`: [`PresenceWorker`], start (buckets, clock, consumer, service,
+//!   tasks) and stop; `context.rs`: what every handler shares.
+//! - `config.rs`: [`Config`], TTLs and limits.
+//! - `service.rs`: the `chat-presence` endpoints, hosted by `chat_runtime::hosting`
+//!   (one task per request, error replies, graceful stop).
+//! - `requests.rs`: what join / heartbeat / leave / users / rooms do.
+//! - `sessions.rs`: the `chat_presence` bucket: sessions written with a per-message
+//!   TTL; who is online, with names saying how fresh each answer is
+//!   (`users_now`, `users_snapshot`, `user_online`, `all_live`).
+//! - `view.rs`: who is online, in memory, fed by a KV watch: what `/users` and the
+//!   counts in replies show, and what decisions read once it has caught up.
+//! - `listing.rs`: the latest entry of each key matching a filter, from the server.
+//! - `decision.rs`: the joined/left decision as pure functions ([`decide`], state in,
+//!   decision out), and how much of the sessions a decision must know.
+//! - `announce.rs`: exactly-once joined/left: reads the state, applies the decision,
+//!   publishes the event through the compare-and-set outbox; the display count.
+//! - `outbox.rs`: that outbox's bucket, keys and state (internal, not the contract).
+//! - `availability.rs`: the workers' clock (when the stack was last down) and
+//!   [`judge_expiry`], which keeps an outage shorter than the TTL from making
+//!   everyone leave and join again.
+//! - `expiry.rs`: the shared durable consumer that turns expiry markers into `left`
 //!   events, and the start-up sweep.
-//! - [`rooms`]: room streams, created on first join; the rooms summary.
-//! - [`listing`]: the latest entry of each key matching a filter.
-//! - `view`: who is online, in memory, fed by a KV watch: what `/users` and the
-//!   counts in replies show, and what joined/left decisions read once it has caught up.
-//! - [`stats`]: counters shown in `$SRV.STATS`.
+//! - `rooms.rs`: room streams, created on first join; the rooms summary.
+//! - `stats.rs`: counters shown in `$SRV.STATS`.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+//! let worker = presence_worker::PresenceWorker::start(client, presence_worker::Config::default()).await?;
+//! // ... until asked to stop:
+//! worker.stop().await;
+//! # Ok(())
+//! # }
+//! ```
 
-pub mod announce;
-pub mod config;
-pub mod expiry;
-pub mod listing;
-pub mod requests;
-pub mod rooms;
-pub mod service;
-pub mod sessions;
-pub mod stats;
+mod announce;
+mod availability;
+mod config;
+mod context;
+mod decision;
+mod expiry;
+mod listing;
+mod outbox;
+mod requests;
+mod rooms;
+mod service;
+mod sessions;
+mod stats;
 mod view;
-pub mod worker;
+mod worker;
 
+pub use announce::ReconcileError;
+pub use availability::{judge_expiry, Expiry, Outage};
 pub use config::Config;
+pub use decision::{decide, Decision, Prompt};
+pub use expiry::EXPIRY_CONSUMER;
+pub use listing::ListError;
+pub use outbox::{presence_users_key, AnnouncedState, PRESENCE_USERS_BUCKET};
+pub use requests::RequestError;
+pub use service::SERVICE_NAME;
+pub use sessions::SessionError;
 pub use worker::{PresenceWorker, StartError};

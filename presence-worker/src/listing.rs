@@ -2,7 +2,7 @@
 //! lists the live keys of a bucket (`<room>.*.*`, `<room>.<user>.*`, `>`).
 //!
 //! Two ways: [`latest`] is what async-nats' `kv.keys()` does for a whole bucket,
-//! narrowed to a filter (an ordered consumer with `DeliverPolicy::LastPerSubject`),
+//! narrowed to a filter (a [`chat_runtime::scan`] with `DeliverPolicy::LastPerSubject`),
 //! consistent with the stream's leader; [`snapshot`] asks JetStream's direct get for
 //! the last message of each matching subject in one request, without a consumer.
 
@@ -13,7 +13,9 @@ use async_nats::jetstream::consumer::{pull, DeliverPolicy, ReplayPolicy};
 use async_nats::jetstream::kv::Operation;
 use async_nats::jetstream::stream::Stream;
 use async_nats::HeaderMap;
-use chat_protocol::body::Reason;
+use chat_runtime::scan::{scan, ScanError};
+
+use crate::decision::Prompt;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
@@ -26,18 +28,38 @@ pub(crate) const KV_OPERATION: &str = "KV-Operation";
 /// JetStream's direct-get API (ADR-31), followed by the stream name.
 const DIRECT_GET: &str = "$JS.API.DIRECT.GET.";
 
-/// Why a listing failed.
+/// Why a listing failed; each kind keeps its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum ListError {
-    /// The listing consumer could not be created.
-    #[error("cannot create a listing consumer: {0}")]
-    Consumer(#[from] async_nats::jetstream::stream::ConsumerError),
-    /// Messages stopped arriving.
+    /// The listing consumer failed.
     #[error("listing failed: {0}")]
-    Messages(String),
+    Scan(#[from] ScanError),
+    /// The direct-get reply inbox could not be subscribed.
+    #[error("cannot subscribe for a listing: {0}")]
+    Subscribe(#[from] async_nats::SubscribeError),
+    /// The direct-get request could not be sent.
+    #[error("cannot ask for a listing: {0}")]
+    Request(#[from] async_nats::PublishError),
+    /// The direct get answered with an error status.
+    #[error("direct get answered {status}: {description}")]
+    DirectGet {
+        /// The status code.
+        status: u16,
+        /// What the server said.
+        description: String,
+    },
+    /// The direct get's replies stopped.
+    #[error("the listing's replies ended early")]
+    Ended,
     /// Nothing arrived in time.
     #[error("listing timed out after {LIST_TIMEOUT:?}")]
     Timeout,
+    /// The bucket's state could not be read.
+    #[error("cannot read the bucket's state: {0}")]
+    State(#[from] async_nats::jetstream::stream::InfoError),
+    /// The worker is stopping.
+    #[error("the worker is stopping")]
+    Stopping,
 }
 
 /// One subject's latest message.
@@ -68,11 +90,11 @@ pub(crate) enum Removal {
 }
 
 impl Removal {
-    /// The reason a `left` caused by this removal carries.
-    pub fn reason(self) -> Reason {
+    /// What this removal prompts a joined/left decision with.
+    pub(crate) fn prompt(self) -> Prompt {
         match self {
-            Removal::Removed => Reason::Leave,
-            Removal::Expired => Reason::Timeout,
+            Removal::Removed => Prompt::Leave,
+            Removal::Expired => Prompt::Expiry,
         }
     }
 }
@@ -136,27 +158,27 @@ impl Lister {
             .permits
             .acquire()
             .await
-            .map_err(|_| ListError::Messages("closed".into()))?;
-        let consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: format!("{prefix}{filter}"),
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                replay_policy: ReplayPolicy::Instant,
-                headers_only,
-                ..Default::default()
-            })
-            .await?;
-        let name = consumer.cached_info().name.clone();
-        let pending = consumer.cached_info().num_pending;
-        let result = if pending == 0 {
-            Ok(Vec::new())
-        } else {
-            read_all(consumer, prefix).await
+            .map_err(|_| ListError::Stopping)?;
+        let config = pull::OrderedConfig {
+            filter_subject: format!("{prefix}{filter}"),
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            replay_policy: ReplayPolicy::Instant,
+            headers_only,
+            ..Default::default()
         };
-        if let Err(err) = stream.delete_consumer(&name).await {
-            tracing::debug!(%err, consumer = %name, "cannot delete a listing consumer");
-        }
-        result
+        let mut out = Vec::new();
+        scan(stream, config, LIST_TIMEOUT, |message, _| {
+            if let Some(key) = message.subject.as_str().strip_prefix(prefix) {
+                out.push(Latest {
+                    key: key.to_string(),
+                    headers: message.headers.clone(),
+                    payload: message.payload.clone(),
+                });
+            }
+            true
+        })
+        .await?;
+        Ok(out)
     }
 
     /// Like [`latest`], but in one direct-get request (`multi_last`) without creating a
@@ -172,22 +194,18 @@ impl Lister {
     ) -> Result<Vec<Latest>, ListError> {
         let client = &self.client;
         let inbox = client.new_inbox();
-        let mut replies = client
-            .subscribe(inbox.clone())
-            .await
-            .map_err(|e| ListError::Messages(e.to_string()))?;
+        let mut replies = client.subscribe(inbox.clone()).await?;
         let request = serde_json::json!({ "multi_last": [format!("{prefix}{filter}")] });
         let subject = format!("{DIRECT_GET}{}", stream.cached_info().config.name);
         client
             .publish_with_reply(subject, inbox, request.to_string().into())
-            .await
-            .map_err(|e| ListError::Messages(e.to_string()))?;
+            .await?;
         let mut out = Vec::new();
         loop {
             let message = tokio::time::timeout(LIST_TIMEOUT, replies.next())
                 .await
                 .map_err(|_| ListError::Timeout)?
-                .ok_or_else(|| ListError::Messages("subscription ended".into()))?;
+                .ok_or(ListError::Ended)?;
             match message.status {
                 None => {
                     let headers = message.headers.unwrap_or_default();
@@ -209,44 +227,12 @@ impl Lister {
                     return self.latest(stream, prefix, filter, true).await;
                 }
                 Some(status) => {
-                    return Err(ListError::Messages(format!(
-                        "direct get answered {status}: {}",
-                        message.description.unwrap_or_default()
-                    )))
+                    return Err(ListError::DirectGet {
+                        status: status.as_u16(),
+                        description: message.description.unwrap_or_default(),
+                    })
                 }
             }
-        }
-    }
-}
-
-async fn read_all(
-    consumer: async_nats::jetstream::consumer::Consumer<pull::OrderedConfig>,
-    prefix: &str,
-) -> Result<Vec<Latest>, ListError> {
-    let mut out = Vec::new();
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| ListError::Messages(e.to_string()))?;
-    loop {
-        let message = tokio::time::timeout(LIST_TIMEOUT, messages.next())
-            .await
-            .map_err(|_| ListError::Timeout)?
-            .ok_or_else(|| ListError::Messages("consumer ended".into()))?
-            .map_err(|e| ListError::Messages(e.to_string()))?;
-        let pending = message
-            .info()
-            .map_err(|e| ListError::Messages(e.to_string()))?
-            .pending;
-        if let Some(key) = message.subject.as_str().strip_prefix(prefix) {
-            out.push(Latest {
-                key: key.to_string(),
-                headers: message.headers.clone(),
-                payload: message.payload.clone(),
-            });
-        }
-        if pending == 0 {
-            return Ok(out);
         }
     }
 }
@@ -266,6 +252,6 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(async_nats::header::NATS_MARKER_REASON, "MaxAge");
         assert_eq!(removal(Some(&h)), Some(Removal::Expired));
-        assert_eq!(Removal::Expired.reason(), Reason::Timeout);
+        assert_eq!(Removal::Expired.prompt(), Prompt::Expiry);
     }
 }

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use chat_protocol::auth::static_users;
-use chat_protocol::replicas;
-use chat_protocol::runtime::{self, exit, LogFormat, NatsArgs};
-use chat_protocol::streams::RoomStreamSettings;
+use chat_runtime::replicas;
+use chat_runtime::storage::RoomStreamSettings;
+use chat_runtime::{exit, LogFormat, NatsArgs};
 use clap::Parser;
 use presence_worker::{Config, PresenceWorker};
 
@@ -45,11 +45,12 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut args = Args::parse();
-    runtime::init_logging(args.log_format);
+    chat_runtime::init_logging(args.log_format);
     args.nats
         .nats_user
         .get_or_insert_with(|| static_users::PRESENCE.to_string());
-    let client = match runtime::connect_with(&args.nats, "presence-worker", CONNECT_FOR).await {
+    let client = match chat_runtime::connect_with(&args.nats, "presence-worker", CONNECT_FOR).await
+    {
         Ok(client) => client,
         Err(exit_code) => return code(exit_code),
     };
@@ -83,7 +84,7 @@ async fn main() -> ExitCode {
             return code(exit::UNAVAILABLE);
         }
     };
-    runtime::shutdown_signal().await;
+    chat_runtime::shutdown_signal().await;
     tracing::info!("shutting down: finishing requests in flight");
     worker.stop().await;
     code(exit::OK)

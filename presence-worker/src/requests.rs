@@ -5,17 +5,19 @@
 //! anything in the body, so per-user NATS permissions make impersonation impossible.
 
 use bytes::Bytes;
-use chat_protocol::body::{PresenceAction, PresenceReply, PresenceRequest, Reason, UsersReply};
+use chat_protocol::body::{PresenceAction, PresenceReply, PresenceRequest, UsersReply};
 use chat_protocol::display::sanitize;
 use chat_protocol::subjects::{self, SubjectError};
 use chat_protocol::{RoomName, UserName};
+use chat_runtime::hosting::code;
 
 use crate::announce::ReconcileError;
+use crate::context::Context;
+use crate::decision::Prompt;
 use crate::listing::ListError;
 use crate::rooms::RoomsError;
 use crate::sessions::{Heartbeat, SessionError};
 use crate::stats::EndpointKind;
-use crate::worker::Ctx;
 
 /// Why a request was refused; becomes `{"ok": false, "error": ...}`.
 #[derive(Debug, thiserror::Error)]
@@ -52,12 +54,13 @@ pub enum RequestError {
 }
 
 impl RequestError {
-    /// Code for the `Nats-Service-Error-Code` header: 400 when the request is at
-    /// fault, 503 when the worker's backend is.
+    /// The reply's [`code`]: the request is at fault, or the worker's backend is.
     pub fn code(&self) -> u16 {
         match self {
-            RequestError::Subject(_) | RequestError::TooLarge { .. } | RequestError::Body(_) => 400,
-            _ => 503,
+            RequestError::Subject(_) | RequestError::TooLarge { .. } | RequestError::Body(_) => {
+                code::BAD_REQUEST
+            }
+            _ => code::UNAVAILABLE,
         }
     }
 
@@ -69,7 +72,7 @@ impl RequestError {
 
 /// Handles one request of `endpoint` and returns the reply body.
 pub(crate) async fn handle(
-    ctx: &Ctx,
+    ctx: &Context,
     endpoint: EndpointKind,
     subject: &str,
     body: &[u8],
@@ -103,7 +106,7 @@ pub(crate) async fn handle(
 }
 
 async fn presence(
-    ctx: &Ctx,
+    ctx: &Context,
     room: &RoomName,
     user: &UserName,
     request: PresenceRequest,
@@ -121,13 +124,13 @@ async fn presence(
         PresenceAction::Join => {
             ctx.rooms.ensure(room).await?;
             let written = ctx.sessions.join(room, user, &session).await?;
-            let done = ctx
+            let users = ctx
                 .announcer
-                .reconcile(room, user, Reason::Join, Some(written))
+                .reconcile(room, user, Prompt::Join, Some(written))
                 .await?;
             ctx.stats.join();
-            tracing::info!(%room, %user, %session, reason = "join", users = done.users.len(), "session joined");
-            let n = done.users.len();
+            tracing::info!(%room, %user, %session, reason = "join", users = users.len(), "session joined");
+            let n = users.len();
             Ok(reply(n, welcome(room, user, n), false))
         }
         PresenceAction::Heartbeat => match ctx.sessions.heartbeat(room, user, &session).await? {
@@ -143,25 +146,25 @@ async fn presence(
                 // user never stopped being announced online: the reply says
                 // `rejoined`, and no left/joined pair is written.
                 ctx.rooms.ensure(room).await?;
-                let done = ctx
+                let users = ctx
                     .announcer
-                    .reconcile(room, user, Reason::Join, Some(written))
+                    .reconcile(room, user, Prompt::Join, Some(written))
                     .await?;
                 ctx.stats.heartbeat(true);
-                tracing::info!(%room, %user, %session, reason = "rejoin", users = done.users.len(), "expired session registered again");
-                let n = done.users.len();
+                tracing::info!(%room, %user, %session, reason = "rejoin", users = users.len(), "expired session registered again");
+                let n = users.len();
                 Ok(reply(n, welcome(room, user, n), true))
             }
         },
         PresenceAction::Leave => {
             let written = ctx.sessions.leave(room, user, &session).await?;
-            let done = ctx
+            let users = ctx
                 .announcer
-                .reconcile(room, user, Reason::Leave, Some(written))
+                .reconcile(room, user, Prompt::Leave, Some(written))
                 .await?;
             ctx.stats.leave();
-            tracing::info!(%room, %user, %session, reason = "leave", users = done.users.len(), "session left");
-            Ok(reply(done.users.len(), String::new(), false))
+            tracing::info!(%room, %user, %session, reason = "leave", users = users.len(), "session left");
+            Ok(reply(users.len(), String::new(), false))
         }
     }
 }

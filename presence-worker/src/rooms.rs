@@ -6,13 +6,14 @@ use std::sync::Mutex;
 
 use async_nats::jetstream::{self, context::CreateStreamError};
 use chat_protocol::body::{RoomSummary, RoomsReply};
-use chat_protocol::streams::{room_of_stream, room_stream_config, RoomStreamSettings};
+use chat_protocol::streams::room_of_stream;
 use chat_protocol::{RoomName, UserName};
+use chat_runtime::storage::{room_stream_config, RoomStreamSettings};
 use futures::TryStreamExt;
 
 use crate::listing::ListError;
 use crate::sessions::Sessions;
-use chat_protocol::replicas::create_with_retries;
+use chat_runtime::replicas::create_with_retries;
 
 /// Why the rooms summary failed.
 #[derive(Debug, thiserror::Error)]

@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind, kv, message::PublishMessage};
 use chat_protocol::body::PresenceRecord;
-use chat_protocol::streams::{self, parse_presence_key, presence_filter, presence_key};
+use chat_protocol::streams::{parse_presence_key, presence_filter, presence_key};
 use chat_protocol::{RoomName, SessionId, UserName};
 use chrono::Utc;
 
 use crate::listing::{self, Latest, ListError, Lister};
 use crate::view::OnlineView;
-use chat_protocol::replicas::{create_with_retries, CREATE_PATIENCE};
+use chat_runtime::replicas::{create_with_retries, CREATE_PATIENCE};
 
 /// How long a joined/left decision waits for the in-memory view to apply the write
 /// it must know about before listing the user's sessions from the server instead.
@@ -98,7 +98,7 @@ impl Sessions {
         ttl: Duration,
         marker_ttl: Duration,
     ) -> Result<Self, jetstream::context::CreateKeyValueError> {
-        let config = streams::presence_bucket_config(replicas, marker_ttl);
+        let config = chat_runtime::storage::presence_bucket_config(replicas, marker_ttl);
         let store = create_with_retries("presence bucket", CREATE_PATIENCE, || {
             js.create_or_update_key_value(config.clone())
         })
@@ -245,10 +245,7 @@ impl Sessions {
 
     /// The bucket stream's last sequence, as the server has it now.
     pub async fn last_sequence(&self) -> Result<u64, ListError> {
-        let info = self.store.stream.get_info().await;
-        let info =
-            info.map_err(|e| ListError::Messages(format!("cannot read the bucket's state: {e}")))?;
-        Ok(info.state.last_sequence)
+        Ok(self.store.stream.get_info().await?.state.last_sequence)
     }
 
     /// Whether `user` has a live session in `room`, knowing every write to the bucket

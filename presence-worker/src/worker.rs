@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::CreateKeyValueError};
-use async_nats::service::Service;
-use futures::FutureExt;
+use chat_runtime::Hosted;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::announce::Announcer;
+use crate::availability;
 use crate::config::Config;
+use crate::context::Context;
 use crate::expiry;
 use crate::listing::Lister;
 use crate::rooms::Rooms;
@@ -21,15 +22,6 @@ use crate::stats::Stats;
 
 /// How long [`PresenceWorker::stop`] waits for the expiry task to finish its marker.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-
-/// Everything a request or a marker handler needs; shared by all tasks of one instance.
-pub(crate) struct Ctx {
-    pub config: Config,
-    pub sessions: Sessions,
-    pub announcer: Announcer,
-    pub rooms: Arc<Rooms>,
-    pub stats: Arc<Stats>,
-}
 
 /// Why a worker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -54,11 +46,11 @@ pub enum StartError {
 /// Dropping it aborts its tasks at once, as a crash would (tests rely on that; give
 /// each instance its own `async_nats::Client` so its connection goes too).
 pub struct PresenceWorker {
-    service: Option<Service>,
-    serving: Vec<JoinHandle<()>>,
+    hosted: Option<Hosted>,
     expiry: Option<JoinHandle<()>>,
     sweep: Option<JoinHandle<()>>,
     view: Option<JoinHandle<()>>,
+    beats: Option<JoinHandle<()>>,
     stop: watch::Sender<bool>,
 }
 
@@ -87,19 +79,26 @@ impl PresenceWorker {
             stats.clone(),
         )
         .await?;
+        // A beat before anything reads the clock: an outage that just ended is
+        // recorded before the first expiry marker or the sweep is judged.
+        let every = availability::beat_every(config.ttl);
+        if let Err(err) = availability::beat(announcer.store(), every).await {
+            tracing::warn!(%err, "cannot write the workers' clock");
+        }
+        let beats = tokio::spawn(availability::beats(announcer.store().clone(), every));
         let consumer = expiry::consumer(&sessions, &config).await?;
         let view = tokio::spawn({
             let sessions = sessions.clone();
             async move { sessions.follow().await }
         });
-        let ctx = Arc::new(Ctx {
+        let ctx = Arc::new(Context {
             config,
             sessions,
             announcer,
             rooms,
             stats,
         });
-        let (service, serving) = service::start(&client, ctx.clone())
+        let hosted = service::start(&client, ctx.clone())
             .await
             .map_err(StartError::Service)?;
         let (stop, stopped) = watch::channel(false);
@@ -113,11 +112,11 @@ impl PresenceWorker {
         });
         tracing::info!(service = service::SERVICE_NAME, "presence worker started");
         Ok(Self {
-            service: Some(service),
-            serving,
+            hosted: Some(hosted),
             expiry: Some(expiry),
             sweep: Some(sweep),
             view: Some(view),
+            beats: Some(beats),
             stop,
         })
     }
@@ -126,17 +125,13 @@ impl PresenceWorker {
     /// hand. Whatever is left (a pending event, an unacknowledged marker) is finished
     /// by another instance or the next start.
     pub async fn stop(mut self) {
-        if let Some(service) = self.service.take() {
-            let _ = service.stop().await;
-        }
-        for task in self.serving.drain(..) {
-            let _ = task.await;
+        if let Some(hosted) = self.hosted.take() {
+            hosted.stop().await;
         }
         let _ = self.stop.send(true);
-        for task in self.sweep.take().into_iter().chain(self.view.take()) {
-            task.abort();
-        }
-        if let Some(expiry) = self.expiry.take() {
+        let expiry = self.expiry.take();
+        self.abort_background();
+        if let Some(expiry) = expiry {
             let _ = tokio::time::timeout(STOP_GRACE, expiry).await;
         }
         tracing::info!("presence worker stopped");
@@ -145,17 +140,23 @@ impl PresenceWorker {
 
 impl Drop for PresenceWorker {
     fn drop(&mut self) {
-        if let Some(service) = self.service.take() {
-            // `Service::stop` does not wait for anything; one poll completes it.
-            let _ = service.stop().now_or_never();
-        }
-        for task in self
-            .serving
-            .drain(..)
-            .chain(self.expiry.take())
-            .chain(self.sweep.take())
-            .chain(self.view.take())
-        {
+        // Dropping the hosted service aborts its tasks too.
+        self.hosted.take();
+        self.abort_background();
+    }
+}
+
+impl PresenceWorker {
+    /// Aborts the background tasks still held (all but the expiry task once a
+    /// graceful stop has taken it to let it finish its marker).
+    fn abort_background(&mut self) {
+        let tasks = [
+            self.expiry.take(),
+            self.sweep.take(),
+            self.view.take(),
+            self.beats.take(),
+        ];
+        for task in tasks.into_iter().flatten() {
             task.abort();
         }
     }

@@ -6,11 +6,12 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use chat_protocol::body::{AnnouncedState, Reason, SystemKind};
-use chat_protocol::streams::{presence_users_key, PRESENCE_BUCKET, PRESENCE_USERS_BUCKET};
+use chat_protocol::body::{Reason, SystemKind};
+use chat_protocol::streams::PRESENCE_BUCKET;
 use chat_protocol::{RoomName, SessionId, UserName};
 use common::*;
 use futures::StreamExt;
+use presence_worker::{presence_users_key, AnnouncedState, PRESENCE_USERS_BUCKET};
 use test_support::run_server;
 
 const ROOMS: usize = 50;

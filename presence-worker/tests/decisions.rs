@@ -5,11 +5,12 @@
 
 mod common;
 
-use chat_protocol::body::{AnnouncedState, PresenceAction, SystemKind};
-use chat_protocol::streams::{presence_users_key, PRESENCE_BUCKET, PRESENCE_USERS_BUCKET};
+use chat_protocol::body::{PresenceAction, SystemKind};
+use chat_protocol::streams::PRESENCE_BUCKET;
 use chat_protocol::SessionId;
 use common::*;
 use futures::StreamExt;
+use presence_worker::{presence_users_key, AnnouncedState, PRESENCE_USERS_BUCKET};
 use test_support::run_server;
 
 /// The `presence` endpoint's data of every running worker (one `$SRV.STATS` reply each).

@@ -6,12 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use chat_protocol::body::{AnnouncedState, Reason, SystemEvent, SystemKind};
-use chat_protocol::streams::{
-    presence_key, presence_users_key, PRESENCE_BUCKET, PRESENCE_USERS_BUCKET,
-};
+use chat_protocol::body::{Reason, SystemEvent, SystemKind};
+use chat_protocol::streams::{presence_key, PRESENCE_BUCKET};
 use chat_protocol::{subjects, SessionId};
 use common::*;
+use presence_worker::{presence_users_key, AnnouncedState, PRESENCE_USERS_BUCKET};
 use test_support::run_server;
 
 fn config() -> presence_worker::Config {

@@ -13,8 +13,9 @@ use chat_admin::config::{self, ServerConfig};
 use chat_admin::secrets::{password_file, Secrets};
 use chat_admin::tls::{self, TlsFiles};
 use chat_protocol::auth::{self, static_users};
-use chat_protocol::runtime::Credentials;
-use chat_protocol::{servers, UserName};
+use chat_protocol::UserName;
+use chat_runtime::servers;
+use chat_runtime::Credentials;
 
 use crate::{password_of, AuthWorkerHandle, StackOptions};
 
@@ -79,7 +80,7 @@ pub fn run_cluster(nodes: usize) -> Cluster {
         .collect();
     let mut options = StackOptions::default();
     // As the auth worker process chooses on a cluster: the user table survives a node.
-    options.auth.kv_replicas = chat_protocol::replicas::CLUSTER_REPLICAS.min(nodes.len());
+    options.auth.kv_replicas = chat_runtime::replicas::CLUSTER_REPLICAS.min(nodes.len());
     let mut cluster = Cluster {
         nodes,
         dir,

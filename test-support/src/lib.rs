@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use chat_admin::config::{self, ServerConfig};
 use chat_admin::secrets::{password_file, Secrets};
 use chat_protocol::auth::{self, static_users};
-use chat_protocol::runtime::Credentials;
 use chat_protocol::UserName;
+use chat_runtime::Credentials;
 
 pub mod cluster;
 pub use cluster::{run_cluster, Cluster};
@@ -382,7 +382,7 @@ impl AuthWorkerHandle {
                     .build()
                     .expect("a runtime for the auth worker");
                 runtime.block_on(async move {
-                    let client = chat_protocol::runtime::connect_trusting(
+                    let client = chat_runtime::connect_trusting(
                         &url,
                         ca.as_deref(),
                         "auth-worker (test)",

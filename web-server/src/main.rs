@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use chat_protocol::runtime::{self, exit, LogFormat};
+use chat_runtime::{self as runtime, exit, LogFormat};
 use clap::Parser;
 
 /// Serves the chat's web page; the page then talks to NATS over WebSocket itself.

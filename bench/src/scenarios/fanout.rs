@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use chat_client::Event;
 use chat_protocol::body::MessageKind;
-use chat_protocol::{streams, subjects, RoomName, UserName};
+use chat_protocol::{subjects, RoomName, UserName};
 use futures::future::try_join_all;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
@@ -253,9 +253,9 @@ async fn raw_jetstream_side(stage: &Stage) -> Result<Outcome, BenchError> {
         let room = stage.room(&format!("fan-raw-{r}"))?;
         let js = jetstream::new(stage.raw().await?);
         let stream = js
-            .create_stream(streams::room_stream_config(
+            .create_stream(chat_runtime::storage::room_stream_config(
                 &room,
-                &streams::RoomStreamSettings::default(),
+                &chat_runtime::storage::RoomStreamSettings::default(),
             ))
             .await
             .map_err(BenchError::nats)?;

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chat_client::{Event, State};
 use chat_protocol::auth::{self, static_users, ResumeReply};
-use chat_protocol::runtime::Credentials;
 use chat_protocol::UserName;
+use chat_runtime::Credentials;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 

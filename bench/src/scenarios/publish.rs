@@ -41,9 +41,9 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
 
     let raw = stage.raw().await?;
     let js = jetstream::new(raw.clone());
-    js.create_stream(streams::room_stream_config(
+    js.create_stream(chat_runtime::storage::room_stream_config(
         &raw_room,
-        &streams::RoomStreamSettings::default(),
+        &chat_runtime::storage::RoomStreamSettings::default(),
     ))
     .await
     .map_err(BenchError::nats)?;

@@ -3,8 +3,8 @@
 //! half-typed line is never broken. Names are coloured, times are local. Logs never
 //! come here (the binary sends them to a file).
 
-use chat_protocol::runtime::shutdown_signal;
 use chat_protocol::{RoomName, UserName};
+use chat_runtime::shutdown_signal;
 use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
 use tokio::sync::{mpsc, oneshot, watch};

@@ -10,8 +10,8 @@
 use std::io::Write;
 
 use chat_protocol::display::escape_json;
-use chat_protocol::runtime::shutdown_signal;
 use chat_protocol::RoomName;
+use chat_runtime::shutdown_signal;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 

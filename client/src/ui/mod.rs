@@ -14,8 +14,8 @@ pub mod interactive;
 pub mod lines;
 pub mod tui;
 
-use chat_protocol::runtime::{exit, shutdown_signal};
 use chat_protocol::RoomName;
+use chat_runtime::{exit, shutdown_signal};
 use tokio::sync::watch;
 
 use crate::command::{self, Command, CommandError};

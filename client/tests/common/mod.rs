@@ -38,7 +38,7 @@ pub async fn options(server: &NatsServer, name: &str) -> Options {
 /// A connected chat for `name`.
 pub async fn connect(server: &NatsServer, name: &str) -> (Chat, mpsc::Receiver<Event>) {
     if std::env::var_os("LOG_LEVEL").is_some() {
-        chat_protocol::runtime::init_logging(chat_protocol::runtime::LogFormat::Pretty);
+        chat_runtime::init_logging(chat_runtime::LogFormat::Pretty);
     }
     Chat::connect(options(server, name).await).await.unwrap()
 }

@@ -11,8 +11,8 @@ use chat_protocol::body::{
     ChatMessage, HistoryEntry, HistoryPage, HistoryRequest, MessageKind, Reason, SystemEvent,
     SystemKind,
 };
-use chat_protocol::streams::{room_stream_config, RoomStreamSettings};
 use chat_protocol::{subjects, RoomName, UserName};
+use chat_runtime::storage::{room_stream_config, RoomStreamSettings};
 use history_worker::{Config, HistoryWorker};
 use test_support::NatsServer;
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use chat_protocol::body::{PresenceAction, PresenceRequest, SystemEvent, SystemKind};
-use chat_protocol::reading::{read_forward, Limits};
 use chat_protocol::streams::stream_name;
 use chat_protocol::{subjects, RoomName, SessionId, UserName};
+use chat_runtime::reading::{read_forward, Limits};
 use presence_worker::{Config, PresenceWorker};
 use serde_json::Value;
 use test_support::NatsServer;
@@ -171,7 +171,7 @@ pub async fn settled(js: &jetstream::Context) {
         let stream = kv.stream.clone();
         async move {
             let mut consumer: jetstream::consumer::PullConsumer = stream
-                .get_consumer(presence_worker::expiry::EXPIRY_CONSUMER)
+                .get_consumer(presence_worker::EXPIRY_CONSUMER)
                 .await
                 .ok()?;
             let info = consumer.info().await.ok()?;

@@ -21,7 +21,7 @@ pub mod worker;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use chat_protocol::runtime::shutdown_signal;
+use chat_runtime::shutdown_signal;
 use chrono::{Local, Offset, Utc};
 use crossterm::event::{
     DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,

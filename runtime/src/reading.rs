@@ -8,8 +8,8 @@
 //!
 //! Memory stays bounded whatever the room's size: each read keeps at most its limit of
 //! messages, and the server sends at most [`MAX_BATCH`] messages ahead of what has been
-//! looked at. Each scan's consumer is deleted when the scan ends, so reads leave
-//! nothing behind on the server.
+//! looked at. Each window is one [`crate::scan`], whose consumer is deleted when it
+//! ends, so reads leave nothing behind on the server.
 //!
 //! A page forwards has a cheaper way: [`fetch_forward`] reads it with one plain pull
 //! consumer and one fetch, without looking the stream up first. (JetStream's batch
@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, Consumer, DeliverPolicy};
+use async_nats::jetstream::message::Info;
 use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::stream::Stream;
 use async_nats::jetstream::ErrorCode;
@@ -28,11 +29,13 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
+use crate::scan::ScanError;
+
 /// How long a read waits for the next message before giving up.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most messages the server sends ahead of the reader in one pull: with messages of up
-/// to [`MAX_MESSAGE_BYTES`](crate::streams::MAX_MESSAGE_BYTES) that is at most 4 MiB in
+/// to [`MAX_MESSAGE_BYTES`](chat_protocol::streams::MAX_MESSAGE_BYTES) that is at most 4 MiB in
 /// flight per read, whatever the range asked for.
 pub const MAX_BATCH: usize = 128;
 
@@ -49,7 +52,7 @@ pub struct StoredMessage {
     pub payload: Bytes,
 }
 
-/// Why a read failed.
+/// Why a read failed; each kind keeps its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// The stream's state could not be read.
@@ -58,9 +61,15 @@ pub enum ReadError {
     /// The reading consumer could not be created.
     #[error("cannot create a consumer: {0}")]
     Consumer(#[from] async_nats::jetstream::stream::ConsumerError),
-    /// Messages stopped arriving.
+    /// A scan of the stream failed.
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    /// A fetch's messages stopped arriving.
     #[error("reading messages failed: {0}")]
-    Messages(String),
+    Messages(#[source] async_nats::Error),
+    /// A message arrived without its JetStream metadata.
+    #[error("a message without JetStream metadata: {0}")]
+    Metadata(#[source] async_nats::Error),
     /// Nothing arrived in time.
     #[error("no message arrived within {READ_TIMEOUT:?}")]
     Timeout,
@@ -87,68 +96,36 @@ async fn scan(
     from: u64,
     through: u64,
     expected: usize,
-    visit: impl FnMut(StoredMessage) -> bool,
+    mut visit: impl FnMut(StoredMessage) -> bool,
 ) -> Result<(), ReadError> {
     if from > through {
         return Ok(());
     }
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: filter.to_string(),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: from.max(1),
-            },
-            max_batch: expected.clamp(1, MAX_BATCH) as i64,
-            ..Default::default()
-        })
-        .await?;
-    let name = consumer.cached_info().name.clone();
-    let result = if consumer.cached_info().num_pending == 0 {
-        Ok(())
-    } else {
-        deliver(consumer, through, visit).await
+    let config = pull::OrderedConfig {
+        filter_subject: filter.to_string(),
+        deliver_policy: DeliverPolicy::ByStartSequence {
+            start_sequence: from.max(1),
+        },
+        max_batch: expected.clamp(1, MAX_BATCH) as i64,
+        ..Default::default()
     };
-    // Ordered consumers are ephemeral and would linger until their inactivity
-    // threshold; a failure here only means the server cleans up later.
-    if let Err(error) = stream.delete_consumer(&name).await {
-        tracing::debug!(%error, consumer = %name, "cannot delete a reading consumer");
-    }
-    result
+    crate::scan::scan(stream, config, READ_TIMEOUT, |message, info| {
+        let seq = info.stream_sequence;
+        seq <= through && visit(stored(message, info)) && seq < through
+    })
+    .await?;
+    Ok(())
 }
 
-/// The delivery loop of [`scan`].
-async fn deliver(
-    consumer: Consumer<pull::OrderedConfig>,
-    through: u64,
-    mut visit: impl FnMut(StoredMessage) -> bool,
-) -> Result<(), ReadError> {
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| ReadError::Messages(e.to_string()))?;
-    loop {
-        let message = tokio::time::timeout(READ_TIMEOUT, messages.next())
-            .await
-            .map_err(|_| ReadError::Timeout)?
-            .ok_or_else(|| ReadError::Messages("consumer ended".into()))?
-            .map_err(|e| ReadError::Messages(e.to_string()))?;
-        let info = message
-            .info()
-            .map_err(|e| ReadError::Messages(e.to_string()))?;
-        let (seq, pending, published) = (info.stream_sequence, info.pending, info.published);
-        if seq > through {
-            return Ok(());
-        }
-        let stored = StoredMessage {
-            seq,
-            time: DateTime::from_timestamp(published.unix_timestamp(), published.nanosecond())
-                .unwrap_or_default(),
-            subject: message.subject.to_string(),
-            payload: message.payload.clone(),
-        };
-        if !visit(stored) || pending == 0 || seq == through {
-            return Ok(());
-        }
+/// A stream message as a [`StoredMessage`].
+fn stored(message: &async_nats::jetstream::Message, info: &Info<'_>) -> StoredMessage {
+    let published = info.published;
+    StoredMessage {
+        seq: info.stream_sequence,
+        time: DateTime::from_timestamp(published.unix_timestamp(), published.nanosecond())
+            .unwrap_or_default(),
+        subject: message.subject.to_string(),
+        payload: message.payload.clone(),
     }
 }
 
@@ -336,7 +313,7 @@ async fn fetch(
         .max_bytes(bytes)
         .messages()
         .await
-        .map_err(|e| ReadError::Messages(e.to_string()))?;
+        .map_err(|e| ReadError::Messages(e.into()))?;
     let mut out = Vec::with_capacity(messages);
     loop {
         let next = tokio::time::timeout(READ_TIMEOUT, batch.next())
@@ -348,19 +325,11 @@ async fn fetch(
             Some(Ok(message)) => message,
             // The byte bound ended the batch.
             Some(Err(_)) if !out.is_empty() => return Ok((out, true)),
-            Some(Err(error)) => return Err(ReadError::Messages(error.to_string())),
+            Some(Err(error)) => return Err(ReadError::Messages(error)),
         };
-        let info = message
-            .info()
-            .map_err(|e| ReadError::Messages(e.to_string()))?;
-        let (seq, left, published) = (info.stream_sequence, info.pending, info.published);
-        out.push(StoredMessage {
-            seq,
-            time: DateTime::from_timestamp(published.unix_timestamp(), published.nanosecond())
-                .unwrap_or_default(),
-            subject: message.subject.to_string(),
-            payload: message.payload.clone(),
-        });
+        let info = message.info().map_err(ReadError::Metadata)?;
+        let left = info.pending;
+        out.push(stored(&message, &info));
         if left == 0 || out.len() == messages {
             return Ok((out, left > 0));
         }

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{kv::Operation, message::PublishMessage};
-use chat_protocol::streams::{presence_bucket_config, PRESENCE_BUCKET};
+use chat_protocol::streams::PRESENCE_BUCKET;
+use chat_runtime::storage::presence_bucket_config;
 use futures::StreamExt;
 use test_support::run_server;
 

@@ -1,82 +1,9 @@
-//! What every binary of the workspace does the same way: logging and shutdown.
-//!
-//! Log level comes from `LOG_LEVEL`, else `RUST_LOG`, else `info`; `--log-format json`
-//! writes one JSON object per line for log shippers. Shutdown waits for SIGTERM or
-//! Ctrl-C so that workers drain and clients leave their rooms cleanly.
+//! Connecting to NATS as a worker or tool: the flags every binary but the chat client
+//! shares, the credentials they name, and a connect that retries briefly at start.
 
-use std::io::Write;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Pretty,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Exit codes shared by the binaries (from `sysexits.h` where one fits).
-pub mod exit {
-    /// Ran and stopped normally.
-    pub const OK: i32 = 0;
-    /// Failed while running.
-    pub const FAILURE: i32 = 1;
-    /// Bad command-line arguments (clap's own code).
-    pub const USAGE: i32 = 2;
-    /// NATS could not be reached, or a needed service did not answer.
-    pub const UNAVAILABLE: i32 = 69;
-    /// The server refused the login (wrong name or password).
-    pub const NOPERM: i32 = 77;
-    /// The server could not be trusted: its TLS certificate does not verify against
-    /// the CA given (or the system's roots), or TLS is wanted on one side only.
-    pub const CONFIG: i32 = 78;
-}
-
-fn filter() -> EnvFilter {
-    EnvFilter::try_from_env("LOG_LEVEL")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"))
-}
-
-/// Installs the global tracing subscriber writing to stderr.
-pub fn init_logging(format: LogFormat) {
-    init_logging_to(format, std::io::stderr);
-}
-
-/// Installs the global tracing subscriber writing to `writer` (a log file for the
-/// interactive client, so that no log line lands on the chat screen).
-pub fn init_logging_to<W>(format: LogFormat, writer: W)
-where
-    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
-{
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter())
-        .with_writer(writer);
-    let result = match format {
-        LogFormat::Pretty => builder.with_ansi(false).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
-    // A second initialisation (several components in one test process) keeps the first.
-    let _ = result;
-}
-
-/// A log file usable as a tracing writer.
-pub fn log_file(path: &std::path::Path) -> std::io::Result<Mutex<std::fs::File>> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    file.flush()?;
-    Ok(Mutex::new(file))
-}
+use crate::exit;
 
 /// How long one connection attempt of [`connect`] may take.
 const CONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -241,100 +168,6 @@ pub async fn connect_with(
         })
 }
 
-/// A NATS service (async-nats `service`) and the task serving its requests: how the
-/// workers host a service and stop it, written once.
-///
-/// [`Hosted::stop`] stops gracefully; dropping it aborts the serving task at once (a
-/// crash, as far as the service's callers can tell).
-pub struct Hosted {
-    name: &'static str,
-    service: Option<async_nats::service::Service>,
-    serving: Option<tokio::task::JoinHandle<()>>,
-    client: async_nats::Client,
-    drain_timeout: Duration,
-}
-
-impl Hosted {
-    /// `service` (named `name`, on `client`), served by the task `serving`, which must
-    /// end once the service's endpoints close and the requests it took are answered.
-    pub fn new(
-        name: &'static str,
-        client: async_nats::Client,
-        service: async_nats::service::Service,
-        serving: tokio::task::JoinHandle<()>,
-        drain_timeout: Duration,
-    ) -> Self {
-        Self {
-            name,
-            service: Some(service),
-            serving: Some(serving),
-            client,
-            drain_timeout,
-        }
-    }
-
-    /// Stops gracefully: stops taking requests (other instances get them from now on),
-    /// waits up to the drain timeout for those already taken, and flushes the replies.
-    pub async fn stop(mut self) {
-        if let Some(service) = self.service.take() {
-            let _ = service.stop().await;
-        }
-        if let Some(mut serving) = self.serving.take() {
-            if tokio::time::timeout(self.drain_timeout, &mut serving)
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    service = self.name,
-                    timeout = ?self.drain_timeout,
-                    "requests still in progress at shutdown were abandoned"
-                );
-                serving.abort();
-            }
-        }
-        if let Err(error) = self.client.flush().await {
-            tracing::warn!(service = self.name, %error, "cannot flush the last replies");
-        }
-    }
-}
-
-impl Drop for Hosted {
-    fn drop(&mut self) {
-        if let Some(serving) = self.serving.take() {
-            serving.abort();
-        }
-        if let Some(service) = self.service.take() {
-            // `Service::stop` only signals and aborts; it completes without waiting.
-            use futures::FutureExt;
-            let _ = service.stop().now_or_never();
-        }
-    }
-}
-
-/// Completes when the process is asked to stop: SIGTERM, or Ctrl-C (SIGINT).
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,7 +190,7 @@ mod tests {
     async fn connect_reaches_a_server() {
         let server = test_support::run_server();
         // test-support links its own build of this crate: copy the fields over.
-        let admin = server.credentials(crate::auth::static_users::ADMIN);
+        let admin = server.credentials(chat_protocol::auth::static_users::ADMIN);
         let admin = Credentials {
             user: admin.user,
             password: admin.password,

@@ -2,9 +2,9 @@
 //! the end, filters, and no consumer left behind.
 
 use async_nats::jetstream::{self, stream::Stream};
-use chat_protocol::reading::{fetch_forward, read_backward, read_forward, Limits, ReadError};
-use chat_protocol::streams::{room_stream_config, RoomStreamSettings};
 use chat_protocol::{subjects, RoomName, UserName};
+use chat_runtime::reading::{fetch_forward, read_backward, read_forward, Limits, ReadError};
+use chat_runtime::storage::{room_stream_config, RoomStreamSettings};
 use futures::TryStreamExt;
 
 const LIMITS: Limits = Limits {
@@ -30,7 +30,7 @@ async fn room_with(js: &jetstream::Context, senders: &[&str]) -> (Stream, RoomNa
     (stream, room)
 }
 
-fn seqs(messages: &[chat_protocol::reading::StoredMessage]) -> Vec<u64> {
+fn seqs(messages: &[chat_runtime::reading::StoredMessage]) -> Vec<u64> {
     messages.iter().map(|m| m.seq).collect()
 }
 

@@ -1,0 +1,217 @@
+//! What a room stream holds: chat messages and joined/left events, and the one
+//! decoder that checks a stored message before anyone shows it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{rfc3339, v1, VERSION};
+use crate::names::{RoomName, UserName};
+use crate::subjects::{self, RoomSubject, SubjectError};
+
+/// Longest chat text, in characters, after trimming.
+pub const MAX_TEXT_CHARS: usize = 4000;
+
+/// Why a chat text was refused before sending.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    /// Nothing left after trimming.
+    #[error("message is empty; type some text (at most {MAX_TEXT_CHARS} characters)")]
+    Empty,
+    /// Longer than [`MAX_TEXT_CHARS`].
+    #[error(
+        "message is {len} characters long; at most {MAX_TEXT_CHARS} are allowed (nothing was sent)"
+    )]
+    TooLong { len: usize },
+}
+
+/// Trims a text and checks it against the contract's limits.
+pub fn validate_text(text: &str) -> Result<&str, TextError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(TextError::Empty);
+    }
+    let len = text.chars().count();
+    if len > MAX_TEXT_CHARS {
+        return Err(TextError::TooLong { len });
+    }
+    Ok(text)
+}
+
+/// Whether a chat message is ordinary speech or an action (`/me waves`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    /// Ordinary text.
+    #[default]
+    Chat,
+    /// An action, shown as `* alice waves`.
+    Me,
+}
+
+/// A chat message, published by a client on `chat.room.<room>.msg.<user>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Contract version.
+    #[serde(default = "v1")]
+    pub v: u32,
+    /// Speech or action.
+    #[serde(rename = "type", default)]
+    pub kind: MessageKind,
+    /// Unique id; also the `Nats-Msg-Id` it was published with, so retries dedupe.
+    #[serde(default)]
+    pub id: String,
+    /// The room the sender claims; receivers trust the subject instead.
+    #[serde(default)]
+    pub room: String,
+    /// The user the sender claims; receivers trust the subject instead.
+    #[serde(default)]
+    pub user: String,
+    /// The text, at most [`MAX_TEXT_CHARS`] characters.
+    pub text: String,
+    /// When the sender sent it (the stream's own time stands in when missing).
+    #[serde(
+        default,
+        with = "rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ts: Option<DateTime<Utc>>,
+}
+
+impl ChatMessage {
+    /// Builds a message to send, with a fresh id and the current time; the text is
+    /// trimmed and checked first.
+    pub fn new(
+        room: &RoomName,
+        user: &UserName,
+        kind: MessageKind,
+        text: &str,
+    ) -> Result<Self, TextError> {
+        Ok(Self {
+            v: VERSION,
+            kind,
+            id: uuid::Uuid::new_v4().to_string(),
+            room: room.to_string(),
+            user: user.to_string(),
+            text: validate_text(text)?.to_string(),
+            ts: Some(Utc::now()),
+        })
+    }
+}
+
+/// Whether a user arrived or went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemKind {
+    /// The user's first session arrived.
+    Joined,
+    /// The user's last session went.
+    Left,
+}
+
+/// What caused a [`SystemEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    /// A join request (or a heartbeat that re-registered an expired session).
+    Join,
+    /// A leave request.
+    Leave,
+    /// The last session stopped sending heartbeats and expired.
+    Timeout,
+}
+
+/// A joined/left announcement on `chat.room.<room>.sys`, written by the presence worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemEvent {
+    /// Contract version.
+    #[serde(default = "v1")]
+    pub v: u32,
+    /// Joined or left.
+    #[serde(rename = "type")]
+    pub kind: SystemKind,
+    /// Unique id; also its `Nats-Msg-Id`.
+    #[serde(default)]
+    pub id: String,
+    /// The room.
+    pub room: RoomName,
+    /// The user who joined or left.
+    pub user: UserName,
+    /// What caused it.
+    pub reason: Reason,
+    /// Distinct users online in the room after the change.
+    #[serde(default)]
+    pub users: u64,
+    /// When it happened.
+    #[serde(
+        default,
+        with = "rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ts: Option<DateTime<Utc>>,
+}
+
+/// What one message of a room stream turned out to be, once checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomPayload {
+    /// A chat message. `user` is the subject's user, the only trustworthy sender.
+    Chat {
+        /// Sender, from the subject.
+        user: UserName,
+        /// The body as sent.
+        message: ChatMessage,
+        /// The body claimed another user than the subject: shown as `user`, flagged.
+        spoofed: bool,
+    },
+    /// A joined/left event.
+    System(SystemEvent),
+}
+
+/// Why a message from a room stream was skipped.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The subject is not a room subject.
+    #[error(transparent)]
+    Subject(#[from] SubjectError),
+    /// The body is not valid UTF-8 JSON of the right shape.
+    #[error("malformed body: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The body is for another room than its subject.
+    #[error("body names room {body:?} but the subject is room {subject:?}")]
+    RoomMismatch { body: String, subject: String },
+    /// The text is empty or too long.
+    #[error("invalid text: {0}")]
+    Text(#[from] TextError),
+}
+
+/// Decodes and checks one stored message of a room stream: the single place where
+/// clients and the history worker decide what a message from the wire means.
+pub fn decode_room_payload(subject: &str, payload: &[u8]) -> Result<RoomPayload, DecodeError> {
+    match subjects::parse_room_subject(subject)? {
+        RoomSubject::Message { room, user } => {
+            let message: ChatMessage = serde_json::from_slice(payload)?;
+            validate_text(&message.text)?;
+            let spoofed = !message.user.is_empty() && message.user != user.as_str();
+            if !message.room.is_empty() && message.room != room.as_str() {
+                return Err(DecodeError::RoomMismatch {
+                    body: crate::display::sanitize(&message.room).into_owned(),
+                    subject: room.to_string(),
+                });
+            }
+            Ok(RoomPayload::Chat {
+                user,
+                message,
+                spoofed,
+            })
+        }
+        RoomSubject::System { room } => {
+            let event: SystemEvent = serde_json::from_slice(payload)?;
+            if event.room != room {
+                return Err(DecodeError::RoomMismatch {
+                    body: event.room.to_string(),
+                    subject: room.to_string(),
+                });
+            }
+            Ok(RoomPayload::System(event))
+        }
+    }
+}

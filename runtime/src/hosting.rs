@@ -1,0 +1,267 @@
+//! Hosting a NATS service (async-nats `service`), written once for every worker:
+//! [`host`] registers the service and its endpoints (in the default queue group, so
+//! instances share the load) and serves each request in its own task under a
+//! concurrency bound; [`Hosted::stop`] stops gracefully.
+//!
+//! One policy for all services: a request without a reply subject is skipped before
+//! any work is done (nobody would read the answer); a failed request gets the
+//! contract's error body with the service API's error headers ([`error_reply`]) and a
+//! code from [`code`]; a handler may also choose not to answer at all (the auth
+//! callout does, for requests the server has given up on).
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::service::{self, ServiceExt};
+use bytes::Bytes;
+use chat_protocol::body::ErrorReply;
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// The codes of failed requests (`Nats-Service-Error-Code`), the same in every service.
+pub mod code {
+    /// The request is malformed or breaks the contract's rules.
+    pub const BAD_REQUEST: u16 = 400;
+    /// Wrong name or password.
+    pub const UNAUTHORIZED: u16 = 401;
+    /// The requester may not ask this.
+    pub const FORBIDDEN: u16 = 403;
+    /// What the request names does not exist.
+    pub const NOT_FOUND: u16 = 404;
+    /// The request conflicts with the current state (a name taken, a lost race).
+    pub const CONFLICT: u16 = 409;
+    /// The worker itself failed.
+    pub const INTERNAL: u16 = 500;
+    /// The worker's backend (JetStream) failed; trying again later may work.
+    pub const UNAVAILABLE: u16 = 503;
+}
+
+/// A failed request: what the reply says and its [`code`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// One of [`code`].
+    pub code: u16,
+    /// What was wrong (sanitized before it is sent).
+    pub why: String,
+}
+
+impl Refusal {
+    /// A refusal with `code` saying `why`.
+    pub fn new(code: u16, why: impl std::fmt::Display) -> Self {
+        Self {
+            code,
+            why: why.to_string(),
+        }
+    }
+}
+
+/// What a handler does with one request.
+pub type Answer = Option<Result<Bytes, Refusal>>;
+
+/// The `$SRV.STATS` data of an endpoint, by the endpoint's name.
+pub type StatsData = Arc<dyn Fn(&str) -> serde_json::Value + Send + Sync>;
+
+/// What [`host`] registers.
+pub struct Spec<K> {
+    /// The service's name (`nats micro ls`, `$SRV.PING.<name>`).
+    pub name: &'static str,
+    /// Its version.
+    pub version: &'static str,
+    /// What it does.
+    pub description: &'static str,
+    /// Its endpoints: name, subject, and the value the handler gets for it.
+    pub endpoints: Vec<(&'static str, String, K)>,
+    /// Requests served at once; more wait in NATS, not in memory.
+    pub concurrency: usize,
+    /// How long [`Hosted::stop`] waits for requests in progress.
+    pub drain_timeout: Duration,
+}
+
+/// Registers the service `spec` describes on `client` and serves it: each request of
+/// an endpoint goes, in its own task, to `handle` with that endpoint's value; its
+/// answer is sent back. Started means reachable: the server has the endpoints'
+/// subscriptions when this returns. `stats` fills the endpoints' `$SRV.STATS` data.
+pub async fn host<K, H, F>(
+    client: &async_nats::Client,
+    spec: Spec<K>,
+    stats: Option<StatsData>,
+    handle: H,
+) -> Result<Hosted, async_nats::Error>
+where
+    K: Copy + Debug + Send + 'static,
+    H: Fn(K, async_nats::Message) -> F + Clone + Send + 'static,
+    F: Future<Output = Answer> + Send + 'static,
+{
+    let mut builder = client.service_builder().description(spec.description);
+    if let Some(stats) = stats {
+        builder = builder.stats_handler(move |endpoint, _| stats(&endpoint));
+    }
+    let service = builder.start(spec.name, spec.version).await?;
+    let mut endpoints = Vec::new();
+    for (name, subject, kind) in spec.endpoints {
+        let endpoint = service.endpoint_builder().name(name).add(subject).await?;
+        endpoints.push(endpoint.map(move |request| (kind, request)).boxed());
+    }
+    // A round trip through the server on this connection, which handles a
+    // connection's messages in order: once the service's own PING is answered, the
+    // endpoints' subscriptions are in place for requests from any connection.
+    // (`flush` only writes the buffer out; it waits for nothing.)
+    client
+        .request(format!("$SRV.PING.{}", spec.name), Bytes::new())
+        .await?;
+    let requests = futures::stream::select_all(endpoints);
+    let serving = tokio::spawn(serve(requests, spec.concurrency, handle));
+    Ok(Hosted::new(
+        spec.name,
+        client.clone(),
+        service,
+        serving,
+        spec.drain_timeout,
+    ))
+}
+
+/// Takes requests until the endpoints close, each in its own task, then waits for
+/// those in progress. Aborting this task aborts them all (the [`JoinSet`] drops).
+async fn serve<K, H, F>(
+    mut requests: impl futures::Stream<Item = (K, service::Request)> + Unpin,
+    concurrency: usize,
+    handle: H,
+) where
+    K: Copy + Debug + Send + 'static,
+    H: Fn(K, async_nats::Message) -> F + Clone + Send + 'static,
+    F: Future<Output = Answer> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    while let Some((endpoint, request)) = requests.next().await {
+        while let Some(done) = tasks.try_join_next() {
+            log_failure(done);
+        }
+        if request.message.reply.is_none() {
+            tracing::warn!(?endpoint, "skipped a request without a reply subject");
+            continue;
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let handle = handle.clone();
+        tasks.spawn(async move {
+            let answer = handle(endpoint, request.message.clone()).await;
+            respond(request, endpoint, answer).await;
+            drop(slot);
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        log_failure(done);
+    }
+}
+
+/// Logs a request task that panicked (a bug: nothing from the wire may panic).
+fn log_failure(done: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = done {
+        tracing::error!(%error, "a request task failed");
+    }
+}
+
+/// Sends a handler's answer, if it has one.
+async fn respond(request: service::Request, endpoint: impl Debug, answer: Answer) {
+    let (body, headers) = match answer {
+        None => return,
+        Some(Ok(body)) => (body, async_nats::HeaderMap::new()),
+        Some(Err(refusal)) => error_reply(&ErrorReply::new(&refusal.why), refusal.code),
+    };
+    if let Err(error) = request.respond_with_headers(Ok(body), headers).await {
+        tracing::warn!(%error, ?endpoint, "cannot send a reply");
+    }
+}
+
+/// A NATS service (async-nats `service`) and the task serving its requests: how the
+/// workers host a service and stop it, written once.
+///
+/// [`Hosted::stop`] stops gracefully; dropping it aborts the serving task at once (a
+/// crash, as far as the service's callers can tell).
+pub struct Hosted {
+    name: &'static str,
+    service: Option<async_nats::service::Service>,
+    serving: Option<tokio::task::JoinHandle<()>>,
+    client: async_nats::Client,
+    drain_timeout: Duration,
+}
+
+impl Hosted {
+    /// `service` (named `name`, on `client`), served by the task `serving`, which must
+    /// end once the service's endpoints close and the requests it took are answered.
+    pub fn new(
+        name: &'static str,
+        client: async_nats::Client,
+        service: async_nats::service::Service,
+        serving: tokio::task::JoinHandle<()>,
+        drain_timeout: Duration,
+    ) -> Self {
+        Self {
+            name,
+            service: Some(service),
+            serving: Some(serving),
+            client,
+            drain_timeout,
+        }
+    }
+
+    /// Stops gracefully: stops taking requests (other instances get them from now on),
+    /// waits up to the drain timeout for those already taken, and flushes the replies.
+    pub async fn stop(mut self) {
+        if let Some(service) = self.service.take() {
+            let _ = service.stop().await;
+        }
+        if let Some(mut serving) = self.serving.take() {
+            if tokio::time::timeout(self.drain_timeout, &mut serving)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    service = self.name,
+                    timeout = ?self.drain_timeout,
+                    "requests still in progress at shutdown were abandoned"
+                );
+                serving.abort();
+            }
+        }
+        if let Err(error) = self.client.flush().await {
+            tracing::warn!(service = self.name, %error, "cannot flush the last replies");
+        }
+    }
+}
+
+impl Drop for Hosted {
+    fn drop(&mut self) {
+        if let Some(serving) = self.serving.take() {
+            serving.abort();
+        }
+        if let Some(service) = self.service.take() {
+            // `Service::stop` only signals and aborts; it completes without waiting.
+            use futures::FutureExt;
+            let _ = service.stop().now_or_never();
+        }
+    }
+}
+
+/// The reply message of a failed service request: the contract's [`ErrorReply`] body
+/// plus the NATS service API's `Nats-Service-Error` / `Nats-Service-Error-Code`
+/// headers, so that generic service tooling sees the failure too. (The service API's
+/// own error responses carry an empty body, which would break the contract.)
+pub fn error_reply(reply: &ErrorReply, code: u16) -> (bytes::Bytes, async_nats::HeaderMap) {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        async_nats::service::NATS_SERVICE_ERROR,
+        reply.error.as_str(),
+    );
+    headers.insert(
+        async_nats::service::NATS_SERVICE_ERROR_CODE,
+        code.to_string().as_str(),
+    );
+    let body = serde_json::to_vec(reply).unwrap_or_default();
+    (body.into(), headers)
+}
