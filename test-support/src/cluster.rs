@@ -34,7 +34,14 @@ pub struct Cluster {
     tls: TlsFiles,
     options: StackOptions,
     auth_workers: Vec<AuthWorkerHandle>,
+    /// Held while the cluster lives: see [`ONE_AT_A_TIME`].
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+/// One cluster at a time per test process: three TLS servers electing leaders are a
+/// heavy load for a small machine, and the route ports are picked free and then
+/// released, so clusters started side by side could take each other's ports.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A free loopback port (bound, then freed: another process could take it meanwhile,
 /// which on a test machine is rare enough).
@@ -48,6 +55,10 @@ fn free_port() -> u16 {
 /// Starts `nodes` nats-servers as one cluster with TLS on every listener, waits until
 /// JetStream has a meta leader, and starts one auth worker.
 pub fn run_cluster(nodes: usize) -> Cluster {
+    // A test that failed while holding the turn poisons the lock; the turn is still free.
+    let turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = tempfile::tempdir().expect("temporary folder");
     let secrets = Secrets::load_or_create(&dir.path().join("secrets")).expect("secrets");
     let tls = tls::load_or_create(&dir.path().join("tls"), &[]).expect("certificates");
@@ -88,6 +99,7 @@ pub fn run_cluster(nodes: usize) -> Cluster {
         tls,
         options,
         auth_workers: Vec::new(),
+        _turn: turn,
     };
     for node in 0..cluster.nodes.len() {
         cluster.start(node);
@@ -264,7 +276,7 @@ impl Cluster {
     }
 
     async fn jetstream_answers(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         for node in 0..self.nodes.len() {
             let client = self
                 .client_as(static_users::ADMIN, &self.node_url(node))
