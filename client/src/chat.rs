@@ -451,6 +451,12 @@ impl Chat {
         Ok(self.inner.publisher.send(room, subject, &message).await)
     }
 
+    /// How many messages sent so far are not acknowledged by JetStream yet (nor given
+    /// up on).
+    pub fn unconfirmed(&self) -> usize {
+        self.inner.publisher.unconfirmed()
+    }
+
     /// Waits until every message sent so far is confirmed or given up on; returns
     /// those given up on since the last call.
     pub async fn flush(&self) -> Vec<SendError> {

@@ -31,6 +31,7 @@
 //! wait in the queue; beyond that [`Publisher::send`] waits.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -164,6 +165,26 @@ struct Outgoing {
     payload: Bytes,
     preview: String,
     done: oneshot::Sender<Result<u64, SendError>>,
+    /// Counts the message as unconfirmed for as long as it lives.
+    _unconfirmed: Unconfirmed,
+}
+
+/// One message counted in [`Publisher::unconfirmed`], from the moment it is handed to
+/// the publisher until it is settled (acknowledged or given up on), however that ends:
+/// the count goes down when the message is dropped.
+struct Unconfirmed(Arc<AtomicUsize>);
+
+impl Unconfirmed {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Unconfirmed {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// An unsettled message and what its attempts so far tell.
@@ -187,6 +208,7 @@ enum Job {
 #[derive(Debug, Clone)]
 pub struct Publisher {
     jobs: mpsc::Sender<Job>,
+    unconfirmed: Arc<AtomicUsize>,
 }
 
 /// An ack being awaited: which message, which round of publishing, whether the attempt
@@ -229,7 +251,16 @@ impl Publisher {
             closing: None,
         };
         tokio::spawn(task.run(rx, reconnects));
-        Self { jobs }
+        Self {
+            jobs,
+            unconfirmed: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// How many messages sent so far JetStream has not acknowledged yet (and that are
+    /// not given up on): what a user still waits for, shown while the server is away.
+    pub fn unconfirmed(&self) -> usize {
+        self.unconfirmed.load(Ordering::Relaxed)
     }
 
     /// Queues `message` for `subject`, behind every message queued before it (it is
@@ -250,6 +281,7 @@ impl Publisher {
             payload,
             preview: preview(&message.text),
             done,
+            _unconfirmed: Unconfirmed::new(&self.unconfirmed),
         };
         // If the task is gone, `done` is dropped and `acked` reports Closed.
         let _ = self.jobs.send(Job::Send(out)).await;

@@ -83,3 +83,16 @@ fn no_room_yet() {
         "{screen}"
     );
 }
+
+#[test]
+fn the_status_line_counts_unconfirmed_messages() {
+    let mut app = busy_app();
+    let screen = format!("{}", draw(&mut app, 120, 40).backend());
+    assert!(!screen.contains("unconfirmed"), "{screen}");
+    app.unconfirmed = 2;
+    let screen = format!("{}", draw(&mut app, 120, 40).backend());
+    assert!(
+        screen.contains("waiting for 2 unconfirmed message(s)"),
+        "{screen}"
+    );
+}

@@ -256,6 +256,9 @@ pub struct App {
     pub presence: bool,
     /// Lines handed to the session and not handled yet.
     pub pending: usize,
+    /// Messages sent and not acknowledged by JetStream yet (the library's count, read
+    /// before each frame).
+    pub unconfirmed: usize,
     /// The input box.
     pub input: Input,
     /// Colours (off with `NO_COLOR`).
@@ -284,6 +287,7 @@ impl App {
             connection: Connection::Connected,
             presence: true,
             pending: 0,
+            unconfirmed: 0,
             input: Input::default(),
             color: true,
             bell: true,

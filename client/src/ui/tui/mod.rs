@@ -78,6 +78,10 @@ impl Drop for Screen {
     }
 }
 
+/// How often the status line's count of unconfirmed messages is read again while it
+/// is not zero.
+const UNCONFIRMED_RECHECK: Duration = Duration::from_millis(250);
+
 /// Runs the full-screen chat until `/quit`, Ctrl-C, Ctrl-D on an empty input or
 /// SIGTERM; returns the exit code.
 pub async fn run(
@@ -107,6 +111,7 @@ pub async fn run(
     loop {
         if due.is_some_and(|due| Instant::now() >= due) {
             app.now = Utc::now();
+            app.unconfirmed = chat.unconfirmed();
             let mut shown = 0;
             terminal.draw(|frame| {
                 app.page_rows = view::message_rows(frame.area(), &app);
@@ -114,7 +119,9 @@ pub async fn run(
             })?;
             app.settle_scroll(shown);
             last_frame = Instant::now();
-            due = None;
+            // While messages wait for their acknowledgement, look again now and then:
+            // an ack comes with no event of its own.
+            due = (app.unconfirmed > 0).then(|| last_frame + UNCONFIRMED_RECHECK);
         }
         let mut keyed = false;
         tokio::select! {

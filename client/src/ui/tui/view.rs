@@ -268,6 +268,9 @@ fn status(app: &App) -> Line<'static> {
     if app.pending > 0 {
         waiting.push(format!("{} line(s)", app.pending));
     }
+    if app.unconfirmed > 0 {
+        waiting.push(format!("{} unconfirmed message(s)", app.unconfirmed));
+    }
     if let Some(room) = app.room() {
         if room.loading {
             waiting.push("a page of history".into());
