@@ -531,17 +531,7 @@ async fn presence_errors_are_not_repeated_inside_themselves() {
 /// heartbeat instead of announcing `left`.
 #[tokio::test]
 async fn an_outage_shorter_than_the_ttl_makes_nobody_leave() {
-    let mut server = test_support::run_server();
-    let worker = presence(&server).await; // TTL 3 s
-    let general = room("general");
-    let (_alice, _alice_events) = joined(&server, "alice", &general, 0).await;
-    let (_bob, mut bob_events) = joined(&server, "bob", &general, 0).await;
-    // The whole stack goes down: the server and the presence worker.
-    server.stop();
-    drop(worker);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    server.restart();
-    let _worker = presence(&server).await;
+    let (_stack, mut bob_events) = alice_and_bob_after_an_outage(Duration::from_millis(2500)).await;
     wait_for(&mut bob_events, |e| match e {
         Event::Status {
             state: State::Reconnected,
@@ -563,18 +553,9 @@ async fn an_outage_shorter_than_the_ttl_makes_nobody_leave() {
 /// and join again exactly once.
 #[tokio::test]
 async fn an_outage_longer_than_the_ttl_makes_each_member_leave_and_join_once() {
-    let mut server = test_support::run_server();
-    let worker = presence(&server).await; // TTL 3 s
-    let general = room("general");
-    let (_alice, _alice_events) = joined(&server, "alice", &general, 0).await;
-    let (_bob, mut bob_events) = joined(&server, "bob", &general, 0).await;
-    server.stop();
-    drop(worker);
     // Five TTLs: more than the gap between the workers' beats that still counts as a
     // short outage (a TTL, a beat and 5 s for the restart).
-    tokio::time::sleep(Duration::from_secs(15)).await;
-    server.restart();
-    let _worker = presence(&server).await;
+    let (_stack, mut bob_events) = alice_and_bob_after_an_outage(Duration::from_secs(15)).await;
     let mut seen = Vec::new();
     // Left, then joined again once alice's client heartbeats; then nothing more
     // within three TTLs.
@@ -589,6 +570,33 @@ async fn an_outage_longer_than_the_ttl_makes_each_member_leave_and_join_once() {
     )
     .await;
     assert!(more.is_err(), "alice was announced again: {more:?}");
+}
+
+/// What an outage test keeps alive: the server, the restarted presence worker,
+/// alice's chat and events, and bob's chat.
+type Outage = (
+    test_support::NatsServer,
+    presence_worker::PresenceWorker,
+    (chat_client::Chat, tokio::sync::mpsc::Receiver<Event>),
+    chat_client::Chat,
+);
+
+/// Alice and bob in general (presence TTL 3 s), then the whole stack (the server and
+/// the presence worker) down for `outage` and back; returns bob's events.
+async fn alice_and_bob_after_an_outage(
+    outage: Duration,
+) -> (Outage, tokio::sync::mpsc::Receiver<Event>) {
+    let mut server = test_support::run_server();
+    let worker = presence(&server).await; // TTL 3 s
+    let general = room("general");
+    let alice = joined(&server, "alice", &general, 0).await;
+    let (bob, bob_events) = joined(&server, "bob", &general, 0).await;
+    server.stop();
+    drop(worker);
+    tokio::time::sleep(outage).await;
+    server.restart();
+    let worker = presence(&server).await;
+    ((server, worker, alice, bob), bob_events)
 }
 
 /// The next joined/left event about alice.
