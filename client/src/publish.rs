@@ -14,8 +14,7 @@
 //! default, 1, is what keeps every sender's order whatever fails: async-nats queues
 //! commands in a channel and, when a connection drops, sends what is still queued on
 //! the next one. With several messages in flight, one lost with the old socket can be
-//! overtaken by a later one that was still queued (seen: 1-2 inversions in 2,000
-//! messages with two kills of the server, against hundreds before in-order retries).
+//! overtaken by a later one that was still queued (BENCHMARKS.md has the counts).
 //! With one in flight, the only message that can be queued is the one whose fate is
 //! unknown, and its copies are stored once. A larger window trades that for speed
 //! (see BENCHMARKS.md).
@@ -27,6 +26,10 @@
 //! the stream refused it); otherwise it is "unconfirmed": it may have been stored.
 //! [`Publisher::close`] stops at a deadline and reports what is left the same way.
 //!
+//! What one attempt is, what its failure tells, and when a message is given up on are
+//! the workspace's one publish-with-retry (`chat_runtime::publish`); this task adds the
+//! order across messages.
+//!
 //! Memory stays bounded: the task holds at most 1,000 messages, and at most 1,000 more
 //! wait in the queue; beyond that [`Publisher::send`] waits.
 
@@ -35,14 +38,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::context::{PublishError, PublishErrorKind};
-use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::Context;
 use async_nats::Subject;
 use bytes::Bytes;
 use chat_protocol::body::ChatMessage;
 use chat_protocol::RoomName;
+use chat_runtime::publish::{self, Failure};
 use chat_runtime::Backoff;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -83,6 +86,17 @@ pub struct RetryPolicy {
     /// every sender's order whatever fails: a message is published once the one before
     /// it is stored. More is faster but leaves a gap (see the module docs).
     pub window: usize,
+}
+
+impl RetryPolicy {
+    /// The workspace's retry rules (`chat_runtime::publish`) with this policy's delays.
+    fn retry(&self) -> publish::Retry {
+        publish::Retry {
+            first_delay: self.backoff,
+            max_delay: MAX_BACKOFF,
+            give_up_after: self.give_up_after,
+        }
+    }
 }
 
 impl Default for RetryPolicy {
@@ -244,7 +258,7 @@ impl Publisher {
             probe_next: false,
             probing: None,
             retry_at: None,
-            backoff: Backoff::new(policy.backoff, MAX_BACKOFF),
+            backoff: policy.retry().backoff(),
             acks: FuturesUnordered::new(),
             failed: Vec::new(),
             flushes: Vec::new(),
@@ -442,10 +456,8 @@ impl Task {
             }
             let entry = self.entries.get_mut(&key).expect("key just found");
             let now = Instant::now();
-            if entry
-                .first
-                .is_some_and(|first| now >= first + self.policy.give_up_after)
-            {
+            let retry = self.policy.retry();
+            if entry.first.is_some_and(|first| retry.gives_up(first, now)) {
                 let entry = self.entries.remove(&key).expect("key just found");
                 let reason = format!(
                     "no acknowledgement for {:?}; a retry now could store it twice",
@@ -458,11 +470,11 @@ impl Task {
             self.cursor = key + 1;
             self.in_flight += 1;
             let round = self.round;
-            let attempt = self.js.send_publish(
+            let attempt = publish::send(
+                &self.js,
                 entry.out.subject.clone(),
-                PublishMessage::build()
-                    .payload(entry.out.payload.clone())
-                    .message_id(&entry.out.id),
+                entry.out.payload.clone(),
+                &entry.out.id,
             );
             match attempt.await {
                 Ok(ack) => {
@@ -526,22 +538,16 @@ impl Task {
                 };
                 // No responders (no stream took it) and a refusal are answers: that
                 // attempt was not stored. A timeout or a lost connection is not.
-                let answered = matches!(
-                    err.kind(),
-                    PublishErrorKind::StreamNotFound
-                        | PublishErrorKind::MaxPayloadExceeded
-                        | PublishErrorKind::WrongLastSequence
-                        | PublishErrorKind::WrongLastMessageId
-                );
-                if left && answered {
+                let failure = Failure::of(&err);
+                if left && failure != Failure::Unknown {
                     entry.unknown = entry.unknown.saturating_sub(1);
                 }
                 if !current {
                     return; // an earlier round's failure: this round decides
                 }
-                if err.kind() == PublishErrorKind::MaxPayloadExceeded {
-                    // Retrying cannot help. Later messages were published behind it and
-                    // settle as they are.
+                if failure == Failure::Refused {
+                    // Retrying cannot help (too large, or the stream's error reply).
+                    // Later messages were published behind it and settle as they are.
                     let entry = self.remove(key).expect("entry just found");
                     self.give_up(entry, err.to_string()).await;
                     return;

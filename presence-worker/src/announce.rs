@@ -37,15 +37,14 @@ use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::ErrorCode as JsError;
 use async_nats::jetstream::{
     self,
-    context::{CreateKeyValueError, CreateStreamError, PublishError, PublishErrorKind},
+    context::{CreateKeyValueError, CreateStreamError, PublishError},
     kv,
-    message::PublishMessage,
 };
 use chat_protocol::body::{rfc3339, SystemEvent, VERSION};
 use chat_protocol::streams::stream_name;
 use chat_protocol::{subjects, RoomName, UserName};
+use chat_runtime::publish;
 use chat_runtime::scan::{scan, ScanError};
-use chat_runtime::Backoff;
 use chrono::Utc;
 
 use crate::decision::{decide, required, Decision, Prompt};
@@ -63,8 +62,13 @@ const STORED_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// How long the search waits for the next stored event.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often a publish is retried (same `Nats-Msg-Id`) before giving up for now.
-const PUBLISH_ATTEMPTS: u32 = 4;
+/// How an event's publish is retried (same `Nats-Msg-Id`) before the reconcile gives up
+/// for now (a later one finishes it).
+const EVENT_RETRY: publish::Retry = publish::Retry {
+    first_delay: Duration::from_millis(200),
+    max_delay: Duration::from_secs(2),
+    give_up_after: Duration::from_secs(20),
+};
 
 /// Why a reconcile failed. Nothing is lost: the state in KV says what is left to do,
 /// and the next reconcile of the same user (a retry, the expiry consumer's
@@ -324,44 +328,30 @@ impl Announcer {
     }
 
     /// Stores the event in its room stream, retrying with the same `Nats-Msg-Id` so
-    /// that it is stored once however often it is sent.
+    /// that it is stored once however often it is sent (`chat_runtime::publish`). A
+    /// room stream deleted since it was created is created again before the retry.
     async fn publish(&self, event: &SystemEvent) -> Result<(), ReconcileError> {
         self.rooms.ensure(&event.room).await?;
         let payload = bytes::Bytes::from(serde_json::to_vec(event)?);
         let subject = subjects::room_system(&event.room);
-        let mut attempt = 1;
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
-        loop {
-            let message = PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(&event.id);
-            let result = match self.js.send_publish(subject.clone(), message).await {
-                Ok(ack) => ack.await,
-                Err(err) => Err(err),
-            };
-            match result {
-                Ok(_) => return Ok(()),
-                Err(err) if attempt < PUBLISH_ATTEMPTS && retryable(&err) => {
-                    tracing::warn!(%err, attempt, id = %event.id, "event publish failed; retrying");
-                    if err.kind() == PublishErrorKind::StreamNotFound {
+        publish::publish(
+            &self.js,
+            subject.into(),
+            payload,
+            &event.id,
+            &EVENT_RETRY,
+            |err: &PublishError| {
+                let missing = publish::Failure::of(err) == publish::Failure::NotStored;
+                async move {
+                    if missing {
                         self.rooms.forget(&event.room);
                         self.rooms.ensure(&event.room).await?;
                     }
-                    backoff.wait().await;
-                    attempt += 1;
+                    Ok::<_, ReconcileError>(())
                 }
-                Err(err) => return Err(err.into()),
-            }
-        }
+            },
+        )
+        .await?;
+        Ok(())
     }
-}
-
-fn retryable(err: &PublishError) -> bool {
-    matches!(
-        err.kind(),
-        PublishErrorKind::TimedOut
-            | PublishErrorKind::BrokenPipe
-            | PublishErrorKind::StreamNotFound
-            | PublishErrorKind::MaxAckPending
-    )
 }

@@ -21,7 +21,6 @@ use chat_protocol::streams::parse_presence_key;
 use chat_protocol::{RoomName, UserName};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use tokio::sync::watch;
 
 use crate::availability::{self, Expiry};
 use crate::config::Config;
@@ -31,6 +30,7 @@ use crate::listing::{self, ListError, Removal};
 use crate::outbox::{parse_presence_users_key, AnnouncedState};
 use crate::sessions::Sessions;
 use chat_runtime::replicas::{create_with_retries, CREATE_PATIENCE};
+use chat_runtime::Shutdown;
 
 /// Durable name of the shared expiry consumer (internal to the worker).
 pub const EXPIRY_CONSUMER: &str = "chat-presence-expiry";
@@ -68,12 +68,8 @@ pub(crate) async fn consumer(
     .await
 }
 
-/// Pulls and handles markers until `stop` turns true (finishing the one in hand).
-pub(crate) async fn run(
-    ctx: Arc<Context>,
-    mut consumer: PullConsumer,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Pulls and handles markers until asked to stop (finishing the one in hand).
+pub(crate) async fn run(ctx: Arc<Context>, mut consumer: PullConsumer, mut stop: Shutdown) {
     loop {
         let messages = consumer
             .stream()
@@ -84,7 +80,7 @@ pub(crate) async fn run(
         match messages {
             Ok(mut messages) => loop {
                 tokio::select! {
-                    _ = stop.changed() => return,
+                    _ = stop.requested() => return,
                     next = messages.next() => match next {
                         Some(Ok(message)) => handle(&ctx, message).await,
                         Some(Err(err)) => {
@@ -98,7 +94,7 @@ pub(crate) async fn run(
             Err(err) => tracing::warn!(%err, "cannot pull from the expiry consumer"),
         }
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.requested() => return,
             _ = tokio::time::sleep(RETRY_DELAY) => {}
         }
         // The consumer may have been deleted: create it again.

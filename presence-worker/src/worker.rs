@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::CreateKeyValueError};
-use chat_runtime::Hosted;
-use tokio::sync::watch;
+use chat_runtime::{Hosted, Stopper};
 use tokio::task::JoinHandle;
 
 use crate::announce::Announcer;
@@ -51,7 +50,7 @@ pub struct PresenceWorker {
     sweep: Option<JoinHandle<()>>,
     view: Option<JoinHandle<()>>,
     beats: Option<JoinHandle<()>>,
-    stop: watch::Sender<bool>,
+    stop: Stopper,
 }
 
 impl PresenceWorker {
@@ -101,7 +100,7 @@ impl PresenceWorker {
         let hosted = service::start(&client, ctx.clone())
             .await
             .map_err(StartError::Service)?;
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = chat_runtime::shutdown::stopper();
         let expiry = tokio::spawn(expiry::run(ctx.clone(), consumer, stopped));
         let sweep = tokio::spawn(async move {
             match expiry::sweep(&ctx).await {
@@ -128,7 +127,7 @@ impl PresenceWorker {
         if let Some(hosted) = self.hosted.take() {
             hosted.stop().await;
         }
-        let _ = self.stop.send(true);
+        self.stop.stop();
         let expiry = self.expiry.take();
         self.abort_background();
         if let Some(expiry) = expiry {

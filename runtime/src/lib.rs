@@ -12,7 +12,11 @@
 //! - [`hosting`]: [`Hosted`], a NATS service hosted and stopped gracefully, and
 //!   [`error_reply`], a failed request's reply.
 //! - [`backoff`]: [`Backoff`], the one retry delay (doubling up to a ceiling).
-//! - [`shutdown`]: [`shutdown_signal`], SIGTERM or Ctrl-C.
+//! - [`publish`]: publishing to JetStream with the same `Nats-Msg-Id` on every retry,
+//!   refusals surfaced, never retried forever (the client's messages, the presence
+//!   worker's events).
+//! - [`shutdown`]: [`shutdown_signal`] (SIGTERM or Ctrl-C), and [`Shutdown`], how a
+//!   background task is asked to stop gracefully.
 //! - [`scan`]: the short-lived consumer (create, read until nothing is pending,
 //!   delete), under every one-off read of a stream.
 //! - [`reading`]: bounded forward and backward reads of a stream, shared by the
@@ -27,6 +31,7 @@ pub mod connect;
 pub mod exit;
 pub mod hosting;
 pub mod logging;
+pub mod publish;
 pub mod reading;
 pub mod replicas;
 pub mod scan;
@@ -38,4 +43,4 @@ pub use backoff::Backoff;
 pub use connect::{connect, connect_trusting, connect_with, Credentials, NatsArgs};
 pub use hosting::{error_reply, Hosted};
 pub use logging::{init_logging, init_logging_to, log_file, LogFormat};
-pub use shutdown::shutdown_signal;
+pub use shutdown::{shutdown_signal, Shutdown, Stopper};
