@@ -37,7 +37,7 @@ pub(crate) async fn start(
         drain_timeout: DRAIN_TIMEOUT,
     };
     let stats = ctx.stats.clone();
-    let stats: hosting::StatsData = Arc::new(move |endpoint| stats.data(endpoint));
+    let stats: hosting::StatsData<EndpointKind> = Arc::new(move |endpoint| stats.data(endpoint));
     hosting::host(client, spec, Some(stats), move |kind, message| {
         let ctx = ctx.clone();
         async move { respond(&ctx, kind, &message).await }

@@ -33,7 +33,7 @@ impl EndpointKind {
 
 /// Activity counters of one worker instance.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     presence_failures: AtomicU64,
     users_failures: AtomicU64,
     rooms_failures: AtomicU64,
@@ -95,10 +95,10 @@ impl Stats {
         });
     }
 
-    /// The `data` object of an endpoint's stats, by endpoint name.
-    pub fn data(&self, endpoint: &str) -> Value {
+    /// The `data` object of an endpoint's stats.
+    pub(crate) fn data(&self, endpoint: EndpointKind) -> Value {
         match endpoint {
-            "presence" => json!({
+            EndpointKind::Presence => json!({
                 "failures": get(&self.presence_failures),
                 "joins": get(&self.joins),
                 "heartbeats": get(&self.heartbeats),
@@ -110,9 +110,8 @@ impl Stats {
                 "view_decisions": get(&self.view_decisions),
                 "server_decisions": get(&self.server_decisions),
             }),
-            "users" => json!({ "failures": get(&self.users_failures) }),
-            "rooms" => json!({ "failures": get(&self.rooms_failures) }),
-            _ => Value::Null,
+            EndpointKind::Users => json!({ "failures": get(&self.users_failures) }),
+            EndpointKind::Rooms => json!({ "failures": get(&self.rooms_failures) }),
         }
     }
 }

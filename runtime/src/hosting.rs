@@ -61,8 +61,9 @@ impl Refusal {
 /// What a handler does with one request.
 pub type Answer = Option<Result<Bytes, Refusal>>;
 
-/// The `$SRV.STATS` data of an endpoint, by the endpoint's name.
-pub type StatsData = Arc<dyn Fn(&str) -> serde_json::Value + Send + Sync>;
+/// The `$SRV.STATS` data of an endpoint, by the endpoint's value in [`Spec::endpoints`]
+/// (a typed key, not its name).
+pub type StatsData<K> = Arc<dyn Fn(K) -> serde_json::Value + Send + Sync>;
 
 /// What [`host`] registers.
 pub struct Spec<K> {
@@ -84,20 +85,51 @@ pub struct Spec<K> {
 /// an endpoint goes, in its own task, to `handle` with that endpoint's value; its
 /// answer is sent back. Started means reachable: the server has the endpoints'
 /// subscriptions when this returns. `stats` fills the endpoints' `$SRV.STATS` data.
+///
+/// ```no_run
+/// # async fn run(client: async_nats::Client) -> Result<(), async_nats::Error> {
+/// use std::time::Duration;
+/// use chat_runtime::hosting::{self, code, Refusal, Spec};
+/// let spec = Spec {
+///     name: "chat-echo",
+///     version: "0.1.0",
+///     description: "says back what it is sent",
+///     endpoints: vec![("echo", "chat.echo".to_string(), ())],
+///     concurrency: 64,
+///     drain_timeout: Duration::from_secs(10),
+/// };
+/// let hosted = hosting::host(&client, spec, None, |(), message: async_nats::Message| async move {
+///     if message.payload.is_empty() {
+///         return Some(Err(Refusal::new(code::BAD_REQUEST, "say something")));
+///     }
+///     Some(Ok(message.payload))
+/// })
+/// .await?;
+/// // ... until asked to stop:
+/// hosted.stop().await;
+/// # Ok(())
+/// # }
+/// ```
 pub async fn host<K, H, F>(
     client: &async_nats::Client,
     spec: Spec<K>,
-    stats: Option<StatsData>,
+    stats: Option<StatsData<K>>,
     handle: H,
 ) -> Result<Hosted, async_nats::Error>
 where
-    K: Copy + Debug + Send + 'static,
+    K: Copy + Debug + Send + Sync + 'static,
     H: Fn(K, async_nats::Message) -> F + Clone + Send + 'static,
     F: Future<Output = Answer> + Send + 'static,
 {
     let mut builder = client.service_builder().description(spec.description);
     if let Some(stats) = stats {
-        builder = builder.stats_handler(move |endpoint, _| stats(&endpoint));
+        let keys: std::collections::HashMap<String, K> = (spec.endpoints.iter())
+            .map(|(name, _, key)| (name.to_string(), *key))
+            .collect();
+        builder = builder.stats_handler(move |endpoint, _| {
+            keys.get(&endpoint)
+                .map_or(serde_json::Value::Null, |key| stats(*key))
+        });
     }
     let service = builder.start(spec.name, spec.version).await?;
     let mut endpoints = Vec::new();
