@@ -8,9 +8,10 @@
 //!
 //! ## A tour
 //!
-//! The public API is [`PresenceWorker`] (start, stop), its [`Config`], and the few
-//! names that tests and operators see ([`SERVICE_NAME`], [`EXPIRY_CONSUMER`], the
-//! outbox's bucket and state); the modules are private. One file per concern:
+//! The public API is what the binary and the tests need: [`PresenceWorker`] (start,
+//! stop), its [`Config`] and [`StartError`], and the few names that tests and
+//! operators see ([`SERVICE_NAME`], [`EXPIRY_CONSUMER`], the outbox's bucket, keys and
+//! state); the modules are private. One file per concern:
 //!
 //! - `worker.rs`: [`PresenceWorker`], start (buckets, clock, consumer, service,
 //!   tasks) and stop; `context.rs`: what every handler shares.
@@ -24,13 +25,13 @@
 //! - `view.rs`: who is online, in memory, fed by a KV watch: what `/users` and the
 //!   counts in replies show, and what decisions read once it has caught up.
 //! - `listing.rs`: the latest entry of each key matching a filter, from the server.
-//! - `decision.rs`: the joined/left decision as pure functions ([`decide`], state in,
+//! - `decision.rs`: the joined/left decision as pure functions (`decide`, state in,
 //!   decision out), and how much of the sessions a decision must know.
 //! - `announce.rs`: exactly-once joined/left: reads the state, applies the decision,
 //!   publishes the event through the compare-and-set outbox; the display count.
 //! - `outbox.rs`: that outbox's bucket, keys and state (internal, not the contract).
 //! - `availability.rs`: the workers' clock (when the stack was last down) and
-//!   [`judge_expiry`], which keeps an outage shorter than the TTL from making
+//!   `judge_expiry`, which keeps an outage shorter than the TTL from making
 //!   everyone leave and join again.
 //! - `expiry.rs`: the shared durable consumer that turns expiry markers into `left`
 //!   events, and the start-up sweep.
@@ -60,17 +61,10 @@ mod rooms;
 mod service;
 mod sessions;
 mod stats;
-mod view;
 mod worker;
 
-pub use announce::ReconcileError;
-pub use availability::{judge_expiry, Expiry, Outage};
 pub use config::Config;
-pub use decision::{decide, Decision, Prompt};
 pub use expiry::EXPIRY_CONSUMER;
-pub use listing::ListError;
 pub use outbox::{presence_users_key, AnnouncedState, PRESENCE_USERS_BUCKET};
-pub use requests::RequestError;
 pub use service::SERVICE_NAME;
-pub use sessions::SessionError;
 pub use worker::{PresenceWorker, StartError};

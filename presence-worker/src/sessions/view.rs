@@ -2,8 +2,7 @@
 //! KV watch, so that `/users` and the counts in replies and events cost no round trip.
 //!
 //! Reading the room's keys from the server for every `/users`, join and heartbeat made
-//! each of them O(room size) work for the server (chat-bench measured 13 ms at p50 for
-//! a 1,000-user room). The view is derived state, rebuilt from the bucket whenever a
+//! each of them O(room size) work for the server (see BENCHMARKS.md). The view is derived state, rebuilt from the bucket whenever a
 //! worker starts or its watch breaks. It shows (lists and counts), and it decides
 //! joined/left transitions once it has applied the bucket as far as the decision
 //! requires (see `announce`): it applies the bucket's stream in order, so once it has
