@@ -89,12 +89,13 @@ pub enum ConnectError {
     #[error("{0}")]
     Untrusted(String),
     /// NATS did not accept the connection.
-    #[error("cannot reach NATS at {url}: {reason}")]
+    #[error("cannot reach NATS at {url}: {source}")]
     Unreachable {
         /// The URL tried.
         url: String,
         /// What async-nats said.
-        reason: String,
+        #[source]
+        source: async_nats::ConnectError,
     },
 }
 
@@ -288,19 +289,19 @@ impl Chat {
                 )));
             }
         }
-        let client = match client.map_err(|err| err.kind()) {
+        let client = match client {
             Ok(client) if login.logged_in(&client, LOGIN_PATIENCE).await => client,
             Ok(client) => {
                 drop(client);
                 return Err(refusal(&options).await);
             }
-            Err(async_nats::ConnectErrorKind::AuthorizationViolation) => {
+            Err(err) if err.kind() == async_nats::ConnectErrorKind::AuthorizationViolation => {
                 return Err(refusal(&options).await)
             }
-            Err(kind) => {
+            Err(source) => {
                 return Err(ConnectError::Unreachable {
                     url: options.url.clone(),
-                    reason: kind.to_string(),
+                    source,
                 })
             }
         };

@@ -9,6 +9,7 @@
 //! being merged and the next, already asked for).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chat_protocol::body::{HistoryEntry, HistoryPage, HistoryRequest};
@@ -19,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::event::{self, Event};
-use crate::service::{self, RequestError};
+use crate::service::{self, Malformed, RequestError};
 
 const SERVICE: &str = "history";
 
@@ -106,7 +107,7 @@ impl<'a> Pages<'a> {
         let page = loop {
             let result = ahead
                 .await
-                .map_err(|e| RequestError::Nats(SERVICE, e.to_string()))?;
+                .map_err(|e| RequestError::Nats(SERVICE, Arc::new(e)))?;
             match result {
                 Ok(page) => break page,
                 // The worker that had the request died, or none runs right now:
@@ -130,7 +131,7 @@ impl<'a> Pages<'a> {
             Some(next) => {
                 return Err(RequestError::Malformed(
                     SERVICE,
-                    format!("cursor went the wrong way ({next} from {after})"),
+                    Malformed::Contract(format!("cursor went the wrong way ({next} from {after})")),
                 ))
             }
             None => None,

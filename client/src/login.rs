@@ -160,7 +160,7 @@ impl Login {
         new: &str,
         timeout: Duration,
     ) -> Result<(), AccountError> {
-        auth::check_password(&self.user, new).map_err(|e| AccountError::Invalid(e.to_string()))?;
+        auth::check_password(&self.user, new).map_err(BrokenRule::from)?;
         let body = service::body(&PasswdRequest {
             old: old.to_string(),
             new: new.to_string(),
@@ -228,19 +228,33 @@ pub(crate) fn reconnect_delay(attempt: usize) -> Duration {
     backoff.mul_f64(rng.gen_range(0.5..1.5))
 }
 
+/// Which rule a name or password breaks, checked before anything is sent.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokenRule {
+    /// The name breaks the naming rules.
+    #[error(transparent)]
+    Name(#[from] chat_protocol::NameError),
+    /// The password breaks the password rules.
+    #[error(transparent)]
+    Password(#[from] auth::PasswordError),
+}
+
 /// Why registering or changing a password did not work.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     /// Refused before sending: the name or password breaks the rules.
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] BrokenRule),
     /// NATS could not be reached.
     #[error("cannot reach NATS at {url}: {reason}")]
     Unreachable {
         /// The URL tried.
         url: String,
-        /// What async-nats said.
+        /// What went wrong, explained (a TLS failure says against what).
         reason: String,
+        /// What async-nats said.
+        #[source]
+        source: async_nats::ConnectError,
     },
     /// The auth service refused it or did not answer.
     #[error(transparent)]
@@ -267,16 +281,17 @@ pub async fn register_trusting(
     password: &str,
     timeout: Duration,
 ) -> Result<UserName, AccountError> {
-    let name = UserName::new(user).map_err(|e| AccountError::Invalid(e.to_string()))?;
-    auth::check_password(&name, password).map_err(|e| AccountError::Invalid(e.to_string()))?;
+    let name = UserName::new(user).map_err(BrokenRule::from)?;
+    auth::check_password(&name, password).map_err(BrokenRule::from)?;
     let client = chat_runtime::servers::trust(async_nats::ConnectOptions::new(), tls_ca)
         .name(format!("chat-client register {name}"))
         .connection_timeout(Duration::from_secs(5))
         .connect(chat_runtime::servers::list(url))
         .await
-        .map_err(|e| AccountError::Unreachable {
+        .map_err(|source| AccountError::Unreachable {
             url: url.to_string(),
-            reason: chat_runtime::servers::explain(&e, url, tls_ca),
+            reason: chat_runtime::servers::explain(&source, url, tls_ca),
+            source,
         })?;
     let body = service::body(&RegisterRequest {
         user: user.to_string(),

@@ -164,8 +164,8 @@ impl Feed {
                 ..Default::default()
             };
             let messages = match stream.create_consumer(config).await {
-                Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
-                Err(err) => Err(err.to_string()),
+                Ok(consumer) => consumer.messages().await.map_err(async_nats::Error::from),
+                Err(err) => Err(err.into()),
             };
             let mut messages = match messages {
                 Ok(messages) => messages,

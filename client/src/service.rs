@@ -4,6 +4,7 @@
 //! The workers are NATS services, so "nobody is listening" is told apart from "it did
 //! not answer in time": the first means the service is not running at all.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::RequestErrorKind;
@@ -11,8 +12,9 @@ use bytes::Bytes;
 use chat_protocol::body::{decode_reply, ReplyError};
 use serde::de::DeserializeOwned;
 
-/// Why a request to a worker failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a request to a worker failed: the variant is the kind to match on, and the
+/// cause is kept as the error's source.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RequestError {
     /// No worker listens on the subject.
     #[error("{0} service unavailable: no {0} worker is running")]
@@ -25,10 +27,35 @@ pub enum RequestError {
     Refused(&'static str, String),
     /// The reply was not what the contract says.
     #[error("{0} service sent a malformed reply: {1}")]
-    Malformed(&'static str, String),
-    /// NATS itself failed.
+    Malformed(&'static str, #[source] Malformed),
+    /// NATS itself failed (or the task asking).
     #[error("{0} request failed: {1}")]
-    Nats(&'static str, String),
+    Nats(
+        &'static str,
+        #[source] Arc<dyn std::error::Error + Send + Sync>,
+    ),
+}
+
+/// Equal when of the same kind, for the same service, saying the same (the causes
+/// themselves cannot be compared).
+impl PartialEq for RequestError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for RequestError {}
+
+/// How a reply broke the contract.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Malformed {
+    /// It is not the contract's JSON.
+    #[error(transparent)]
+    Json(Arc<serde_json::Error>),
+    /// It is, but says something impossible.
+    #[error("{0}")]
+    Contract(String),
 }
 
 /// Sends `body` to `subject` and decodes the worker's reply as `T`.
@@ -45,14 +72,16 @@ pub(crate) async fn request<T: DeserializeOwned>(
             return Err(match err.kind() {
                 RequestErrorKind::NoResponders => RequestError::Unavailable(service),
                 RequestErrorKind::TimedOut => RequestError::TimedOut(service, timeout),
-                _ => RequestError::Nats(service, err.to_string()),
+                _ => RequestError::Nats(service, Arc::new(err)),
             })
         }
         Ok(Ok(reply)) => reply,
     };
     decode_reply(&reply.payload).map_err(|err| match err {
         ReplyError::Refused(why) => RequestError::Refused(service, why),
-        ReplyError::Malformed(err) => RequestError::Malformed(service, err.to_string()),
+        ReplyError::Malformed(err) => {
+            RequestError::Malformed(service, Malformed::Json(Arc::new(err)))
+        }
     })
 }
 

@@ -41,17 +41,40 @@ pub fn presence_users_key(room: &RoomName, user: &UserName) -> String {
     format!("{room}.{user}")
 }
 
+/// Why an announced-state key (written by someone else) is not `<room>.<user>`.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KeyError {
+    /// There is no `.` between two names.
+    #[error("announced-state key {key:?} is not <room>.<user>")]
+    Shape {
+        /// The key, sanitized.
+        key: String,
+    },
+    /// A part breaks the naming rules.
+    #[error("announced-state key {key:?}: {source}")]
+    Name {
+        /// The key, sanitized.
+        key: String,
+        /// What is wrong with the name.
+        #[source]
+        source: NameError,
+    },
+}
+
 /// Splits a [`presence_users_key`] into its names.
-pub fn parse_presence_users_key(key: &str) -> Result<(RoomName, UserName), NameError> {
+pub(crate) fn parse_presence_users_key(key: &str) -> Result<(RoomName, UserName), KeyError> {
+    let shown = || chat_protocol::display::sanitize(key).into_owned();
     let Some((room, user)) = key.split_once('.') else {
-        return Err(NameError::BadChar {
-            kind: "presence",
-            name: chat_protocol::display::sanitize(key).into_owned(),
-            found: '.',
-            rule: "an announced-state key is <room>.<user>",
-        });
+        return Err(KeyError::Shape { key: shown() });
     };
-    Ok((RoomName::new(room)?, UserName::new(user)?))
+    let name = |source| KeyError::Name {
+        key: shown(),
+        source,
+    };
+    Ok((
+        RoomName::new(room).map_err(name)?,
+        UserName::new(user).map_err(name)?,
+    ))
 }
 
 /// The internal announced-state bucket: one value per key, kept until overwritten
@@ -112,7 +135,13 @@ mod tests {
         let key = presence_users_key(&room, &user);
         assert_eq!(key, "rust-dev.Bob_2");
         assert_eq!(parse_presence_users_key(&key).unwrap(), (room, user));
-        assert!(parse_presence_users_key("general").is_err());
-        assert!(parse_presence_users_key("general.a.b").is_err());
+        assert!(matches!(
+            parse_presence_users_key("general"),
+            Err(KeyError::Shape { .. })
+        ));
+        assert!(matches!(
+            parse_presence_users_key("general.a.b"),
+            Err(KeyError::Name { .. })
+        ));
     }
 }
