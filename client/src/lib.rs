@@ -24,6 +24,28 @@
 //! - [`render`]: events as terminal text, always sanitized.
 //! - [`ui`]: the front ends: line mode (stdin not a terminal), the full-screen
 //!   terminal UI, and the plain line editor (`--plain`).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use chat_client::{Chat, Event, Options};
+//! use chat_protocol::body::MessageKind;
+//! use chat_protocol::{RoomName, UserName};
+//!
+//! let options = Options::new("nats://127.0.0.1:4222", UserName::new("alice")?, "a long passphrase");
+//! let (chat, mut events) = Chat::connect(options).await?;
+//! let general = RoomName::new("general")?;
+//! chat.join(&general, 20); // the last 20 messages, then live
+//! let stored_at = chat.send(&general, MessageKind::Chat, "hello").await?.acked().await?;
+//! println!("stored at sequence {stored_at}");
+//! while let Some(event) = events.recv().await {
+//!     if let Event::Message { text, .. } = event {
+//!         println!("{text}");
+//!     }
+//! }
+//! chat.close().await;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod chat;
 pub mod command;

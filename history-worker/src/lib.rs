@@ -20,6 +20,16 @@
 //! The binary (`src/main.rs`) only parses flags, sets up logging, connects and waits
 //! for SIGTERM or Ctrl-C.
 //!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+//! let worker = history_worker::HistoryWorker::start(client, history_worker::Config::default()).await?;
+//! // ... until asked to stop:
+//! worker.stop().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## Behaviour worth knowing
 //!
 //! - `limit` defaults to 100 and is capped at [`Config::max_limit`]; `limit: 0` is an

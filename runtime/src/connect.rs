@@ -84,6 +84,15 @@ impl NatsArgs {
 /// a race, yet one pointed at a wrong address gives up soon (the caller then exits with
 /// [`exit::UNAVAILABLE`]). A refused login is not retried: it will not get better.
 /// Once connected, the client reconnects by itself.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), async_nats::ConnectError> {
+/// use std::time::Duration;
+/// let client = chat_runtime::connect("nats://127.0.0.1:4222", "my-worker", None, Duration::from_secs(5)).await?;
+/// # drop(client);
+/// # Ok(())
+/// # }
+/// ```
 pub async fn connect(
     url: &str,
     name: &str,

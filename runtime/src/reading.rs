@@ -12,10 +12,8 @@
 //! ends, so reads leave nothing behind on the server.
 //!
 //! A page forwards has a cheaper way: [`fetch_forward`] reads it with one plain pull
-//! consumer and one fetch, without looking the stream up first. (JetStream's batch
-//! direct get was measured too, and costs the server about twice as much per message
-//! as a consumer delivery for messages stored with headers, as chat messages are: the
-//! server rebuilds each message's headers six times to add its own.)
+//! consumer and one fetch, without looking the stream up first. (Not JetStream's batch
+//! direct get: it costs the server more per message with headers; see BENCHMARKS.md.)
 
 use std::collections::VecDeque;
 use std::time::Duration;

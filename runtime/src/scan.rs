@@ -39,6 +39,22 @@ pub enum ScanError {
 /// `visit` with its metadata, until `visit` returns false or nothing is pending; each
 /// message must arrive within `patience`. The consumer is deleted when the scan ends,
 /// whatever its outcome.
+///
+/// ```no_run
+/// # async fn run(stream: async_nats::jetstream::stream::Stream) -> Result<(), chat_runtime::scan::ScanError> {
+/// use std::time::Duration;
+/// use async_nats::jetstream::consumer::pull::OrderedConfig;
+/// // Count the messages stored on one subject.
+/// let config = OrderedConfig { filter_subject: "chat.room.general.msg.alice".into(), ..Default::default() };
+/// let mut count = 0;
+/// chat_runtime::scan::scan(&stream, config, Duration::from_secs(10), |_message, _info| {
+///     count += 1;
+///     true // go on
+/// })
+/// .await?;
+/// # Ok(())
+/// # }
+/// ```
 pub async fn scan(
     stream: &Stream,
     config: pull::OrderedConfig,
