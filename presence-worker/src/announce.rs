@@ -50,7 +50,7 @@ use chrono::Utc;
 use crate::decision::{decide, required, Decision, Prompt};
 use crate::listing::{self, ListError};
 use crate::outbox::{presence_users_bucket_config, presence_users_key, AnnouncedState};
-use crate::rooms::Rooms;
+use crate::rooms::RoomStreams;
 use crate::sessions::Sessions;
 use crate::stats::Stats;
 use chat_runtime::replicas::{create_with_retries, CREATE_PATIENCE};
@@ -109,7 +109,7 @@ pub(crate) struct Announcer {
     js: jetstream::Context,
     store: kv::Store,
     sessions: Sessions,
-    rooms: Arc<Rooms>,
+    rooms: Arc<RoomStreams>,
     stats: Arc<Stats>,
 }
 
@@ -119,7 +119,7 @@ impl Announcer {
         js: jetstream::Context,
         replicas: usize,
         sessions: Sessions,
-        rooms: Arc<Rooms>,
+        rooms: Arc<RoomStreams>,
         stats: Arc<Stats>,
     ) -> Result<Self, CreateKeyValueError> {
         let config = presence_users_bucket_config(replicas);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::announce::Announcer;
 use crate::config::Config;
-use crate::rooms::Rooms;
+use crate::rooms::RoomStreams;
 use crate::sessions::Sessions;
 use crate::stats::Stats;
 
@@ -15,6 +15,6 @@ pub(crate) struct Context {
     pub config: Config,
     pub sessions: Sessions,
     pub announcer: Announcer,
-    pub rooms: Arc<Rooms>,
+    pub rooms: Arc<RoomStreams>,
     pub stats: Arc<Stats>,
 }

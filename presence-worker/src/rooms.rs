@@ -31,13 +31,13 @@ pub enum RoomsError {
 const ENSURE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Creates room streams and remembers which ones this instance already ensured.
-pub(crate) struct Rooms {
+pub(crate) struct RoomStreams {
     js: jetstream::Context,
     settings: RoomStreamSettings,
     ensured: Mutex<HashSet<RoomName>>,
 }
 
-impl Rooms {
+impl RoomStreams {
     /// A new handle; nothing is created yet.
     pub fn new(js: jetstream::Context, settings: RoomStreamSettings) -> Self {
         Self {
@@ -80,7 +80,7 @@ impl Rooms {
     }
 
     /// Forgets that a room's stream exists (someone deleted it), so that the next
-    /// [`Rooms::ensure`] creates it again.
+    /// [`RoomStreams::ensure`] creates it again.
     pub fn forget(&self, room: &RoomName) {
         self.ensured
             .lock()

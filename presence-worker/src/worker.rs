@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::expiry;
 use crate::listing::Lister;
-use crate::rooms::Rooms;
+use crate::rooms::RoomStreams;
 use crate::service;
 use crate::sessions::Sessions;
 use crate::stats::Stats;
@@ -69,7 +69,7 @@ impl PresenceWorker {
             config.marker_ttl,
         )
         .await?;
-        let rooms = Arc::new(Rooms::new(js.clone(), config.streams.clone()));
+        let rooms = Arc::new(RoomStreams::new(js.clone(), config.streams.clone()));
         let announcer = Announcer::open(
             js,
             config.kv_replicas,
