@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::listing::is_removal;
 
 /// Sessions online per room and user.
-type Rooms = HashMap<RoomName, BTreeMap<UserName, BTreeSet<SessionId>>>;
+type SessionsByRoom = HashMap<RoomName, BTreeMap<UserName, BTreeSet<SessionId>>>;
 
 /// The shared view; cheap to clone.
 #[derive(Clone)]
@@ -45,7 +45,7 @@ impl Default for OnlineView {
 struct View {
     /// Whether the watch has delivered the bucket's state as of its start.
     current: bool,
-    rooms: Rooms,
+    rooms: SessionsByRoom,
 }
 
 impl OnlineView {
