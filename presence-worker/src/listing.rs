@@ -64,7 +64,7 @@ pub enum ListError {
 
 /// One subject's latest message.
 #[derive(Debug)]
-pub(crate) struct Latest {
+pub(crate) struct LatestEntry {
     /// The key: the subject without the bucket's prefix.
     pub key: String,
     /// Its headers, if any.
@@ -73,7 +73,7 @@ pub(crate) struct Latest {
     pub payload: bytes::Bytes,
 }
 
-impl Latest {
+impl LatestEntry {
     /// Whether this entry is a removal rather than a live value, and which kind.
     pub fn removal(&self) -> Option<Removal> {
         removal(self.headers.as_ref())
@@ -153,7 +153,7 @@ impl Lister {
         prefix: &str,
         filter: &str,
         headers_only: bool,
-    ) -> Result<Vec<Latest>, ListError> {
+    ) -> Result<Vec<LatestEntry>, ListError> {
         let _permit = self
             .permits
             .acquire()
@@ -169,7 +169,7 @@ impl Lister {
         let mut out = Vec::new();
         scan(stream, config, LIST_TIMEOUT, |message, _| {
             if let Some(key) = message.subject.as_str().strip_prefix(prefix) {
-                out.push(Latest {
+                out.push(LatestEntry {
                     key: key.to_string(),
                     headers: message.headers.clone(),
                     payload: message.payload.clone(),
@@ -191,7 +191,7 @@ impl Lister {
         stream: &Stream,
         prefix: &str,
         filter: &str,
-    ) -> Result<Vec<Latest>, ListError> {
+    ) -> Result<Vec<LatestEntry>, ListError> {
         let client = &self.client;
         let inbox = client.new_inbox();
         let mut replies = client.subscribe(inbox.clone()).await?;
@@ -214,7 +214,7 @@ impl Lister {
                         .map(|s| s.as_str().to_string())
                         .unwrap_or_default();
                     if let Some(key) = subject.strip_prefix(prefix) {
-                        out.push(Latest {
+                        out.push(LatestEntry {
                             key: key.to_string(),
                             headers: Some(headers.clone()),
                             payload: message.payload,

@@ -8,7 +8,7 @@ use chat_protocol::streams::{parse_presence_key, presence_filter};
 use chat_protocol::{RoomName, SessionId, UserName};
 
 use super::Sessions;
-use crate::listing::{Latest, ListError};
+use crate::listing::{LatestEntry, ListError};
 
 /// A live session, as listed from the bucket.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,7 +55,7 @@ impl Sessions {
 
 /// The live sessions among listed entries; keys that break the naming rules (written
 /// by someone else) are logged and skipped.
-fn live_sessions(latest: Vec<Latest>) -> Vec<LiveSession> {
+fn live_sessions(latest: Vec<LatestEntry>) -> Vec<LiveSession> {
     latest
         .into_iter()
         .filter(|entry| entry.removal().is_none())
