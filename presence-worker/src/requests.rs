@@ -21,7 +21,7 @@ use crate::stats::EndpointKind;
 
 /// Why a request was refused; becomes `{"ok": false, "error": ...}`.
 #[derive(Debug, thiserror::Error)]
-pub enum RequestError {
+pub enum ServeError {
     /// The subject breaks the contract's shape or naming rules.
     #[error(transparent)]
     Subject(#[from] SubjectError),
@@ -53,11 +53,11 @@ pub enum RequestError {
     Rooms(#[from] RoomsError),
 }
 
-impl RequestError {
+impl ServeError {
     /// The reply's [`code`]: the request is at fault, or the worker's backend is.
     pub fn code(&self) -> u16 {
         match self {
-            RequestError::Subject(_) | RequestError::TooLarge { .. } | RequestError::Body(_) => {
+            ServeError::Subject(_) | ServeError::TooLarge { .. } | ServeError::Body(_) => {
                 code::BAD_REQUEST
             }
             _ => code::UNAVAILABLE,
@@ -76,9 +76,9 @@ pub(crate) async fn handle(
     endpoint: EndpointKind,
     subject: &str,
     body: &[u8],
-) -> Result<Bytes, RequestError> {
+) -> Result<Bytes, ServeError> {
     if body.len() > ctx.config.max_request_bytes {
-        return Err(RequestError::TooLarge {
+        return Err(ServeError::TooLarge {
             len: body.len(),
             max: ctx.config.max_request_bytes,
         });
@@ -87,7 +87,7 @@ pub(crate) async fn handle(
         EndpointKind::Presence => {
             let (room, user) = subjects::parse_presence(subject)?;
             let request: PresenceRequest =
-                serde_json::from_slice(body).map_err(|e| RequestError::Body(e.to_string()))?;
+                serde_json::from_slice(body).map_err(|e| ServeError::Body(e.to_string()))?;
             serde_json::to_vec(&presence(ctx, &room, &user, request).await?)
         }
         EndpointKind::Users => {
@@ -110,7 +110,7 @@ async fn presence(
     room: &RoomName,
     user: &UserName,
     request: PresenceRequest,
-) -> Result<PresenceReply, RequestError> {
+) -> Result<PresenceReply, ServeError> {
     let session = request.session;
     let reply = |users: usize, welcome: String, rejoined: bool| PresenceReply {
         ok: true,
