@@ -171,7 +171,7 @@ impl Announcer {
             // the in-memory view.
             let listing = self
                 .sessions
-                .user_online(room, user, required(&state, revision, written))
+                .confirmed_online(room, user, required(&state, revision, written))
                 .await?;
             self.stats.listing(listing.from_view);
             let online = listing.online;

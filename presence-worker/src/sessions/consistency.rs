@@ -43,7 +43,7 @@ impl Sessions {
     /// before the call: the start-up sweep, states from older workers) always lists
     /// from the server: the bucket's last sequence may belong to a message that is
     /// gone (an expired marker), which the view can never reach.
-    pub async fn user_online(
+    pub async fn confirmed_online(
         &self,
         room: &RoomName,
         user: &UserName,
