@@ -92,7 +92,7 @@ pub(crate) async fn handle(
         }
         EndpointKind::Users => {
             let room = subjects::parse_users(subject)?;
-            let users = ctx.sessions.users_now(&room).await?;
+            let users = ctx.sessions.confirmed_users(&room).await?;
             serde_json::to_vec(&UsersReply { room, users })
         }
         EndpointKind::Rooms => {

@@ -77,7 +77,7 @@ impl Sessions {
     /// Distinct users online in `room`, sorted, consistent with every write
     /// acknowledged before the call (`/users`): from the in-memory view once it has
     /// applied the bucket's latest sequence, else read from the server.
-    pub async fn users_now(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
+    pub async fn confirmed_users(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
         if let Ok(info) = self.store.stream.get_info().await {
             let last = info.state.last_sequence;
             if let Some(users) = self.view.users_after(room, last, VIEW_PATIENCE).await {
