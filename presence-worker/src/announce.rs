@@ -232,7 +232,7 @@ impl Announcer {
         user: &UserName,
         online: bool,
     ) -> Result<Vec<UserName>, ReconcileError> {
-        let mut users = self.sessions.users_snapshot(room).await?;
+        let mut users = self.sessions.cached_users(room).await?;
         match (online, users.binary_search(user)) {
             (true, Err(at)) => users.insert(at, user.clone()),
             (false, Ok(at)) => {

@@ -138,7 +138,7 @@ async fn presence(
                 ctx.stats.heartbeat(false);
                 tracing::debug!(%room, %user, %session, "heartbeat");
                 // Only shown, never decided on: from the in-memory view.
-                let n = ctx.sessions.users_snapshot(room).await?.len();
+                let n = ctx.sessions.cached_users(room).await?.len();
                 Ok(reply(n, String::new(), false))
             }
             Heartbeat::Rejoined(written) => {

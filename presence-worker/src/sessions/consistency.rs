@@ -91,7 +91,7 @@ impl Sessions {
     /// counts): from the in-memory view, or a snapshot read from the server while the
     /// view catches up. It may lag writes by moments; decisions use
     /// [`Sessions::live`] on the user's own sessions instead.
-    pub async fn users_snapshot(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
+    pub async fn cached_users(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
         match self.view.users(room) {
             Some(users) => Ok(users),
             None => self.read_users(room).await,
