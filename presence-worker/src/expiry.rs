@@ -187,7 +187,7 @@ pub(crate) async fn sweep(ctx: &Context) -> Result<usize, ListError> {
         .await?;
     let online: HashSet<(RoomName, UserName)> = ctx
         .sessions
-        .all_live()
+        .listed_all_sessions()
         .await?
         .into_iter()
         .map(|s| (s.room, s.user))

@@ -21,7 +21,7 @@
 //! - `requests.rs`: what join / heartbeat / leave / users / rooms do.
 //! - `sessions.rs`: the `chat_presence` bucket: sessions written with a per-message
 //!   TTL; who is online, with names saying how fresh each answer is
-//!   (`confirmed_users`, `cached_users`, `user_online`, `all_live`).
+//!   (`confirmed_users`, `cached_users`, `user_online`, `listed_all_sessions`).
 //! - `view.rs`: who is online, in memory, fed by a KV watch: what `/users` and the
 //!   counts in replies show, and what decisions read once it has caught up.
 //! - `listing.rs`: the latest entry of each key matching a filter, from the server.

@@ -103,7 +103,7 @@ impl RoomStreams {
             }
         }
         let mut online: BTreeMap<RoomName, BTreeSet<UserName>> = BTreeMap::new();
-        for session in sessions.all_live().await? {
+        for session in sessions.listed_all_sessions().await? {
             online.entry(session.room).or_default().insert(session.user);
         }
         let rooms: BTreeSet<RoomName> = stored.keys().chain(online.keys()).cloned().collect();

@@ -38,7 +38,7 @@ impl Sessions {
     }
 
     /// Every live session of every room.
-    pub async fn all_live(&self) -> Result<Vec<LiveSession>, ListError> {
+    pub async fn listed_all_sessions(&self) -> Result<Vec<LiveSession>, ListError> {
         self.live(">").await
     }
 
