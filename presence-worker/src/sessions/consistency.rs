@@ -64,7 +64,7 @@ impl Sessions {
         // The consumer is created after this read, so it knows at least this far.
         let through = self.last_sequence().await?;
         let online = !self
-            .live(&presence_filter(room, Some(user)))
+            .listed_sessions(&presence_filter(room, Some(user)))
             .await?
             .is_empty();
         Ok(UserListing {

@@ -29,7 +29,7 @@ impl Sessions {
 
     /// Every live session matching a key filter (see [`presence_filter`]), consistent
     /// with every write acknowledged before the call.
-    pub async fn live(&self, filter: &str) -> Result<Vec<LiveSession>, ListError> {
+    pub async fn listed_sessions(&self, filter: &str) -> Result<Vec<LiveSession>, ListError> {
         let latest = self
             .lister
             .latest(self.stream(), self.prefix(), filter, true)
@@ -39,7 +39,7 @@ impl Sessions {
 
     /// Every live session of every room.
     pub async fn listed_all_sessions(&self) -> Result<Vec<LiveSession>, ListError> {
-        self.live(">").await
+        self.listed_sessions(">").await
     }
 
     /// Distinct users online in `room`, read from the server (one direct-get
