@@ -84,7 +84,7 @@ impl Sessions {
                 return Ok(users);
             }
         }
-        self.read_users(room).await
+        self.listed_users(room).await
     }
 
     /// Distinct users online in `room`, sorted, for showing (`/users`, reply and event
@@ -94,7 +94,7 @@ impl Sessions {
     pub async fn cached_users(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
         match self.view.users(room) {
             Some(users) => Ok(users),
-            None => self.read_users(room).await,
+            None => self.listed_users(room).await,
         }
     }
 }

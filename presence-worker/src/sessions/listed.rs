@@ -44,7 +44,7 @@ impl Sessions {
 
     /// Distinct users online in `room`, read from the server (one direct-get
     /// snapshot of the room's keys).
-    pub(super) async fn read_users(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
+    pub(super) async fn listed_users(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
         let latest = self
             .lister
             .snapshot(self.stream(), self.prefix(), &presence_filter(room, None))
