@@ -52,7 +52,7 @@ impl Sessions {
         if let Some(through) = through {
             let view = self
                 .view
-                .user_online_after(room, user, through, DECISION_PATIENCE);
+                .user_online_through(room, user, through, DECISION_PATIENCE);
             if let Some((online, through)) = view.await {
                 return Ok(UserListing {
                     online,

@@ -85,7 +85,7 @@ impl OnlineView {
     /// is rebuilding or does not get that far within `patience`. This is what a
     /// joined/left decision reads: the view applies the bucket's stream in order, so
     /// past `sequence` it knows every write up to it, without a round trip.
-    pub(crate) async fn user_online_after(
+    pub(crate) async fn user_online_through(
         &self,
         room: &RoomName,
         user: &UserName,
