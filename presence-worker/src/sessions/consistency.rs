@@ -80,7 +80,7 @@ impl Sessions {
     pub async fn confirmed_users(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
         if let Ok(info) = self.store.stream.get_info().await {
             let last = info.state.last_sequence;
-            if let Some(users) = self.view.users_after(room, last, VIEW_PATIENCE).await {
+            if let Some(users) = self.view.users_through(room, last, VIEW_PATIENCE).await {
                 return Ok(users);
             }
         }

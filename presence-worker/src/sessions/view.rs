@@ -63,7 +63,7 @@ impl OnlineView {
     /// Like [`OnlineView::users`], but only once the view has applied the bucket up to
     /// `sequence` (a write acknowledged before the caller asked), waiting up to `patience`
     /// for it: read-your-writes for `/users`.
-    pub(crate) async fn users_after(
+    pub(crate) async fn users_through(
         &self,
         room: &RoomName,
         sequence: u64,
