@@ -92,7 +92,7 @@ impl Sessions {
     /// view catches up. It may lag writes by moments; decisions use
     /// [`Sessions::live`] on the user's own sessions instead.
     pub async fn cached_users(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
-        match self.view.users(room) {
+        match self.view.cached_users(room) {
             Some(users) => Ok(users),
             None => self.listed_users(room).await,
         }

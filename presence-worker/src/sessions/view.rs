@@ -50,7 +50,7 @@ struct View {
 
 impl OnlineView {
     /// Distinct users online in `room`, sorted; none while the view is catching up.
-    pub(crate) fn users(&self, room: &RoomName) -> Option<Vec<UserName>> {
+    pub(crate) fn cached_users(&self, room: &RoomName) -> Option<Vec<UserName>> {
         let view = self.inner.read().unwrap_or_else(|e| e.into_inner());
         view.current.then(|| {
             view.rooms
@@ -74,7 +74,7 @@ impl OnlineView {
             .await
             .is_ok_and(|result| result.is_ok());
         if caught_up {
-            self.users(room)
+            self.cached_users(room)
         } else {
             None
         }
