@@ -231,13 +231,13 @@ pub(crate) async fn all_messages(
 }
 
 /// One room's chat messages by `user`, oldest first, a page at a time.
-struct Mine<'a> {
+struct OwnMessages<'a> {
     room: &'a RoomName,
     pages: Pages<'a>,
     buffered: VecDeque<Event>,
 }
 
-impl Mine<'_> {
+impl OwnMessages<'_> {
     /// Sort key of the next message, fetching a page when the buffer is empty; none
     /// once the room is exhausted.
     async fn peek(&mut self) -> Result<Option<(DateTime<Utc>, RoomName, u64)>, RequestError> {
@@ -270,9 +270,9 @@ pub(crate) async fn my_messages(
     timeout: Duration,
     events: &mpsc::Sender<Event>,
 ) -> Result<u64, RequestError> {
-    let mut sources: Vec<Mine> = rooms
+    let mut sources: Vec<OwnMessages> = rooms
         .iter()
-        .map(|room| Mine {
+        .map(|room| OwnMessages {
             room,
             pages: Pages::new(client, room, Some(user), timeout),
             buffered: VecDeque::new(),
