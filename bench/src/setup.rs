@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chat_client::login::{self, AccountError};
-use chat_client::{service::RequestError, Chat, Event, Options};
+use chat_client::{call::RequestError, Chat, Event, Options};
 use chat_protocol::auth::static_users;
 use chat_protocol::{RoomName, SessionId, UserName};
 use chat_runtime::Credentials;

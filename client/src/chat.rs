@@ -16,6 +16,7 @@ use chat_runtime::servers;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
+use crate::call::{self, RequestError};
 use crate::echo::Echoes;
 use crate::event::{Event, State};
 use crate::history;
@@ -23,7 +24,6 @@ use crate::login::{self, AccountError, Login};
 use crate::presence::Presence;
 use crate::publish::{Publisher, RetryPolicy, SendError, SendHandle};
 use crate::room::Feed;
-use crate::service::{self, RequestError};
 
 /// How to connect and how patient to be.
 #[derive(Debug, Clone)]
@@ -508,7 +508,7 @@ impl Chat {
         subject: String,
     ) -> Result<T, RequestError> {
         let timeout = self.inner.options.request_timeout;
-        service::request(
+        call::request(
             &self.inner.client,
             service,
             subject,

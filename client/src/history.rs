@@ -19,8 +19,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::call::{self, Malformed, RequestError};
 use crate::event::{self, Event};
-use crate::service::{self, Malformed, RequestError};
 
 const SERVICE: &str = "history";
 
@@ -89,7 +89,7 @@ impl<'a> Pages<'a> {
         let subject = subjects::history(self.room);
         let timeout = self.timeout;
         tokio::spawn(async move {
-            service::request(&client, SERVICE, subject, service::body(&request), timeout).await
+            call::request(&client, SERVICE, subject, call::body(&request), timeout).await
         })
     }
 

@@ -20,7 +20,7 @@
 //! - `presence` (private): join with retry, heartbeats, leave.
 //! - [`history`]: paging the history worker for `#all_messages`, `#my_messages` and
 //!   the full-screen UI's scrollback.
-//! - [`service`]: requests to the workers and their errors.
+//! - [`call`]: calling the workers (one request, its reply) and the errors.
 //! - [`render`]: events as terminal text, always sanitized.
 //! - [`ui`]: the front ends: line mode (stdin not a terminal), the full-screen
 //!   terminal UI, and the plain line editor (`--plain`).
@@ -47,6 +47,7 @@
 //! # }
 //! ```
 
+pub mod call;
 pub mod chat;
 pub mod command;
 pub mod echo;
@@ -57,7 +58,6 @@ mod presence;
 pub mod publish;
 pub mod render;
 mod room;
-pub mod service;
 pub mod ui;
 
 pub use chat::{Chat, CloseReport, ConnectError, Options};

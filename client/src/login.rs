@@ -19,7 +19,7 @@ use chat_protocol::auth::{self, AuthReply, PasswdRequest, RegisterRequest, Resum
 use chat_protocol::UserName;
 use tokio::sync::watch;
 
-use crate::service::{self, RequestError};
+use crate::call::{self, RequestError};
 
 /// What the auth callback presents, and what happened to it.
 pub(crate) struct Login {
@@ -117,7 +117,7 @@ impl Login {
     /// Asks for a fresh resume token (after each connect; failures only cost the next
     /// reconnect a password check).
     pub(crate) async fn refresh_token(&self, client: &async_nats::Client, timeout: Duration) {
-        let reply = service::request::<ResumeReply>(
+        let reply = call::request::<ResumeReply>(
             client,
             "auth",
             auth::RESUME.to_string(),
@@ -161,12 +161,11 @@ impl Login {
         timeout: Duration,
     ) -> Result<(), AccountError> {
         auth::check_password(&self.user, new).map_err(BrokenRule::from)?;
-        let body = service::body(&PasswdRequest {
+        let body = call::body(&PasswdRequest {
             old: old.to_string(),
             new: new.to_string(),
         });
-        service::request::<AuthReply>(client, "auth", auth::PASSWD.to_string(), body, timeout)
-            .await?;
+        call::request::<AuthReply>(client, "auth", auth::PASSWD.to_string(), body, timeout).await?;
         *self.password.lock().unwrap_or_else(|e| e.into_inner()) = new.to_string();
         // The old token names the old password's record; get one for the new.
         self.refresh_token(client, timeout).await;
@@ -181,7 +180,7 @@ impl Login {
     /// as success: with a slow or absent auth worker a connection looks made and is
     /// refused just after. A round trip tells: an answer comes only once logged in.
     pub(crate) async fn logged_in(&self, client: &async_nats::Client, patience: Duration) -> bool {
-        let ask = service::request::<ResumeReply>(
+        let ask = call::request::<ResumeReply>(
             client,
             "auth",
             auth::RESUME.to_string(),
@@ -293,12 +292,12 @@ pub async fn register_trusting(
             reason: chat_runtime::servers::explain(&source, url, tls_ca),
             source,
         })?;
-    let body = service::body(&RegisterRequest {
+    let body = call::body(&RegisterRequest {
         user: user.to_string(),
         password: password.to_string(),
     });
     // Hashing a password takes a while under load: be patient.
-    let reply: AuthReply = service::request(
+    let reply: AuthReply = call::request(
         &client,
         "auth",
         auth::REGISTER.to_string(),

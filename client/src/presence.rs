@@ -8,8 +8,8 @@ use chat_protocol::{subjects, RoomName, SessionId, UserName};
 use chat_runtime::Backoff;
 use tokio::sync::mpsc;
 
+use crate::call::{self, RequestError};
 use crate::event::{Event, State};
-use crate::service::{self, RequestError};
 
 /// Longest pause between two join attempts.
 const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(10);
@@ -31,11 +31,11 @@ impl Presence {
             action,
             session: self.session,
         };
-        service::request(
+        call::request(
             &self.client,
             "presence",
             subjects::presence(&self.room, &self.user),
-            service::body(&body),
+            call::body(&body),
             self.timeout,
         )
         .await

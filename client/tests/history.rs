@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Stdio;
 
-use chat_client::service::RequestError;
+use chat_client::call::RequestError;
 use chat_client::Event;
 use chat_protocol::subjects;
 use common::*;
