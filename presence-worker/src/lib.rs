@@ -17,25 +17,33 @@
 //!   tasks) and stop; `context.rs`: what every handler shares.
 //! - `config.rs`: [`Config`], TTLs and limits.
 //! - `service.rs`: the `chat-presence` endpoints, hosted by `chat_runtime::hosting`
-//!   (one task per request, error replies, graceful stop).
-//! - `requests.rs`: what join / heartbeat / leave / users / rooms do.
-//! - `sessions.rs`: the `chat_presence` bucket: sessions written with a per-message
-//!   TTL; who is online, with names saying how fresh each answer is
-//!   (`confirmed_users`, `cached_users`, `user_online`, `listed_all_sessions`).
-//! - `view.rs`: who is online, in memory, fed by a KV watch: what `/users` and the
-//!   counts in replies show, and what decisions read once it has caught up.
-//! - `listing.rs`: the latest entry of each key matching a filter, from the server.
+//!   (one task per request, error replies, graceful stop); stats by endpoint.
+//! - `requests.rs`: what join / heartbeat / leave / users / rooms do; `ServeError`,
+//!   why a request is refused, and its code.
+//! - `sessions/`: the `chat_presence` bucket (`Sessions` in `mod.rs` is the
+//!   handle), one concern per file, every read named for how fresh it is:
+//!   - `write.rs`: join, heartbeat, leave, written with a per-message TTL;
+//!   - `view.rs`: who is online, in memory, fed by a KV watch;
+//!   - `listed.rs`: `listed_…` reads from the server (every acknowledged write);
+//!   - `consistency.rs`: `confirmed_…` reads (know at least a given write: the view
+//!     once it has applied that far, else listed) and `cached_…` reads (the view as
+//!     it is, for showing, never deciding).
+//! - `listing.rs`: the latest entry of each key matching a filter, from the server
+//!   (a `chat_runtime::scan` or one direct get).
 //! - `decision.rs`: the joined/left decision as pure functions (`decide`, state in,
 //!   decision out), and how much of the sessions a decision must know.
 //! - `announce.rs`: exactly-once joined/left: reads the state, applies the decision,
-//!   publishes the event through the compare-and-set outbox; the display count.
-//! - `outbox.rs`: that outbox's bucket, keys and state (internal, not the contract).
+//!   publishes the event through the compare-and-set outbox (with
+//!   `chat_runtime::publish`); the display count.
+//! - `outbox.rs`: that outbox's bucket, keys (and `KeyError`) and state (internal,
+//!   not the contract).
 //! - `availability.rs`: the workers' clock (when the stack was last down) and
 //!   `judge_expiry`, which keeps an outage shorter than the TTL from making
 //!   everyone leave and join again.
 //! - `expiry.rs`: the shared durable consumer that turns expiry markers into `left`
-//!   events, and the start-up sweep.
-//! - `rooms.rs`: room streams, created on first join; the rooms summary.
+//!   events (stopped through `chat_runtime::Shutdown`), and the start-up sweep.
+//! - `rooms.rs`: `RoomStreams`, the room streams created on first join; the rooms
+//!   summary.
 //! - `stats.rs`: counters shown in `$SRV.STATS`.
 //!
 //! ```no_run

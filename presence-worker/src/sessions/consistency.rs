@@ -90,7 +90,7 @@ impl Sessions {
     /// Distinct users online in `room`, sorted, for showing (`/users`, reply and event
     /// counts): from the in-memory view, or a snapshot read from the server while the
     /// view catches up. It may lag writes by moments; decisions use
-    /// [`Sessions::live`] on the user's own sessions instead.
+    /// [`Sessions::confirmed_online`] on the user's own sessions instead.
     pub async fn cached_users(&self, room: &RoomName) -> Result<Vec<UserName>, ListError> {
         match self.view.cached_users(room) {
             Some(users) => Ok(users),
