@@ -8,10 +8,10 @@
 //!
 //! Memory stays bounded whatever the room's size: each read keeps at most its limit of
 //! messages, and the server sends at most [`MAX_BATCH`] messages ahead of what has been
-//! looked at. Each window is one [`crate::scan`], whose consumer is deleted when it
-//! ends, so reads leave nothing behind on the server.
+//! looked at. Each window of [`read_backward`] is one [`crate::scan`], whose consumer
+//! is deleted when it ends, so reads leave nothing behind on the server.
 //!
-//! A page forwards has a cheaper way: [`fetch_forward`] reads it with one plain pull
+//! Forwards there is a cheaper way: [`fetch_forward`] reads a page with one plain pull
 //! consumer and one fetch, without looking the stream up first. (Not JetStream's batch
 //! direct get: it costs the server more per message with headers; see BENCHMARKS.md.)
 
@@ -144,42 +144,6 @@ async fn any_match(
     Ok(found)
 }
 
-/// Reads messages matching `filter` with `from <= seq <= through`, oldest first,
-/// within `limits`. Returns them and whether more matching messages remain in range.
-pub async fn read_forward(
-    stream: &Stream,
-    filter: &str,
-    from: u64,
-    through: u64,
-    limits: Limits,
-) -> Result<(Vec<StoredMessage>, bool), ReadError> {
-    let mut out = Vec::new();
-    let mut bytes = 0usize;
-    let mut more = false;
-    if limits.messages == 0 {
-        return Ok((out, false));
-    }
-    scan(
-        stream,
-        filter,
-        from,
-        through,
-        limits.messages + 1,
-        |message| {
-            let size = message.payload.len();
-            if out.len() == limits.messages || (!out.is_empty() && bytes + size > limits.bytes) {
-                more = true;
-                return false;
-            }
-            bytes += size;
-            out.push(message);
-            true
-        },
-    )
-    .await?;
-    Ok((out, more))
-}
-
 /// Reads the newest messages matching `filter` with `seq < before`, returned oldest
 /// first, within `limits`. Returns them and whether older matching messages remain.
 /// `before` may lie past the end of the stream (`u64::MAX`: the newest messages).
@@ -243,9 +207,9 @@ pub async fn read_backward(
 /// How long a [`fetch_forward`] consumer outlives a worker that died while using it.
 const FETCH_CONSUMER_IDLE: Duration = Duration::from_secs(30);
 
-/// Like [`read_forward`] through the end of the stream, with one plain pull consumer
-/// and one fetch: messages matching `filter` (every message of the stream when
-/// `None`) with `seq >= from`, oldest first, within `limits`, and whether more remain.
+/// Reads forwards through the end of the stream with one plain pull consumer and one
+/// fetch: messages matching `filter` (every message of the stream when `None`) with
+/// `seq >= from`, oldest first, within `limits`, and whether more remain.
 ///
 /// Made for pages read one request at a time: the stream is not looked up (a
 /// [`Stream`] from `get_stream_no_info` will do; a missing stream is

@@ -16,6 +16,12 @@
 //! with the cluster section, TLS on every listener), whose nodes a test can kill and
 //! restart.
 //!
+//! The crates' own test helpers live here too, so that each is compiled once as a
+//! library instead of once per test file: [`presence`] (workers with short TTLs,
+//! requests, the room streams' events), [`history`] (rooms filled straight into
+//! their streams, page requests) and [`client`] (chats, events awaited, workers
+//! in-process, the `chat-client` binary in `--json` mode).
+//!
 //! The nats-server binary is found by `scripts/nats-server-path`, the same script the
 //! README's commands use, so tests and people run the same pinned server.
 
@@ -30,7 +36,10 @@ use chat_protocol::auth::{self, static_users};
 use chat_protocol::UserName;
 use chat_runtime::Credentials;
 
+pub mod client;
 pub mod cluster;
+pub mod history;
+pub mod presence;
 pub use cluster::{run_cluster, Cluster};
 
 /// The nats-server binary, found (and if needed installed) once per test process.
