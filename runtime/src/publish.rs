@@ -104,7 +104,7 @@ impl Retry {
 /// attempts.
 ///
 /// ```no_run
-/// # async fn run(js: async_nats::jetstream::Context) -> Result<(), PublishError> {
+/// # async fn run(js: async_nats::jetstream::Context) -> Result<(), async_nats::jetstream::context::PublishError> {
 /// use std::time::Duration;
 /// use async_nats::jetstream::context::PublishError;
 /// use chat_runtime::publish::{publish, Retry};
