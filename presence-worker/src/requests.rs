@@ -35,7 +35,7 @@ pub enum ServeError {
     },
     /// The body is not a valid request.
     #[error("malformed request body: {0}")]
-    Body(String),
+    Body(#[source] serde_json::Error),
     /// The sessions bucket could not be updated.
     #[error("presence is unavailable: {0}")]
     Session(#[from] SessionError),
@@ -87,7 +87,7 @@ pub(crate) async fn handle(
         EndpointKind::Presence => {
             let (room, user) = subjects::parse_presence(subject)?;
             let request: PresenceRequest =
-                serde_json::from_slice(body).map_err(|e| ServeError::Body(e.to_string()))?;
+                serde_json::from_slice(body).map_err(ServeError::Body)?;
             serde_json::to_vec(&presence(ctx, &room, &user, request).await?)
         }
         EndpointKind::Users => {

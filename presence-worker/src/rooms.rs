@@ -20,7 +20,7 @@ use chat_runtime::replicas::create_with_retries;
 pub enum RoomsError {
     /// Listing the streams failed.
     #[error("cannot list the room streams: {0}")]
-    Streams(String),
+    Streams(#[source] async_nats::jetstream::context::StreamsError),
     /// Listing the sessions failed.
     #[error(transparent)]
     Sessions(#[from] ListError),
@@ -93,11 +93,7 @@ impl RoomStreams {
     pub async fn summary(&self, sessions: &Sessions) -> Result<RoomsReply, RoomsError> {
         let mut stored: BTreeMap<RoomName, u64> = BTreeMap::new();
         let mut streams = self.js.streams();
-        while let Some(info) = streams
-            .try_next()
-            .await
-            .map_err(|e| RoomsError::Streams(e.to_string()))?
-        {
+        while let Some(info) = streams.try_next().await.map_err(RoomsError::Streams)? {
             if let Some(room) = room_of_stream(&info.config.name) {
                 stored.insert(room, info.state.messages);
             }
