@@ -13,7 +13,8 @@
 //! - [`login`]: logging in and staying logged in (resume tokens, refusals), register,
 //!   password change.
 //! - [`publish`]: reliable publishing: pipelined, acknowledged, retried in order with
-//!   the same ids, so every sender's order is kept.
+//!   the same ids, so every sender's order is kept (the rules of one attempt and of
+//!   giving up are `chat_runtime::publish`'s).
 //! - [`echo`]: own stored messages whose echo is not shown yet (closing waits
 //!   for them, or names them).
 //! - `room` (private): one room's feed, replay then live, no gap and no duplicate.
