@@ -47,7 +47,7 @@ use chat_runtime::publish;
 use chat_runtime::scan::{scan, ScanError};
 use chrono::Utc;
 
-use crate::decision::{decide, required, Decision, Prompt};
+use crate::decision::{decide, must_know_through, Decision, Prompt};
 use crate::listing::{self, ListError};
 use crate::outbox::{presence_users_bucket_config, presence_users_key, AnnouncedState};
 use crate::rooms::RoomStreams;
@@ -171,7 +171,7 @@ impl Announcer {
             // the in-memory view.
             let listing = self
                 .sessions
-                .confirmed_online(room, user, required(&state, revision, written))
+                .confirmed_online(room, user, must_know_through(&state, revision, written))
                 .await?;
             self.stats.listing(listing.from_view);
             let online = listing.online;

@@ -63,7 +63,11 @@ pub fn decide(announced: &AnnouncedState, online: bool, prompt: Prompt) -> Decis
 /// before `listed_through` existed requires everything. A state never written
 /// (`revision` 0) requires nothing more than the prompting write: no decision was made
 /// yet, and the first one is made by creating the entry, which only one worker can do.
-pub fn required(state: &AnnouncedState, revision: u64, written: Option<u64>) -> Option<u64> {
+pub fn must_know_through(
+    state: &AnnouncedState,
+    revision: u64,
+    written: Option<u64>,
+) -> Option<u64> {
     if revision == 0 {
         return written;
     }
@@ -113,14 +117,23 @@ mod tests {
     #[test]
     fn a_decision_knows_the_prompting_write_and_what_the_last_one_knew() {
         // Never decided: the prompting write is enough.
-        assert_eq!(required(&AnnouncedState::default(), 0, Some(7)), Some(7));
-        assert_eq!(required(&AnnouncedState::default(), 0, None), None);
+        assert_eq!(
+            must_know_through(&AnnouncedState::default(), 0, Some(7)),
+            Some(7)
+        );
+        assert_eq!(must_know_through(&AnnouncedState::default(), 0, None), None);
         // Decided before: never less than that decision knew.
-        assert_eq!(required(&state(true, Some(9)), 3, Some(7)), Some(9));
-        assert_eq!(required(&state(true, Some(5)), 3, Some(7)), Some(7));
+        assert_eq!(
+            must_know_through(&state(true, Some(9)), 3, Some(7)),
+            Some(9)
+        );
+        assert_eq!(
+            must_know_through(&state(true, Some(5)), 3, Some(7)),
+            Some(7)
+        );
         // No prompting write (the start-up sweep), or a state from before the
         // record: everything written so far.
-        assert_eq!(required(&state(true, Some(9)), 3, None), None);
-        assert_eq!(required(&state(true, None), 3, Some(7)), None);
+        assert_eq!(must_know_through(&state(true, Some(9)), 3, None), None);
+        assert_eq!(must_know_through(&state(true, None), 3, Some(7)), None);
     }
 }
