@@ -19,8 +19,9 @@
 //! The crates' own test helpers live here too, so that each is compiled once as a
 //! library instead of once per test file: [`presence`] (workers with short TTLs,
 //! requests, the room streams' events), [`history`] (rooms filled straight into
-//! their streams, page requests) and [`client`] (chats, events awaited, workers
-//! in-process, the `chat-client` binary in `--json` mode).
+//! their streams, page requests), [`client`] (chats, events awaited, workers
+//! in-process, the `chat-client` binary in `--json` mode) and [`tui`] (a full-screen
+//! UI state with a fixed clock and known events).
 //!
 //! The nats-server binary is found by `scripts/nats-server-path`, the same script the
 //! README's commands use, so tests and people run the same pinned server.
@@ -40,6 +41,7 @@ pub mod client;
 pub mod cluster;
 pub mod history;
 pub mod presence;
+pub mod tui;
 pub use cluster::{run_cluster, Cluster};
 
 /// The nats-server binary, found (and if needed installed) once per test process.
