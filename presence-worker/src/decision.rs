@@ -4,6 +4,7 @@
 
 use chat_protocol::body::{Reason, SystemKind};
 
+use crate::listing::Removal;
 use crate::outbox::AnnouncedState;
 
 /// What prompted a decision about a user: the write to the sessions bucket (or the
@@ -17,6 +18,16 @@ pub enum Prompt {
     /// A session expired (its TTL ran out), or the start-up sweep found the announced
     /// state out of line with the sessions.
     Expiry,
+}
+
+impl From<Removal> for Prompt {
+    /// A removed session's key prompts a leave decision; an expired one, an expiry.
+    fn from(removal: Removal) -> Self {
+        match removal {
+            Removal::Removed => Prompt::Leave,
+            Removal::Expired => Prompt::Expiry,
+        }
+    }
 }
 
 /// What to announce for a user.
@@ -84,6 +95,12 @@ mod tests {
             pending: None,
             listed_through,
         }
+    }
+
+    #[test]
+    fn a_removal_prompts_a_leave_or_an_expiry() {
+        assert_eq!(Prompt::from(Removal::Removed), Prompt::Leave);
+        assert_eq!(Prompt::from(Removal::Expired), Prompt::Expiry);
     }
 
     #[test]

@@ -132,7 +132,7 @@ async fn handle(ctx: &Context, message: async_nats::jetstream::Message) {
                 let written = info.map(|info| info.stream_sequence);
                 if let Err(err) = ctx
                     .announcer
-                    .reconcile(&room, &user, removal.prompt(), written)
+                    .reconcile(&room, &user, Prompt::from(removal), written)
                     .await
                 {
                     tracing::warn!(%room, %user, %err, "cannot announce a removal yet; will retry");

@@ -15,7 +15,6 @@ use async_nats::jetstream::stream::Stream;
 use async_nats::HeaderMap;
 use chat_runtime::scan::{scan, ScanError};
 
-use crate::decision::Prompt;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
@@ -87,16 +86,6 @@ pub(crate) enum Removal {
     Removed,
     /// Its TTL ran out: the server left a `MaxAge` marker.
     Expired,
-}
-
-impl Removal {
-    /// What this removal prompts a joined/left decision with.
-    pub(crate) fn prompt(self) -> Prompt {
-        match self {
-            Removal::Removed => Prompt::Leave,
-            Removal::Expired => Prompt::Expiry,
-        }
-    }
 }
 
 /// Classifies a KV message by its headers: `None` for a value, else how it was
@@ -252,6 +241,5 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(async_nats::header::NATS_MARKER_REASON, "MaxAge");
         assert_eq!(removal(Some(&h)), Some(Removal::Expired));
-        assert_eq!(Removal::Expired.prompt(), Prompt::Expiry);
     }
 }
