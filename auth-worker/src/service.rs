@@ -82,6 +82,7 @@ impl AuthWorker {
                 ("resume", auth::RESUME.to_string(), Endpoint::Resume),
             ],
             concurrency: config.concurrency,
+            queue: config.concurrency * hosting::QUEUE_PER_SLOT,
             drain_timeout: config.drain_timeout,
         };
         let hosted = hosting::host(&client, spec, None, move |endpoint, message| {

@@ -46,7 +46,6 @@ async fn hostile_requests_are_refused_and_the_worker_keeps_answering() {
             valid.clone().into_bytes(),
         ),
         ("chat.users.UPPER".into(), b"".to_vec()),
-        ("chat.presence.general.alice".into(), vec![b'{'; 512 * 1024]),
     ];
     for (subject, body) in &cases {
         let (reply, headers) = raw(&client, subject.clone(), body.clone()).await;
@@ -58,6 +57,27 @@ async fn hostile_requests_are_refused_and_the_worker_keeps_answering() {
         let code = headers.get("Nats-Service-Error-Code").unwrap().as_str();
         assert_eq!(code, "400", "{subject}: {reply}");
     }
+    // A body above any the contract has is refused before any work (413).
+    let (reply, headers) = raw(
+        &client,
+        "chat.presence.general.alice",
+        vec![b'{'; 100 * 1024],
+    )
+    .await;
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("request too large"),
+        "{reply}"
+    );
+    let headers = headers.expect("service error headers");
+    assert_eq!(
+        headers.get("Nats-Service-Error-Code").unwrap().as_str(),
+        "413"
+    );
+
     // The body's user is ignored: the subject's token is the user.
     let spoof = format!(r#"{{"type":"join","session":"{session}","user":"mallory"}}"#);
     let (reply, _) = raw(&client, "chat.presence.general.alice", spoof).await;
