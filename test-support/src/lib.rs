@@ -12,6 +12,9 @@
 //! least-privilege users, and [`NatsServer::user_client`] registers a chat user and
 //! logs in as them, with exactly the permissions a real user gets.
 //!
+//! [`flood`] sends many requests at once and counts what came back (served, refused
+//! by code, unanswered): how the tests prove that each worker stays bounded.
+//!
 //! [`run_cluster`] starts a cluster of nats-servers instead (the same configuration
 //! with the cluster section, TLS on every listener), whose nodes a test can kill and
 //! restart.
@@ -31,7 +34,9 @@ use chat_protocol::UserName;
 use chat_runtime::Credentials;
 
 pub mod cluster;
+pub mod flood;
 pub use cluster::{run_cluster, Cluster};
+pub use flood::{flood, padded, Flood};
 
 /// The nats-server binary, found (and if needed installed) once per test process.
 pub fn nats_server_bin() -> &'static Path {
