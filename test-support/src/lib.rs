@@ -91,6 +91,8 @@ impl Default for StackOptions {
             auth: auth_worker::Config {
                 // Tests register many users; keep the hashing bounded but parallel.
                 hash_slots: 4,
+                // Every test registers from 127.0.0.1: no throttle unless a test asks.
+                register_burst: 1_000_000,
                 ..auth_worker::Config::default()
             },
             web_port: 8000,
