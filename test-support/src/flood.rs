@@ -17,6 +17,24 @@ pub struct Flood {
 }
 
 impl Flood {
+    /// Counts one request's outcome.
+    pub fn count(&mut self, reply: Result<async_nats::Message, async_nats::RequestError>) {
+        match reply {
+            Err(_) => self.unanswered += 1,
+            Ok(message) => {
+                let code = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(async_nats::service::NATS_SERVICE_ERROR_CODE))
+                    .and_then(|v| v.as_str().parse::<u16>().ok());
+                match code {
+                    None => self.served += 1,
+                    Some(code) => *self.refused.entry(code).or_default() += 1,
+                }
+            }
+        }
+    }
+
     /// Refusals with `code`.
     pub fn refused_with(&self, code: u16) -> usize {
         self.refused.get(&code).copied().unwrap_or(0)
@@ -30,20 +48,7 @@ pub async fn flood(client: &async_nats::Client, subject: &str, body: Bytes, coun
     let replies = futures::future::join_all(requests).await;
     let mut flood = Flood::default();
     for reply in replies {
-        match reply {
-            Err(_) => flood.unanswered += 1,
-            Ok(message) => {
-                let code = message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(async_nats::service::NATS_SERVICE_ERROR_CODE))
-                    .and_then(|v| v.as_str().parse::<u16>().ok());
-                match code {
-                    None => flood.served += 1,
-                    Some(code) => *flood.refused.entry(code).or_default() += 1,
-                }
-            }
-        }
+        flood.count(reply);
     }
     flood
 }
