@@ -194,6 +194,7 @@ async fn serve<K, H, F>(
     let mut tasks = JoinSet::new();
     // Busy refusals are logged once per episode, not once per request of a flood.
     let mut busy_logged = false;
+    let mut too_large_count: u64 = 0;
     while let Some((endpoint, request)) = requests.next().await {
         while let Some(done) = tasks.try_join_next() {
             log_failure(done);
@@ -204,7 +205,16 @@ async fn serve<K, H, F>(
         }
         let len = request.message.payload.len();
         if len > MAX_REQUEST_BYTES {
-            tracing::warn!(?endpoint, len, "refused a request too large");
+            // Logged at the 1st, 2nd, 4th, 8th... so that a flood does not flood the log.
+            too_large_count += 1;
+            if too_large_count.is_power_of_two() {
+                tracing::warn!(
+                    ?endpoint,
+                    len,
+                    refused = too_large_count,
+                    "refused a request too large"
+                );
+            }
             respond(request, endpoint, Some(Err(too_large(len)))).await;
             continue;
         }
