@@ -57,12 +57,15 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
     }
     let largest_payload = admin.server_info().max_payload - 1024;
     let mut rows = Vec::new();
-    let targets: [(&str, &Process, String, &str, bool); 3] = [
+    // Each worker, its endpoint, a request, the largest body it takes, and whether a
+    // guest sends it (registration).
+    let mut targets: Vec<(&str, &Process, String, &str, usize, bool)> = vec![
         (
             "history",
             &stage.history,
             subjects::history(&room),
             r#"{"limit":100}"#,
+            MAX_REQUEST_BYTES,
             false,
         ),
         (
@@ -70,22 +73,23 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
             &stage.presence,
             subjects::users(&room),
             "{}",
+            PRESENCE_MAX_REQUEST_BYTES,
             false,
         ),
-        (
+    ];
+    if let Some(auth_worker) = &stage.auth {
+        targets.push((
             "auth",
-            stage.auth.as_ref().unwrap_or(&stage.history),
+            auth_worker,
             auth::REGISTER.to_string(),
             r#"{"user":"flooder","password":"short"}"#,
+            MAX_REQUEST_BYTES,
             true,
-        ),
-    ];
-    for (name, process, subject, json, as_guest) in targets {
-        if name == "auth" && stage.auth.is_none() {
-            continue;
-        }
+        ));
+    }
+    for (name, process, subject, json, largest, as_guest) in targets {
         for (label, size) in [
-            ("largest allowed", MAX_REQUEST_BYTES),
+            ("largest allowed", largest),
             ("max_payload", largest_payload),
         ] {
             stage.progress.phase(format!(
@@ -149,11 +153,9 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
     Ok(rows)
 }
 
-/// The presence worker's own bound on a request body (its `max_request_bytes`, 4 KiB
-/// by default: presence requests are tiny), below the hosting's 32 KiB.
-fn presence_worker_max_request() -> usize {
-    4096
-}
+/// The presence worker's own bound on a request body (its default
+/// `max_request_bytes`: presence requests are tiny), below the hosting's 32 KiB.
+const PRESENCE_MAX_REQUEST_BYTES: usize = 4096;
 
 /// Resident memory of a worker around a flood.
 #[derive(Debug, Default, Clone, Copy)]
