@@ -21,6 +21,10 @@ pub struct Config {
     pub kv_replicas: usize,
     /// How long a graceful stop waits for requests in progress.
     pub drain_timeout: Duration,
+    /// Registrations one client host may make at once (the throttle's burst).
+    pub register_burst: u32,
+    /// After the burst, one more registration per host per this interval.
+    pub register_interval: Duration,
     /// How long the server waits for a callout answer (its `authorization.timeout`):
     /// requests older than that are skipped, the server having refused them already.
     pub callout_timeout: Duration,
@@ -37,6 +41,8 @@ impl Default for Config {
             kv_replicas: 1,
             drain_timeout: Duration::from_secs(5),
             callout_timeout: Duration::from_secs(3),
+            register_burst: 10,
+            register_interval: Duration::from_secs(30),
         }
     }
 }

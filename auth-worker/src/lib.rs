@@ -19,6 +19,7 @@
 //! - [`callout`]: one callout request → a verdict → the signed answer.
 //! - [`permissions`]: what a chat user and a guest may publish and subscribe to.
 //! - [`users`]: the user table (register, find, login, change password).
+//! - [`throttle`]: registrations per client host, a token bucket shared in a KV bucket.
 //! - [`password`]: argon2id hashing off the async runtime, with bounded concurrency.
 //! - [`resume`]: signed resume tokens, so reconnect storms cost no hashing.
 //! - [`claims`], [`jwt`]: the callout's JWTs, written and checked.
@@ -48,6 +49,7 @@ pub mod password;
 pub mod permissions;
 pub mod resume;
 pub mod service;
+pub mod throttle;
 pub mod users;
 
 pub use config::Config;

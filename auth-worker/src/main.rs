@@ -39,6 +39,12 @@ struct Args {
     /// Lifetime of a resume token in seconds.
     #[arg(long, env = "AUTH_RESUME_TTL", default_value_t = 86400, value_parser = clap::value_parser!(u64).range(1..))]
     resume_ttl: u64,
+    /// Registrations one client host may make at once.
+    #[arg(long, env = "AUTH_REGISTER_BURST", default_value_t = Config::default().register_burst, value_parser = clap::value_parser!(u32).range(1..))]
+    register_burst: u32,
+    /// After the burst, one more registration per host every this many seconds.
+    #[arg(long, env = "AUTH_REGISTER_INTERVAL", default_value_t = Config::default().register_interval.as_secs())]
+    register_interval: u64,
     /// Replicas of the user table bucket; default: 1 on a single server, 3 on a cluster.
     #[arg(long, env = "KV_REPLICAS", value_parser = clap::value_parser!(u8).range(1..=5))]
     kv_replicas: Option<u8>,
@@ -76,6 +82,8 @@ async fn run(args: Args) -> i32 {
     let config = Config {
         token_ttl: Duration::from_secs(args.token_ttl),
         resume_ttl: Duration::from_secs(args.resume_ttl),
+        register_burst: args.register_burst,
+        register_interval: Duration::from_secs(args.register_interval),
         kv_replicas: replicas::choose(&client, args.kv_replicas.map(usize::from), "user table"),
         ..Config::default()
     };

@@ -10,7 +10,8 @@
 //!
 //! The imports share the requester's identity (`share: true`): the server adds a
 //! `Nats-Request-Info` header that a client cannot forge, and `passwd` and `resume`
-//! act for the user it names.
+//! act for the user it names; `register` is throttled per the client host it names
+//! ([`crate::throttle`]).
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use nkeys::KeyPair;
 
 use crate::callout::Authority;
 use crate::password::Hasher;
+use crate::throttle::Throttle;
 use crate::users::{Users, UsersError};
 use crate::Config;
 
@@ -36,6 +38,9 @@ pub enum StartError {
     /// The user table could not be opened or created.
     #[error("cannot open the user table: {0}")]
     Users(#[source] async_nats::Error),
+    /// The registration throttle's bucket could not be opened or created.
+    #[error("cannot open the registration throttle: {0}")]
+    Throttle(#[source] async_nats::Error),
     /// The service or an endpoint could not be registered.
     #[error("cannot start the {SERVICE_NAME} service: {0}")]
     Service(#[source] async_nats::Error),
@@ -69,6 +74,14 @@ impl AuthWorker {
         let users = Users::open(&js, config.kv_replicas, Hasher::new(config.hash_slots))
             .await
             .map_err(StartError::Users)?;
+        let throttle = Throttle::open(
+            &js,
+            config.kv_replicas,
+            config.register_burst,
+            config.register_interval,
+        )
+        .await
+        .map_err(StartError::Throttle)?;
         let config = Arc::new(config);
         let authority = Authority::new(Arc::new(issuer), users, config.clone());
         let spec = Spec {
@@ -82,11 +95,12 @@ impl AuthWorker {
                 ("resume", auth::RESUME.to_string(), Endpoint::Resume),
             ],
             concurrency: config.concurrency,
+            queue: config.concurrency * hosting::QUEUE_PER_SLOT,
             drain_timeout: config.drain_timeout,
         };
         let hosted = hosting::host(&client, spec, None, move |endpoint, message| {
-            let authority = authority.clone();
-            async move { answer(&authority, endpoint, &message).await }
+            let (authority, throttle) = (authority.clone(), throttle.clone());
+            async move { answer(&authority, &throttle, endpoint, &message).await }
         })
         .await
         .map_err(StartError::Service)?;
@@ -108,6 +122,7 @@ impl AuthWorker {
 
 async fn answer(
     authority: &Authority,
+    throttle: &Throttle,
     endpoint: Endpoint,
     message: &async_nats::Message,
 ) -> Answer {
@@ -124,7 +139,7 @@ async fn answer(
                 return None;
             }
         },
-        Endpoint::Register => register(authority, &message.payload).await,
+        Endpoint::Register => register(authority, throttle, message).await,
         Endpoint::Passwd => passwd(authority, message).await,
         Endpoint::Resume => resume(authority, message).await,
     };
@@ -146,37 +161,65 @@ fn parse<T: serde::de::DeserializeOwned>(payload: &[u8], what: &str) -> Result<T
         .map_err(|error| (code::BAD_REQUEST, format!("malformed {what}: {error}")))
 }
 
-async fn register(authority: &Authority, payload: &[u8]) -> Reply {
-    let request: RegisterRequest =
-        parse(payload, "registration (expected {\"user\", \"password\"})")?;
+/// Registers a user: the request is checked first (no allowance is spent on a weak
+/// password), then the client host's allowance is taken, then the password hashed.
+async fn register(
+    authority: &Authority,
+    throttle: &Throttle,
+    message: &async_nats::Message,
+) -> Reply {
+    let request: RegisterRequest = parse(
+        &message.payload,
+        "registration (expected {\"user\", \"password\"})",
+    )?;
+    let user = UserName::new(&request.user).map_err(|e| refused(e.into()))?;
+    auth::check_password(&user, &request.password).map_err(|e| refused(e.into()))?;
+    // Only the server sets the header (the import shares the requester's identity);
+    // a request without one comes from inside the AUTH account.
+    let host = request_info(message)
+        .map(|info| info.host)
+        .unwrap_or_default();
+    if let Err(error) = throttle.take(&host).await {
+        tracing::warn!(%host, %error, "registration refused");
+        return Err((error.code(), error.to_string()));
+    }
     let user = authority
         .users()
         .register(&request.user, &request.password)
         .await
         .map_err(refused)?;
-    tracing::info!(%user, "registered");
+    tracing::info!(%user, %host, "registered");
     ok(&AuthReply { ok: true, user })
 }
 
-/// The chat user who sent `message`, from the header the server adds to imported
-/// requests (a client cannot set it: the server overwrites it).
-fn requester(message: &async_nats::Message) -> Result<UserName, (u16, String)> {
-    #[derive(serde::Deserialize)]
-    struct RequestInfo {
-        #[serde(default)]
-        acc: String,
-        #[serde(default)]
-        user: String,
-    }
-    let info = message
+/// Who sent an imported request, as the server says in `Nats-Request-Info`.
+#[derive(serde::Deserialize)]
+struct RequestInfo {
+    #[serde(default)]
+    acc: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    host: String,
+}
+
+/// The header the server adds to imported requests (a client cannot set it: the
+/// server overwrites it), if present and readable.
+fn request_info(message: &async_nats::Message) -> Option<RequestInfo> {
+    message
         .headers
         .as_ref()
         .and_then(|h| h.get(auth::REQUEST_INFO_HEADER))
         .and_then(|v| serde_json::from_str::<RequestInfo>(v.as_str()).ok())
-        .ok_or((
-            code::FORBIDDEN,
-            "only a logged-in chat user may ask this".to_string(),
-        ))?;
+}
+
+/// The chat user who sent `message`, from the header the server adds to imported
+/// requests.
+fn requester(message: &async_nats::Message) -> Result<UserName, (u16, String)> {
+    let info = request_info(message).ok_or((
+        code::FORBIDDEN,
+        "only a logged-in chat user may ask this".to_string(),
+    ))?;
     if info.acc != CHAT_ACCOUNT {
         return Err((
             code::FORBIDDEN,

@@ -85,6 +85,12 @@ struct Args {
     /// Login: chat sessions connected when the server restarts (reconnect storm).
     #[arg(long)]
     storm_clients: Option<usize>,
+    /// Flood: requests sent to each worker per request size.
+    #[arg(long)]
+    flood_requests: Option<usize>,
+    /// Flood: connections sending them.
+    #[arg(long)]
+    flood_clients: Option<usize>,
     /// Internal: run as the idle raw async-nats client of the footprint scenario.
     #[arg(long, hide = true)]
     idle_raw_client: Option<String>,
@@ -123,6 +129,8 @@ impl Args {
             logins <- logins,
             login_concurrency <- login_concurrency,
             storm_clients <- storm_clients,
+            flood_requests <- flood_requests,
+            flood_clients <- flood_clients,
         );
         s
     }

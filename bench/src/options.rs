@@ -25,19 +25,23 @@ pub enum Scenario {
     /// Joins, `/users` in a big room, and crashed sessions going away.
     Presence,
     /// Logins through the auth callout (password, resume token) and the reconnect
-    /// storm after a nats-server restart (last: it restarts the server).
+    /// storm after a nats-server restart (it restarts the server).
     Login,
+    /// Every worker flooded with the largest requests: replies by kind and the
+    /// worker's memory before, during and after (issue 12's bound).
+    Flood,
 }
 
 impl Scenario {
     /// Every scenario, in running order.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Publish,
         Scenario::Fanout,
         Scenario::History,
         Scenario::Footprint,
         Scenario::Presence,
         Scenario::Login,
+        Scenario::Flood,
     ];
 
     /// The name used in flags, the JSON and the table.
@@ -49,6 +53,7 @@ impl Scenario {
             Scenario::Presence => "presence",
             Scenario::Footprint => "footprint",
             Scenario::Login => "login",
+            Scenario::Flood => "flood",
         }
     }
 }
@@ -100,6 +105,10 @@ pub struct Sizes {
     pub login_concurrency: usize,
     /// Login: chat sessions connected when the server restarts (the reconnect storm).
     pub storm_clients: usize,
+    /// Flood: requests sent to each worker per request size.
+    pub flood_requests: usize,
+    /// Flood: connections sending them.
+    pub flood_clients: usize,
 }
 
 impl Sizes {
@@ -123,6 +132,8 @@ impl Sizes {
             logins: 200,
             login_concurrency: 8,
             storm_clients: 1_000,
+            flood_requests: 20_000,
+            flood_clients: 4,
         }
     }
 
@@ -146,6 +157,8 @@ impl Sizes {
             logins: 20,
             login_concurrency: 4,
             storm_clients: 100,
+            flood_requests: 500,
+            flood_clients: 2,
         }
     }
 

@@ -9,13 +9,14 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "publish",
     "fanout",
     "history",
     "presence",
     "footprint",
     "login",
+    "flood",
 ];
 
 /// Builds the binaries the bench drives, in the profile of this test, so that the

@@ -10,7 +10,7 @@ pub struct Config {
     /// and memory one request takes.
     pub max_limit: u32,
     /// Most bytes of one serialized page, envelope included. Must stay well under the
-    /// server's max payload (1 MiB by default) and hold at least one message of
+    /// server's max payload (128 KiB in the project's configuration) and hold at least one message of
     /// [`MAX_MESSAGE_BYTES`](chat_protocol::streams::MAX_MESSAGE_BYTES).
     pub max_page_bytes: usize,
     /// Most requests served at once; further requests wait for a free slot, so memory
@@ -24,7 +24,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_limit: 1000,
-            max_page_bytes: 256 * 1024,
+            max_page_bytes: 96 * 1024,
             concurrency: 32,
             drain_timeout: Duration::from_secs(10),
         }

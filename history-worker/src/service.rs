@@ -49,6 +49,7 @@ impl HistoryWorker {
             description: "pages of a chat room's stored messages (HistoryRequest -> HistoryPage)",
             endpoints: vec![("history", subjects::endpoints::HISTORY.to_string(), ())],
             concurrency: config.concurrency,
+            queue: config.concurrency * hosting::QUEUE_PER_SLOT,
             drain_timeout: config.drain_timeout,
         };
         let shared = Arc::new(config.clone());

@@ -37,6 +37,11 @@ struct Args {
     /// Most messages a room stream keeps; -1 for no limit.
     #[arg(long, env = "STREAM_MAX_MSGS", default_value_t = -1, allow_negative_numbers = true)]
     stream_max_msgs: i64,
+    /// Most bytes a room stream keeps (the oldest are discarded beyond); each room's
+    /// cap is reserved in the CHAT account's storage budget (docs/limits.md).
+    #[arg(long, env = "STREAM_MAX_BYTES", default_value_t = RoomStreamSettings::default().max_bytes,
+          value_parser = clap::value_parser!(i64).range(i64::from(chat_protocol::streams::MAX_MESSAGE_BYTES)..))]
+    stream_max_bytes: i64,
     /// Replicas of the presence buckets; default: 1 on a single server, 3 on a cluster.
     #[arg(long, env = "KV_REPLICAS", value_parser = clap::value_parser!(u8).range(1..=5))]
     kv_replicas: Option<u8>,
@@ -64,6 +69,7 @@ async fn main() -> ExitCode {
             ),
             max_age: Duration::from_secs(args.stream_max_age),
             max_messages: args.stream_max_msgs,
+            max_bytes: args.stream_max_bytes,
             ..RoomStreamSettings::default()
         },
         kv_replicas: replicas::choose(

@@ -87,6 +87,7 @@ pub fn presence_users_bucket_config(replicas: usize) -> kv::Config {
         history: 1,
         storage: stream::StorageType::File,
         num_replicas: replicas,
+        max_bytes: chat_runtime::storage::PRESENCE_BUCKET_MAX_BYTES,
         ..Default::default()
     }
 }

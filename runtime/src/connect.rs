@@ -7,6 +7,14 @@ use crate::exit;
 
 /// How long one connection attempt of [`connect`] may take.
 const CONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Messages each subscription of a worker's connection buffers before the client drops
+/// further ones (async-nats's default is 65,536, which let a flood of requests of the
+/// largest payload queue gigabytes in a worker). The hosting loop never waits, so an
+/// endpoint's buffer stays near empty; this bounds it even so at
+/// `SUBSCRIPTION_CAPACITY x max_payload` (docs/limits.md), while staying above the
+/// largest batch a reader pulls ([`crate::reading::MAX_BATCH`]) and the most keys one
+/// multi-key direct get returns (1,024, the presence worker's `/users`).
+pub const SUBSCRIPTION_CAPACITY: usize = 2048;
 /// Pause between two connection attempts of [`connect`].
 const CONNECT_RETRY_DELAY: Duration = Duration::from_millis(250);
 
@@ -115,6 +123,7 @@ pub async fn connect_trusting(
     loop {
         let mut options = async_nats::ConnectOptions::new()
             .name(name)
+            .subscription_capacity(SUBSCRIPTION_CAPACITY)
             .connection_timeout(CONNECT_ATTEMPT_TIMEOUT);
         if let Some(credentials) = credentials {
             options =

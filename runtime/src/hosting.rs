@@ -3,6 +3,12 @@
 //! instances share the load) and serves each request in its own task under a
 //! concurrency bound; [`Hosted::stop`] stops gracefully.
 //!
+//! Memory stays bounded whatever the request rate and size (docs/limits.md): the
+//! serving loop never waits, so requests do not pile up in the subscription. A request
+//! body above [`MAX_REQUEST_BYTES`] is refused at once (413); at most
+//! [`Spec::concurrency`] requests are served and [`Spec::queue`] more wait for a slot,
+//! and anything beyond is refused at once with 503 "busy, try again" ([`busy`]).
+//!
 //! One policy for all services: a request without a reply subject is skipped before
 //! any work is done (nobody would read the answer); a failed request gets the
 //! contract's error body with the service API's error headers ([`error_reply`]) and a
@@ -35,9 +41,24 @@ pub mod code {
     pub const CONFLICT: u16 = 409;
     /// The worker itself failed.
     pub const INTERNAL: u16 = 500;
-    /// The worker's backend (JetStream) failed; trying again later may work.
+    /// The request body is larger than any the contract has.
+    pub const TOO_LARGE: u16 = 413;
+    /// Too many requests from this client host; the reply says when to retry.
+    pub const TOO_MANY: u16 = 429;
+    /// The worker's backend (JetStream) failed, or the worker is busy; trying again
+    /// later may work.
     pub const UNAVAILABLE: u16 = 503;
 }
+
+/// Requests that may wait for a slot per request served at once: the usual
+/// [`Spec::queue`] is `concurrency * QUEUE_PER_SLOT`, enough to absorb a burst (a
+/// reconnect storm's logins) and small enough to bound memory.
+pub const QUEUE_PER_SLOT: usize = 4;
+
+/// Largest request body any endpoint takes: the contract's largest body is a chat
+/// message (32 KiB); requests (history, presence, logins, registration) are far
+/// smaller. A larger one is refused before any work is done.
+pub const MAX_REQUEST_BYTES: usize = chat_protocol::streams::MAX_MESSAGE_BYTES as usize;
 
 /// A failed request: what the reply says and its [`code`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,8 +96,11 @@ pub struct Spec<K> {
     pub description: &'static str,
     /// Its endpoints: name, subject, and the value the handler gets for it.
     pub endpoints: Vec<(&'static str, String, K)>,
-    /// Requests served at once; more wait in NATS, not in memory.
+    /// Requests served at once.
     pub concurrency: usize,
+    /// Requests that may wait in memory for a slot; beyond `concurrency + queue` a
+    /// request is refused at once (503, [`busy`]).
+    pub queue: usize,
     /// How long [`Hosted::stop`] waits for requests in progress.
     pub drain_timeout: Duration,
 }
@@ -145,7 +169,11 @@ where
         .request(format!("$SRV.PING.{}", spec.name), Bytes::new())
         .await?;
     let requests = futures::stream::select_all(endpoints);
-    let serving = tokio::spawn(serve(requests, spec.concurrency, handle));
+    let bounds = Bounds {
+        concurrency: spec.concurrency.max(1),
+        queue: spec.queue,
+    };
+    let serving = tokio::spawn(serve(requests, bounds, handle));
     Ok(Hosted::new(
         spec.name,
         client.clone(),
@@ -155,19 +183,50 @@ where
     ))
 }
 
+/// How many requests are served at once and how many more may wait.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    concurrency: usize,
+    queue: usize,
+}
+
+/// The refusal of a request that finds `concurrency + queue` requests already taken.
+pub fn busy() -> Refusal {
+    Refusal::new(
+        code::UNAVAILABLE,
+        "busy, try again: this service has too many requests in progress",
+    )
+}
+
+/// The refusal of a request body of `len` bytes, above [`MAX_REQUEST_BYTES`].
+fn too_large(len: usize) -> Refusal {
+    Refusal::new(
+        code::TOO_LARGE,
+        format!("request too large: {len} bytes; at most {MAX_REQUEST_BYTES} bytes"),
+    )
+}
+
 /// Takes requests until the endpoints close, each in its own task, then waits for
 /// those in progress. Aborting this task aborts them all (the [`JoinSet`] drops).
+///
+/// The loop itself never waits for a slot: a request that cannot be admitted is
+/// refused and dropped at once, so the subscription's buffer stays empty and memory
+/// holds at most `concurrency + queue` requests of [`MAX_REQUEST_BYTES`].
 async fn serve<K, H, F>(
     mut requests: impl futures::Stream<Item = (K, service::Request)> + Unpin,
-    concurrency: usize,
+    bounds: Bounds,
     handle: H,
 ) where
     K: Copy + Debug + Send + 'static,
     H: Fn(K, async_nats::Message) -> F + Clone + Send + 'static,
     F: Future<Output = Answer> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let slots = Arc::new(Semaphore::new(bounds.concurrency));
+    let admitted = Arc::new(Semaphore::new(bounds.concurrency + bounds.queue));
     let mut tasks = JoinSet::new();
+    // Busy refusals are logged once per episode, not once per request of a flood.
+    let mut busy_logged = false;
+    let mut too_large_count: u64 = 0;
     while let Some((endpoint, request)) = requests.next().await {
         while let Some(done) = tasks.try_join_next() {
             log_failure(done);
@@ -176,14 +235,43 @@ async fn serve<K, H, F>(
             tracing::warn!(?endpoint, "skipped a request without a reply subject");
             continue;
         }
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            break;
+        let len = request.message.payload.len();
+        if len > MAX_REQUEST_BYTES {
+            // Logged at the 1st, 2nd, 4th, 8th... so that a flood does not flood the log.
+            too_large_count += 1;
+            if too_large_count.is_power_of_two() {
+                tracing::warn!(
+                    ?endpoint,
+                    len,
+                    refused = too_large_count,
+                    "refused a request too large"
+                );
+            }
+            respond(request, endpoint, Some(Err(too_large(len)))).await;
+            continue;
+        }
+        let Ok(admission) = admitted.clone().try_acquire_owned() else {
+            if !busy_logged {
+                tracing::warn!(
+                    ?endpoint,
+                    concurrency = bounds.concurrency,
+                    queue = bounds.queue,
+                    "busy: refusing requests beyond the bound"
+                );
+                busy_logged = true;
+            }
+            respond(request, endpoint, Some(Err(busy()))).await;
+            continue;
         };
-        let handle = handle.clone();
+        busy_logged = false;
+        let (slots, handle) = (slots.clone(), handle.clone());
         tasks.spawn(async move {
+            let Ok(_slot) = slots.acquire_owned().await else {
+                return;
+            };
             let answer = handle(endpoint, request.message.clone()).await;
             respond(request, endpoint, answer).await;
-            drop(slot);
+            drop(admission);
         });
     }
     while let Some(done) = tasks.join_next().await {

@@ -1,12 +1,28 @@
 //! How the chat's JetStream storage is created: the room streams' and the presence
 //! bucket's configuration (names and keys are `chat_protocol::streams`). Only the
 //! presence worker creates them; tests and the bench create them the same way.
+//!
+//! Every stream of the `CHAT` account has a byte cap, so that no room can fill the
+//! store: a room stream keeps its newest [`DEFAULT_ROOM_MAX_BYTES`] (discarding the
+//! oldest), the presence buckets at most [`PRESENCE_BUCKET_MAX_BYTES`] each. nats-server
+//! reserves each cap against the account's `max_file` (and the server's
+//! `max_file_store`) when a stream is created, so the caps' sum, not what is stored,
+//! decides how many rooms fit: docs/limits.md says how to size them.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{kv, stream};
 use chat_protocol::streams::{stream_name, MAX_MESSAGE_BYTES, PRESENCE_BUCKET};
 use chat_protocol::{subjects, RoomName};
+
+/// A room stream's default byte cap: 4 MiB, some 10,000 chat messages of a usual size
+/// (or 128 of the largest). With the `CHAT` account's 8 GiB budget that is about 2,000
+/// rooms on one server (docs/limits.md).
+pub const DEFAULT_ROOM_MAX_BYTES: i64 = 4 * 1024 * 1024;
+
+/// Each presence bucket's byte cap, reserved in the `CHAT` account's budget: one small
+/// entry per session online (or per room and user), so 64 MiB holds some 100,000.
+pub const PRESENCE_BUCKET_MAX_BYTES: i64 = 64 * 1024 * 1024;
 
 /// How the presence worker creates room streams; flags of the worker set these.
 #[derive(Debug, Clone)]
@@ -17,6 +33,9 @@ pub struct RoomStreamSettings {
     pub max_age: Duration,
     /// Most messages kept; -1 for no limit.
     pub max_messages: i64,
+    /// Most bytes kept (the oldest messages are discarded beyond): every room stream
+    /// has a cap, reserved against the account's storage budget.
+    pub max_bytes: i64,
     /// Window in which a repeated `Nats-Msg-Id` is recognised as a retry.
     pub duplicate_window: Duration,
 }
@@ -27,13 +46,15 @@ impl Default for RoomStreamSettings {
             replicas: 1,
             max_age: Duration::ZERO,
             max_messages: -1,
+            max_bytes: DEFAULT_ROOM_MAX_BYTES,
             duplicate_window: Duration::from_secs(120),
         }
     }
 }
 
-/// The configuration of room `room`'s stream: file storage, limits retention, a
-/// duplicate window for retried publishes, direct get for fast history reads.
+/// The configuration of room `room`'s stream: file storage, limits retention with a
+/// byte cap discarding the oldest (a full room keeps taking messages), a duplicate
+/// window for retried publishes, direct get for fast history reads.
 pub fn room_stream_config(room: &RoomName, settings: &RoomStreamSettings) -> stream::Config {
     stream::Config {
         name: stream_name(room),
@@ -45,6 +66,7 @@ pub fn room_stream_config(room: &RoomName, settings: &RoomStreamSettings) -> str
         num_replicas: settings.replicas,
         max_age: settings.max_age,
         max_messages: settings.max_messages,
+        max_bytes: settings.max_bytes,
         max_message_size: MAX_MESSAGE_BYTES,
         duplicate_window: settings.duplicate_window,
         allow_direct: true,
@@ -63,6 +85,7 @@ pub fn presence_bucket_config(replicas: usize, marker_ttl: Duration) -> kv::Conf
         storage: stream::StorageType::File,
         num_replicas: replicas,
         limit_markers: Some(marker_ttl),
+        max_bytes: PRESENCE_BUCKET_MAX_BYTES,
         ..Default::default()
     }
 }
@@ -77,5 +100,7 @@ mod tests {
         let cfg = room_stream_config(&room, &RoomStreamSettings::default());
         assert_eq!(cfg.name, "CHAT_rust-dev");
         assert_eq!(cfg.subjects, vec!["chat.room.rust-dev.>".to_string()]);
+        assert_eq!(cfg.max_bytes, DEFAULT_ROOM_MAX_BYTES);
+        assert_eq!(cfg.discard, stream::DiscardPolicy::Old);
     }
 }

@@ -12,6 +12,9 @@
 //! least-privilege users, and [`NatsServer::user_client`] registers a chat user and
 //! logs in as them, with exactly the permissions a real user gets.
 //!
+//! [`flood`] sends many requests at once and counts what came back (served, refused
+//! by code, unanswered): how the tests prove that each worker stays bounded.
+//!
 //! [`run_cluster`] starts a cluster of nats-servers instead (the same configuration
 //! with the cluster section, TLS on every listener), whose nodes a test can kill and
 //! restart.
@@ -39,10 +42,12 @@ use chat_runtime::Credentials;
 
 pub mod client;
 pub mod cluster;
+pub mod flood;
 pub mod history;
 pub mod presence;
 pub mod tui;
 pub use cluster::{run_cluster, Cluster};
+pub use flood::{flood, padded, Flood};
 
 /// The nats-server binary, found (and if needed installed) once per test process.
 pub fn nats_server_bin() -> &'static Path {
@@ -97,6 +102,8 @@ impl Default for StackOptions {
             auth: auth_worker::Config {
                 // Tests register many users; keep the hashing bounded but parallel.
                 hash_slots: 4,
+                // Every test registers from 127.0.0.1: no throttle unless a test asks.
+                register_burst: 1_000_000,
                 ..auth_worker::Config::default()
             },
             web_port: 8000,

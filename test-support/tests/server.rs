@@ -59,3 +59,58 @@ fn the_finder_refuses_a_server_that_is_too_old() {
         new.to_str().unwrap()
     );
 }
+
+/// A publish above the configuration's `max_payload` (128 KiB) is refused by the
+/// server itself, not only by a client that checks it first: a raw connection
+/// (async-nats refuses such a publish before sending it) writes the PUB, and the
+/// server answers `-ERR 'Maximum Payload Violation'` and closes the connection.
+#[test]
+fn the_server_refuses_a_payload_above_max_payload() {
+    use std::io::{BufRead, BufReader, Write};
+    let server = run_server();
+    let admin = server.credentials(chat_protocol::auth::static_users::ADMIN);
+    let stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("INFO "), "{line}");
+    let info: serde_json::Value = serde_json::from_str(&line[5..]).unwrap();
+    let max_payload = info["max_payload"].as_u64().unwrap() as usize;
+    assert_eq!(max_payload, 128 * 1024);
+    let connect = serde_json::json!({
+        "user": admin.user, "pass": admin.password, "verbose": false, "pedantic": false,
+        "protocol": 1, "headers": true,
+    });
+    let mut writer = stream;
+    // The next line from the server that is not an INFO update.
+    let mut next = move || loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if !line.starts_with("INFO ") {
+            return line;
+        }
+    };
+    write!(writer, "CONNECT {connect}\r\nPING\r\n").unwrap();
+    assert_eq!(next().trim_end(), "PONG", "logged in");
+    // The largest allowed goes through; one byte more is refused.
+    write!(writer, "PUB t.ok {max_payload}\r\n").unwrap();
+    writer.write_all(&vec![b'x'; max_payload]).unwrap();
+    write!(writer, "\r\nPING\r\n").unwrap();
+    assert_eq!(
+        next().trim_end(),
+        "PONG",
+        "the largest allowed payload is accepted"
+    );
+    let too_big = max_payload + 1;
+    write!(writer, "PUB t.big {too_big}\r\n").unwrap();
+    let _ = writer.write_all(&vec![b'x'; too_big]);
+    let _ = write!(writer, "\r\n");
+    let line = next();
+    assert!(
+        line.contains("Maximum Payload Violation"),
+        "the server refuses it: {line}"
+    );
+}
