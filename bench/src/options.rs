@@ -27,10 +27,15 @@ pub enum Scenario {
     /// Logins through the auth callout (password, resume token) and the reconnect
     /// storm after a nats-server restart (last: it restarts the server).
     Login,
+    /// Members chatting on a 3-node TLS cluster while nodes and worker instances are
+    /// killed and restarted: what is lost, duplicated or reordered (only when named:
+    /// `--only chaos`; it runs for `--chaos-secs`).
+    Chaos,
 }
 
 impl Scenario {
-    /// Every scenario, in running order.
+    /// Every measured scenario, in running order (the default; [`Scenario::Chaos`]
+    /// runs only when named).
     pub const ALL: [Scenario; 6] = [
         Scenario::Publish,
         Scenario::Fanout,
@@ -49,6 +54,7 @@ impl Scenario {
             Scenario::Presence => "presence",
             Scenario::Footprint => "footprint",
             Scenario::Login => "login",
+            Scenario::Chaos => "chaos",
         }
     }
 }
@@ -100,6 +106,18 @@ pub struct Sizes {
     pub login_concurrency: usize,
     /// Login: chat sessions connected when the server restarts (the reconnect storm).
     pub storm_clients: usize,
+    /// Chaos: seconds of faults.
+    pub chaos_secs: f64,
+    /// Chaos: members chatting (spread over the nodes).
+    pub chaos_members: usize,
+    /// Chaos: members leaving and coming back over and over.
+    pub chaos_churners: usize,
+    /// Chaos: messages per second each member sends.
+    pub chaos_rate: f64,
+    /// Chaos: the presence TTL in seconds.
+    pub chaos_ttl_secs: u64,
+    /// Chaos: instances of each worker.
+    pub chaos_instances: usize,
 }
 
 impl Sizes {
@@ -123,6 +141,12 @@ impl Sizes {
             logins: 200,
             login_concurrency: 8,
             storm_clients: 1_000,
+            chaos_secs: 600.0,
+            chaos_members: 6,
+            chaos_churners: 2,
+            chaos_rate: 2.0,
+            chaos_ttl_secs: 30,
+            chaos_instances: 2,
         }
     }
 
@@ -146,6 +170,12 @@ impl Sizes {
             logins: 20,
             login_concurrency: 4,
             storm_clients: 100,
+            chaos_secs: 40.0,
+            chaos_members: 3,
+            chaos_churners: 1,
+            chaos_rate: 2.0,
+            chaos_ttl_secs: 10,
+            chaos_instances: 2,
         }
     }
 

@@ -31,7 +31,7 @@ use chat_protocol::UserName;
 use chat_runtime::Credentials;
 
 pub mod cluster;
-pub use cluster::{run_cluster, Cluster};
+pub use cluster::{run_cluster, run_cluster_with, Cluster};
 
 /// The nats-server binary, found (and if needed installed) once per test process.
 pub fn nats_server_bin() -> &'static Path {

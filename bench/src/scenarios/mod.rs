@@ -1,7 +1,9 @@
-//! The six scenarios, one file each; every one measures the chat through its real
-//! client and workers and, in the same run, raw NATS of the same shape. They run in
-//! the order of [`crate::Scenario`].
+//! The six measured scenarios, one file each; every one measures the chat through its
+//! real client and workers and, in the same run, raw NATS of the same shape. They run
+//! in the order of [`crate::Scenario`]. The seventh, [`chaos`], runs only when named:
+//! it counts what faults cost (nothing, is the target) rather than timing anything.
 
+pub mod chaos;
 pub mod fanout;
 pub mod footprint;
 pub mod history;
