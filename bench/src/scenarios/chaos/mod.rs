@@ -253,6 +253,16 @@ pub async fn run(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let mismatches = if transitions.mismatches.is_empty() {
+        "every member saw each transition once".to_string()
+    } else {
+        transitions
+            .mismatches
+            .iter()
+            .map(|(user, what)| format!("{user}: {what}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     let mut rows = vec![
         Row::new("chaos duration", "s", Some(ended.duration_since(started).as_secs_f64()))
             .note(format!(
@@ -278,7 +288,9 @@ pub async fn run(
         Row::new("joined/left seen exactly once per transition", "member×transition", count(transitions.exactly_once))
             .target(Target::AtLeast((transitions.made * observers) as f64)),
         Row::new("joined/left missing", "events", count(transitions.missing)).target(zero),
-        Row::new("joined/left extra (doubled, or someone who never left)", "events", count(transitions.extra)).target(zero),
+        Row::new("joined/left extra (doubled, or someone who never left)", "events", count(transitions.extra))
+            .target(zero)
+            .note(mismatches),
         Row::new("longest time a member saw no message", "s", Some(longest.as_secs_f64()))
             .note(format!("{silent}; members send {} msg/s together", sizes.chaos_rate * members.len() as f64)),
         Row::new("churner logins tried again", "logins", count(shared.login_retries.load(Ordering::SeqCst)))

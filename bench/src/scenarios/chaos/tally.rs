@@ -130,6 +130,9 @@ pub struct Transitions {
     /// Events beyond one per transition, including any about a member who never
     /// left (a node or worker failure must not make anyone leave).
     pub extra: u64,
+    /// Each user whose events differ from its transitions at some observer: what was
+    /// seen there against what happened (the first observer's view of each).
+    pub mismatches: BTreeMap<String, String>,
 }
 
 /// Compares each observer's joined/left events with `made`: user → the transitions
@@ -154,10 +157,18 @@ pub fn transitions(
             out.exactly_once += matched;
             out.missing += expected.len() as u64 - matched;
             out.extra += seen.len() as u64 - matched;
+            if seen != expected.as_slice() {
+                out.mismatches
+                    .entry(user.clone())
+                    .or_insert_with(|| format!("seen {seen:?} for {expected:?}"));
+            }
         }
         for (user, seen) in &observer.presence {
             if !made.contains_key(user) {
                 out.extra += seen.len() as u64;
+                out.mismatches
+                    .entry(user.clone())
+                    .or_insert_with(|| format!("seen {seen:?}, never left"));
             }
         }
     }
@@ -253,6 +264,7 @@ mod tests {
         assert_eq!(t.exactly_once, 3);
         assert_eq!(t.missing, 1);
         assert_eq!(t.extra, 1 + 2);
+        assert_eq!(t.mismatches.len(), 2, "{:?}", t.mismatches);
     }
 
     #[test]
