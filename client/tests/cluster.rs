@@ -555,7 +555,15 @@ async fn a_client_logging_in_again_during_the_user_table_election_carries_on() {
             .ok_or("no leader yet")
     })
     .await;
-    let (ann, mut events) = chat_on(&cluster, node, "ann").await;
+    let password = cluster.register("ann").await;
+    let mut options = Options::new(cluster.node_url(node), user("ann"), password);
+    options.tls_ca = Some(cluster.ca().to_path_buf());
+    options.retry.ack_timeout = Duration::from_secs(2);
+    // The strictest setting: the first refused password counts. Before the auth worker
+    // waited for the table and the client for its recovery, a few refusals in a row
+    // came within a second of the kill.
+    options.max_login_refusals = 1;
+    let (ann, mut events) = Chat::connect(options).await.expect("ann connects");
     common::join(&ann, &mut events, &general, 0).await;
     cluster.kill(node);
 
