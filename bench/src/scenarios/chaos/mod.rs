@@ -32,7 +32,7 @@ use chat_client::login::{self, AccountError};
 use chat_client::service::RequestError;
 use chat_client::{Chat, Event, Options};
 use chat_protocol::body::{MessageKind, SystemKind};
-use chat_protocol::{RoomName, SessionId, UserName};
+use chat_protocol::{streams, RoomName, SessionId, UserName};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use rand::{Rng, SeedableRng};
@@ -61,6 +61,10 @@ const CHURN_ONLINE: std::ops::Range<f64> = 5.0..15.0;
 const PROBE_EVERY: Duration = Duration::from_secs(5);
 /// How long, after the faults stopped, members may take to receive everything.
 const SETTLE: Duration = Duration::from_secs(90);
+/// How long a restarted node gets to catch up (every replica of the room stream and
+/// the buckets current) before the next node may be killed: R3 survives one node down,
+/// not a second one while the first is still behind.
+const CATCH_UP: Duration = Duration::from_secs(60);
 
 /// Shared between the tasks of the run.
 #[derive(Default)]
@@ -80,6 +84,18 @@ struct Shared {
     users_failed: AtomicU64,
     /// Events are counted once the chaos starts (not the joins of the setup).
     counting: AtomicBool,
+    /// Every fault and recovery, seconds from the start: to tell what a long silence
+    /// followed.
+    faults: Mutex<Vec<(f64, String)>>,
+    /// Restarted nodes that had not caught up within [`CATCH_UP`].
+    behind: AtomicU64,
+}
+
+impl Shared {
+    fn fault(&self, started: Instant, what: String) {
+        tracing::info!(at = started.elapsed().as_secs_f64(), "{what}");
+        lock(&self.faults).push((started.elapsed().as_secs_f64(), what));
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -191,8 +207,23 @@ pub async fn run(
         shared.clone(),
     ));
     let deadline = tokio::time::Instant::now() + duration;
-    let worker_chaos = tokio::spawn(kill_workers(workers, deadline, progress.clone()));
-    let node_kills = kill_nodes(&mut cluster, deadline, progress).await;
+    let worker_chaos = tokio::spawn(kill_workers(
+        workers,
+        deadline,
+        progress.clone(),
+        started,
+        shared.clone(),
+    ));
+    let replicated = Replicated::new(&cluster, &room).await;
+    let node_kills = kill_nodes(
+        &mut cluster,
+        deadline,
+        progress,
+        started,
+        &shared,
+        &replicated,
+    )
+    .await;
     let (mut workers, worker_kills) = worker_chaos.await.map_err(BenchError::nats)??;
     let ended = Instant::now();
     for member in &members {
@@ -227,11 +258,25 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let exited = workers.exited();
-    let (silent, longest) = members
+    let (silent, longest, from) = members
         .iter()
-        .map(|m| (m.name.clone(), lock(&m.received).longest_silence))
-        .max_by_key(|(_, silence)| *silence)
+        .map(|m| {
+            let received = lock(&m.received);
+            (
+                m.name.clone(),
+                received.longest_silence,
+                received.silence_from,
+            )
+        })
+        .max_by_key(|(_, silence, _)| *silence)
         .unwrap_or_default();
+    // What happened from 20 s before the silence to its end.
+    let (from, to) = (from.as_secs_f64(), (from + longest).as_secs_f64());
+    let before: Vec<String> = lock(&shared.faults)
+        .iter()
+        .filter(|(at, _)| *at >= from - 20.0 && *at <= to)
+        .map(|(at, what)| format!("{what} at {at:.1} s"))
+        .collect();
 
     progress.phase("chaos: closing");
     for member in &members {
@@ -292,7 +337,13 @@ pub async fn run(
             .target(zero)
             .note(mismatches),
         Row::new("longest time a member saw no message", "s", Some(longest.as_secs_f64()))
-            .note(format!("{silent}; members send {} msg/s together", sizes.chaos_rate * members.len() as f64)),
+            .note(format!(
+                "{silent}, from {from:.1} s to {to:.1} s after the start; members send {} msg/s together; faults from 20 s before: {}",
+                sizes.chaos_rate * members.len() as f64,
+                before.join(", ")
+            )),
+        Row::new("restarted nodes not caught up before the next kill", "nodes", count(shared.behind.load(Ordering::SeqCst)))
+            .note(format!("a restarted node gets up to {CATCH_UP:?} for every replica of the room stream and the buckets to be current")),
         Row::new("churner logins tried again", "logins", count(shared.login_retries.load(Ordering::SeqCst)))
             .note("a login refused or unanswered during a fault, tried again by the churner"),
         Row::new("history pages answered", "requests", count(shared.history_ok.load(Ordering::SeqCst))),
@@ -537,17 +588,24 @@ impl Churner {
                 .push(SystemKind::Joined);
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.chat.close()).await;
+        lock(&shared.made)
+            .entry(self.name.clone())
+            .or_default()
+            .push(SystemKind::Left);
         Ok(())
     }
 }
 
 /// Until `deadline`: kills a random node with SIGKILL, leaves it down a while, starts
-/// it again (same ports, same store), pauses. One node at a time, so that R3 keeps a
-/// majority. Returns how many kills.
+/// it again (same ports, same store), waits until it has caught up, pauses. One node at
+/// a time, so that R3 keeps a majority. Returns how many kills.
 async fn kill_nodes(
     cluster: &mut Cluster,
     deadline: tokio::time::Instant,
     progress: &Progress,
+    started: Instant,
+    shared: &Shared,
+    replicated: &Replicated,
 ) -> u64 {
     let mut rng = rand::rngs::StdRng::from_entropy();
     let mut kills = 0;
@@ -559,16 +617,79 @@ async fn kill_nodes(
         }
         tokio::time::sleep(pause).await;
         let node = rng.gen_range(0..cluster.len());
-        progress.update(format!("node {} killed", node + 1));
+        let what = format!("node {} killed", node + 1);
+        progress.update(&what);
+        shared.fault(started, what);
         tokio::task::block_in_place(|| cluster.kill(node));
         kills += 1;
         let down = Duration::from_secs_f64(rng.gen_range(NODE_DOWN));
-        tokio::time::sleep(
-            down.min(deadline.saturating_duration_since(tokio::time::Instant::now())),
-        )
-        .await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tokio::time::sleep(down.min(left)).await;
         tokio::task::block_in_place(|| cluster.start(node));
-        progress.update(format!("node {} back", node + 1));
+        let what = format!("node {} back", node + 1);
+        progress.update(&what);
+        shared.fault(started, what);
+        if replicated.wait().await {
+            shared.fault(started, format!("node {} caught up", node + 1));
+        } else {
+            shared.behind.fetch_add(1, Ordering::SeqCst);
+            shared.fault(started, format!("node {} not caught up", node + 1));
+        }
+    }
+}
+
+/// The streams whose replicas must be current before another node may die: the room
+/// stream and the presence buckets (seen by `@admin`), the user table (by `@auth`).
+struct Replicated {
+    checks: Vec<(async_nats::jetstream::Context, String)>,
+}
+
+impl Replicated {
+    async fn new(cluster: &Cluster, room: &RoomName) -> Self {
+        let chat = async_nats::jetstream::new(cluster.client().await);
+        let auth = async_nats::jetstream::new(
+            cluster
+                .client_as(chat_protocol::auth::static_users::AUTH, &cluster.url())
+                .await,
+        );
+        let kv = |bucket: &str| format!("KV_{bucket}");
+        Self {
+            checks: vec![
+                (chat.clone(), streams::stream_name(room)),
+                (chat.clone(), kv(streams::PRESENCE_BUCKET)),
+                (chat, kv(streams::PRESENCE_USERS_BUCKET)),
+                (auth, kv("chat_auth_users")),
+            ],
+        }
+    }
+
+    /// Waits (at most [`CATCH_UP`]) until every stream has a leader and every replica
+    /// is online and current; returns whether that happened.
+    async fn wait(&self) -> bool {
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        while tokio::time::Instant::now() < deadline {
+            let mut all = true;
+            for (js, name) in &self.checks {
+                all &= Self::current(js, name).await;
+            }
+            if all {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        false
+    }
+
+    async fn current(js: &async_nats::jetstream::Context, name: &str) -> bool {
+        let Ok(mut stream) = js.get_stream(name).await else {
+            return false;
+        };
+        let Ok(info) = stream.info().await else {
+            return false;
+        };
+        info.cluster.as_ref().is_some_and(|c| {
+            c.leader.is_some() && c.replicas.iter().all(|r| r.current && !r.offline)
+        })
     }
 }
 
@@ -578,6 +699,8 @@ async fn kill_workers(
     mut workers: Workers,
     deadline: tokio::time::Instant,
     progress: Progress,
+    started: Instant,
+    shared: Arc<Shared>,
 ) -> Result<(Workers, u64), BenchError> {
     let mut rng = rand::rngs::StdRng::from_entropy();
     let mut kills = 0;
@@ -589,10 +712,13 @@ async fn kill_workers(
         }
         tokio::time::sleep(pause).await;
         let i = rng.gen_range(0..workers.count());
-        progress.update(format!("{} killed", workers.name(i)));
+        let what = format!("{} killed", workers.name(i));
+        progress.update(&what);
+        shared.fault(started, what);
         workers.kill(i).await;
         kills += 1;
         tokio::time::sleep(Duration::from_secs_f64(rng.gen_range(WORKER_DOWN))).await;
         workers.restart(i)?;
+        shared.fault(started, format!("{} started", workers.name(i)));
     }
 }

@@ -31,18 +31,33 @@ pub struct Received {
     pub presence: BTreeMap<String, Vec<SystemKind>>,
     /// Arrival of the previous live message.
     last_arrival: Option<Instant>,
+    /// When the clock started.
+    clock_start: Option<Instant>,
     /// The longest gap between two live messages (from when counting started).
     pub longest_silence: Duration,
+    /// When that gap began, from the clock's start.
+    pub silence_from: Duration,
 }
 
 impl Received {
     /// A message from `sender` with counter `n` arrived now.
     pub fn message(&mut self, sender: &str, n: u64, now: Instant) {
         self.messages.entry(sender.to_string()).or_default().push(n);
-        if let Some(last) = self.last_arrival {
-            self.longest_silence = self.longest_silence.max(now.duration_since(last));
+        self.gap_until(now);
+        if self.last_arrival.is_some() {
+            self.last_arrival = Some(now);
         }
-        self.last_arrival = Some(now);
+    }
+
+    /// Counts the gap from the previous message (or the clock's start) to `now`.
+    fn gap_until(&mut self, now: Instant) {
+        if let (Some(last), Some(start)) = (self.last_arrival, self.clock_start) {
+            let gap = now.duration_since(last);
+            if gap > self.longest_silence {
+                self.longest_silence = gap;
+                self.silence_from = last.duration_since(start);
+            }
+        }
     }
 
     /// A joined or left event about `user`.
@@ -56,14 +71,15 @@ impl Received {
     /// Starts measuring silences from `now` (the chaos begins).
     pub fn start_clock(&mut self, now: Instant) {
         self.last_arrival = Some(now);
+        self.clock_start = Some(now);
         self.longest_silence = Duration::ZERO;
+        self.silence_from = Duration::ZERO;
     }
 
     /// Stops measuring silences at `now`: the gap up to now counts too.
     pub fn stop_clock(&mut self, now: Instant) {
-        if let Some(last) = self.last_arrival.take() {
-            self.longest_silence = self.longest_silence.max(now.duration_since(last));
-        }
+        self.gap_until(now);
+        self.last_arrival = None;
     }
 }
 
@@ -277,5 +293,16 @@ mod tests {
         r.message("ann", 3, start + Duration::from_secs(15));
         r.stop_clock(start + Duration::from_secs(16));
         assert_eq!(r.longest_silence, Duration::from_secs(4));
+        assert_eq!(
+            r.silence_from,
+            Duration::from_secs(1),
+            "from 11 s, the clock started at 10 s"
+        );
+        r.message("ann", 4, start + Duration::from_secs(30));
+        assert_eq!(
+            r.longest_silence,
+            Duration::from_secs(4),
+            "after the clock stopped"
+        );
     }
 }
