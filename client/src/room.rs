@@ -18,9 +18,12 @@
 //! In a cluster the feed's consumer (one replica, in memory) lives on one node, not
 //! necessarily the client's nor the stream leader's. When that node dies nothing tells
 //! the client: its connection stands, the stream elects no leader, and async-nats
-//! would notice only after two missed idle heartbeats, twice (about a minute). So a
-//! feed that received nothing for [`IDLE_CHECK`] asks for its consumer's info, and
-//! follows again from `last + 1` when that fails.
+//! would notice only after two missed idle heartbeats, twice (about a minute). And
+//! when that node comes back it makes the consumer again from its assignment, but the
+//! client's pull request died with the node: the consumer answers and delivers nothing
+//! until that request expires (30 s). So a feed that received nothing for
+//! [`IDLE_CHECK`] asks for its consumer's info, and follows again from `last + 1` when
+//! that fails or says that messages are waiting which the feed did not get.
 //!
 //! A room's stream can also be deleted and created again (by the next join), which
 //! starts its sequences over. The feed checks the stream's creation time when
@@ -200,7 +203,11 @@ impl Feed {
                     _ = &mut idle => {
                         idle.as_mut().reset(tokio::time::Instant::now() + IDLE_CHECK);
                         match stream.consumer_info(&consumer).await {
-                            Ok(_) => continue,
+                            Ok(info) if info.num_pending == 0 => continue,
+                            Ok(info) => {
+                                tracing::info!(room = %self.room, last, pending = info.num_pending, "the live feed's consumer holds messages it does not deliver; resuming the live feed");
+                                break;
+                            }
                             Err(err) => {
                                 tracing::info!(room = %self.room, last, "the live feed's consumer does not answer ({err}); resuming the live feed");
                                 break;
