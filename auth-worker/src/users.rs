@@ -7,6 +7,8 @@
 //! it); a password change is a compare-and-set on the record's revision. The revision
 //! also stamps resume tokens: a change of password invalidates them.
 
+use std::time::Duration;
+
 use async_nats::jetstream::{self, kv};
 use chat_protocol::auth::{check_password, PasswordError};
 use chat_protocol::{NameError, UserName};
@@ -18,6 +20,17 @@ use chat_runtime::replicas::{create_with_retries, CREATE_PATIENCE};
 
 /// The bucket's name.
 pub const BUCKET: &str = "chat_auth_users";
+
+/// How long a read of the user table keeps being tried while the table is unavailable
+/// (its stream electing a leader after a node died, or a request lost with the node):
+/// long enough to ride out most of an election, short enough to answer within the
+/// server's callout timeout (3 s) with the password hash still to check.
+pub const STORE_PATIENCE: Duration = Duration::from_secs(2);
+
+/// How long one read may take before it is given up and tried again: a request that
+/// went to a node that just died is never answered, and waiting for the JetStream
+/// context's own timeout (5 s) would outlast the server's patience.
+const STORE_ATTEMPT: Duration = Duration::from_millis(600);
 
 /// A registered user.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,11 +159,7 @@ impl Users {
         if UserName::new(user).is_err() {
             return Ok(None);
         }
-        let entry = self
-            .kv
-            .entry(key(user))
-            .await
-            .map_err(|e| UsersError::Store(e.into()))?;
+        let entry = self.entry_patiently(&key(user)).await?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
             return Ok(None);
         };
@@ -165,6 +174,29 @@ impl Users {
             record,
             revision: entry.revision,
         }))
+    }
+
+    /// The entry of `key`, read again (for at most [`STORE_PATIENCE`]) while the user
+    /// table is unavailable or a read goes unanswered, so that a login during a leader
+    /// election waits a moment instead of being refused as if the password were wrong.
+    /// Only reads are retried: a write that timed out may have happened.
+    async fn entry_patiently(&self, key: &str) -> Result<Option<kv::Entry>, UsersError> {
+        let deadline = tokio::time::Instant::now() + STORE_PATIENCE;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let error: async_nats::Error =
+                match tokio::time::timeout(STORE_ATTEMPT, self.kv.entry(key)).await {
+                    Ok(Ok(entry)) => return Ok(entry),
+                    Ok(Err(error)) => error.into(),
+                    Err(_) => format!("no answer within {STORE_ATTEMPT:?}").into(),
+                };
+            if tokio::time::Instant::now() + pause >= deadline {
+                return Err(UsersError::Store(error));
+            }
+            tracing::info!(%error, retry_in = ?pause, "user table unavailable; reading again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(400));
+        }
     }
 
     /// The user if `password` is theirs; `None` for a wrong name or password alike.

@@ -23,7 +23,9 @@
 //! - [`scenarios`]: publish, fan-out, history, footprint, presence, login (logins
 //!   through the callout, with the password and with a resume token, and the
 //!   reconnect storm after a server restart), flood (every worker under hostile load:
-//!   its replies and its memory).
+//!   its replies and its memory), and, only when named, chaos (a 3-node TLS cluster
+//!   whose nodes and workers are killed under traffic: what is lost, duplicated or
+//!   reordered).
 //!
 //! Nothing here asserts a timing: the benchmark reports, people judge.
 
@@ -75,34 +77,46 @@ pub async fn run(settings: Settings, progress: Progress) -> Result<Report, Bench
     let started_at = chrono::Utc::now();
     let started = Instant::now();
     let load_before = procfs::load_average();
-    let mut stage = Stage::start(&settings, bins, progress.clone()).await?;
-    let nats_server = stage
-        .raw()
-        .await
-        .map(|c| format!("nats-server {}", c.server_info().version))?;
     let mut selected = settings.scenarios.clone();
     selected.sort();
     selected.dedup();
     let mut scenarios = BTreeMap::new();
-    let mut under_load = None;
-    for scenario in selected {
-        let rows = match scenario {
-            Scenario::Publish => scenarios::publish::run(&stage).await?,
-            Scenario::Fanout => {
-                let (rows, load) = scenarios::fanout::run(&stage).await?;
-                under_load = Some(load);
-                rows
-            }
-            Scenario::History => scenarios::history::run(&stage).await?,
-            Scenario::Presence => scenarios::presence::run(&stage).await?,
-            Scenario::Footprint => scenarios::footprint::run(&stage, under_load).await?,
-            Scenario::Login => scenarios::login::run(&mut stage).await?,
-            Scenario::Flood => scenarios::flood::run(&stage).await?,
-        };
-        scenarios.insert(scenario, rows);
+    let mut nats_server = String::new();
+    // The chaos scenario brings its own cluster; the others share one stage.
+    let chaos = selected.contains(&Scenario::Chaos);
+    selected.retain(|s| *s != Scenario::Chaos);
+    if !selected.is_empty() {
+        let mut stage = Stage::start(&settings, bins.clone(), progress.clone()).await?;
+        nats_server = stage
+            .raw()
+            .await
+            .map(|c| format!("nats-server {}", c.server_info().version))?;
+        let mut under_load = None;
+        for scenario in selected {
+            let rows = match scenario {
+                Scenario::Publish => scenarios::publish::run(&stage).await?,
+                Scenario::Fanout => {
+                    let (rows, load) = scenarios::fanout::run(&stage).await?;
+                    under_load = Some(load);
+                    rows
+                }
+                Scenario::History => scenarios::history::run(&stage).await?,
+                Scenario::Presence => scenarios::presence::run(&stage).await?,
+                Scenario::Footprint => scenarios::footprint::run(&stage, under_load).await?,
+                Scenario::Login => scenarios::login::run(&mut stage).await?,
+                Scenario::Flood => scenarios::flood::run(&stage).await?,
+                Scenario::Chaos => unreachable!("run apart below"),
+            };
+            scenarios.insert(scenario, rows);
+        }
+        progress.phase("cleaning up");
+        stage.clean_up().await?;
     }
-    progress.phase("cleaning up");
-    stage.clean_up().await?;
+    if chaos {
+        let (rows, version) = scenarios::chaos::run(&bins, &settings.sizes, &progress).await?;
+        nats_server = format!("nats-server {version}");
+        scenarios.insert(Scenario::Chaos, rows);
+    }
     progress.finish();
     Ok(Report {
         meta: Meta {

@@ -91,6 +91,24 @@ struct Args {
     /// Flood: connections sending them.
     #[arg(long)]
     flood_clients: Option<usize>,
+    /// Chaos: seconds of faults (nodes and worker instances killed at random).
+    #[arg(long)]
+    chaos_secs: Option<f64>,
+    /// Chaos: members chatting, spread over the three nodes.
+    #[arg(long)]
+    chaos_members: Option<usize>,
+    /// Chaos: members who leave and come back over and over.
+    #[arg(long)]
+    chaos_churners: Option<usize>,
+    /// Chaos: messages per second each member sends.
+    #[arg(long)]
+    chaos_rate: Option<f64>,
+    /// Chaos: the presence workers' session TTL, seconds.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    chaos_ttl: Option<u64>,
+    /// Chaos: instances of each worker (auth, presence, history).
+    #[arg(long)]
+    chaos_instances: Option<usize>,
     /// Internal: run as the idle raw async-nats client of the footprint scenario.
     #[arg(long, hide = true)]
     idle_raw_client: Option<String>,
@@ -131,6 +149,12 @@ impl Args {
             storm_clients <- storm_clients,
             flood_requests <- flood_requests,
             flood_clients <- flood_clients,
+            chaos_secs <- chaos_secs,
+            chaos_members <- chaos_members,
+            chaos_churners <- chaos_churners,
+            chaos_rate <- chaos_rate,
+            chaos_ttl_secs <- chaos_ttl,
+            chaos_instances <- chaos_instances,
         );
         s
     }
@@ -172,6 +196,14 @@ async fn run(args: Args) -> i32 {
     let sizes = args.sizes();
     if sizes.fanout_rooms == 0 || sizes.fanout_members == 0 || sizes.presence_sessions == 0 {
         eprintln!("chat-bench: rooms, members and sessions must be at least 1");
+        return exit::USAGE;
+    }
+    if sizes.chaos_members == 0 || sizes.chaos_instances == 0 || sizes.chaos_rate <= 0.0 {
+        eprintln!("chat-bench: chaos members, instances and rate must be above 0");
+        return exit::USAGE;
+    }
+    if args.only.contains(&Scenario::Chaos) && args.nats_url.is_some() {
+        eprintln!("chat-bench: the chaos scenario starts its own cluster (it kills its nodes); leave out --nats-url");
         return exit::USAGE;
     }
     let settings = Settings {

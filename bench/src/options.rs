@@ -30,10 +30,15 @@ pub enum Scenario {
     /// Every worker flooded with the largest requests: replies by kind and the
     /// worker's memory before, during and after (issue 12's bound).
     Flood,
+    /// Members chatting on a 3-node TLS cluster while nodes and worker instances are
+    /// killed and restarted: what is lost, duplicated or reordered (only when named:
+    /// `--only chaos`; it runs for `--chaos-secs`).
+    Chaos,
 }
 
 impl Scenario {
-    /// Every scenario, in running order.
+    /// Every measured scenario, in running order (the default; [`Scenario::Chaos`]
+    /// runs only when named).
     pub const ALL: [Scenario; 7] = [
         Scenario::Publish,
         Scenario::Fanout,
@@ -54,6 +59,7 @@ impl Scenario {
             Scenario::Footprint => "footprint",
             Scenario::Login => "login",
             Scenario::Flood => "flood",
+            Scenario::Chaos => "chaos",
         }
     }
 }
@@ -109,6 +115,18 @@ pub struct Sizes {
     pub flood_requests: usize,
     /// Flood: connections sending them.
     pub flood_clients: usize,
+    /// Chaos: seconds of faults.
+    pub chaos_secs: f64,
+    /// Chaos: members chatting (spread over the nodes).
+    pub chaos_members: usize,
+    /// Chaos: members leaving and coming back over and over.
+    pub chaos_churners: usize,
+    /// Chaos: messages per second each member sends.
+    pub chaos_rate: f64,
+    /// Chaos: the presence TTL in seconds.
+    pub chaos_ttl_secs: u64,
+    /// Chaos: instances of each worker.
+    pub chaos_instances: usize,
 }
 
 impl Sizes {
@@ -134,6 +152,12 @@ impl Sizes {
             storm_clients: 1_000,
             flood_requests: 20_000,
             flood_clients: 4,
+            chaos_secs: 600.0,
+            chaos_members: 6,
+            chaos_churners: 2,
+            chaos_rate: 2.0,
+            chaos_ttl_secs: 30,
+            chaos_instances: 2,
         }
     }
 
@@ -159,6 +183,12 @@ impl Sizes {
             storm_clients: 100,
             flood_requests: 500,
             flood_clients: 2,
+            chaos_secs: 40.0,
+            chaos_members: 3,
+            chaos_churners: 1,
+            chaos_rate: 2.0,
+            chaos_ttl_secs: 10,
+            chaos_instances: 2,
         }
     }
 

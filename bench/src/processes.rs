@@ -128,6 +128,11 @@ impl Process {
         !matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Kills it with SIGKILL (a crash, as far as anyone else can tell) and reaps it.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// Its stdin and the lines of its stdout, when they were piped.
     pub fn pipes(&mut self) -> Option<(ChildStdin, Lines<BufReader<ChildStdout>>)> {
         let stdin = self.child.stdin.take()?;

@@ -25,6 +25,8 @@ pub enum Target {
     Below(f64),
     /// The chat's figure at least this.
     AtLeast(f64),
+    /// The chat's figure exactly this (counts of what must never happen: 0).
+    Exactly(f64),
 }
 
 impl Target {
@@ -34,6 +36,7 @@ impl Target {
             Target::RatioAtMost(t) => ratio? <= t,
             Target::Below(t) => chat? < t,
             Target::AtLeast(t) => chat? >= t,
+            Target::Exactly(t) => chat? == t,
         })
     }
 
@@ -43,6 +46,7 @@ impl Target {
             Target::RatioAtMost(t) => format!("≤ {t}x"),
             Target::Below(t) => format!("< {} {unit}", number(t)),
             Target::AtLeast(t) => format!("≥ {} {unit}", number(t)),
+            Target::Exactly(t) => format!("= {} {unit}", number(t)),
         }
     }
 }

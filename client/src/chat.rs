@@ -38,7 +38,9 @@ pub struct Options {
     /// Their password (kept in memory to log in again when the server asks).
     pub password: String,
     /// Password refusals in a row, while reconnecting, after which the session ends
-    /// (the password was changed elsewhere or the account closed).
+    /// (the password was changed elsewhere or the account closed), once they have
+    /// also lasted [`login::REFUSALS_PATIENCE`] (a cluster recovering refuses logins
+    /// for a moment too).
     pub max_login_refusals: u32,
     /// How long to wait for a worker's reply.
     pub request_timeout: Duration,
@@ -211,6 +213,7 @@ impl Chat {
         );
         let callback_login = login.clone();
         let event_login = login.clone();
+        let delay_login = login.clone();
         let client = servers::trust(
             async_nats::ConnectOptions::with_auth_callback(move |_nonce| {
                 let credentials = callback_login.credentials();
@@ -220,7 +223,7 @@ impl Chat {
         )
         .name(format!("chat-client {}", options.user))
         .custom_inbox_prefix(auth::inbox_prefix(&options.user))
-        .reconnect_delay_callback(login::reconnect_delay)
+        .reconnect_delay_callback(move |attempt| delay_login.reconnect_delay(attempt))
         .connection_timeout(Duration::from_secs(5))
         .event_callback(move |event| {
             let events = callback_events.clone();
@@ -253,7 +256,7 @@ impl Chat {
                             n => Event::status(
                                 State::LoginRefused,
                                 None,
-                                format!("the server refused the login ({n} in a row); retrying"),
+                                format!("the server refused the login ({n} in a row: a changed password, or the login service recovering); retrying"),
                             ),
                         }
                     }
@@ -565,7 +568,8 @@ impl Chat {
     }
 
     /// Completes when the server keeps refusing this user's login while reconnecting
-    /// ([`Options::max_login_refusals`] times in a row): the session cannot go on, and
+    /// ([`Options::max_login_refusals`] times in a row, over at least
+    /// [`login::REFUSALS_PATIENCE`]): the session cannot go on, and
     /// UIs end it (exit code 77).
     pub async fn login_refused(&self) {
         self.inner.login.refused().await

@@ -10,16 +10,30 @@
 //!
 //! A refusal of the password itself (changed elsewhere, account gone, a ban) is shown
 //! as it happens and, if it lasts, ends the session: it is never retried forever.
+//! From outside, a refusal caused by the stack (the user table electing a leader after
+//! a node died, the auth workers restarting) looks exactly the same: nats-server says
+//! "Authorization Violation" whatever the reason. So refusals are retried with a
+//! growing pause, each one shown, and the session ends only once they have lasted
+//! [`REFUSALS_PATIENCE`] as well as numbered `max_refusals`: long enough for a cluster
+//! to recover, short enough that a changed password ends a session within a minute.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chat_protocol::auth::{self, AuthReply, PasswdRequest, RegisterRequest, ResumeReply};
 use chat_protocol::UserName;
 use tokio::sync::watch;
 
 use crate::call::{self, RequestError};
+
+/// How long password refusals in a row must have lasted (besides their number) before
+/// the session ends: a user table's leader election or an auth worker restart is over
+/// well within it.
+pub const REFUSALS_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Longest pause before logging in again after a refusal.
+const REFUSAL_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// What the auth callback presents, and what happened to it.
 pub(crate) struct Login {
@@ -32,6 +46,8 @@ pub(crate) struct Login {
     token_refusals: AtomicU32,
     /// Password refusals in a row since the last successful connection.
     refusals: AtomicU32,
+    /// When the first of those came.
+    first_refusal: Mutex<Option<Instant>>,
     /// Set once the password has been refused `max_refusals` times in a row.
     refused: watch::Sender<bool>,
     /// Every refusal so far (token or password), for the first login's check.
@@ -48,6 +64,7 @@ impl Login {
             sent_token: AtomicBool::new(false),
             token_refusals: AtomicU32::new(0),
             refusals: AtomicU32::new(0),
+            first_refusal: Mutex::new(None),
             refused: watch::channel(false).0,
             any_refusal: watch::channel(0).0,
             max_refusals: max_refusals.max(1),
@@ -89,15 +106,40 @@ impl Login {
             return 0;
         }
         let refusals = self.refusals.fetch_add(1, Ordering::SeqCst) + 1;
-        if refusals >= self.max_refusals {
+        let first = *self
+            .first_refusal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(Instant::now);
+        if refusals >= self.max_refusals && first.elapsed() >= REFUSALS_PATIENCE {
             self.refused.send_replace(true);
         }
         refusals
     }
 
+    /// How long to wait before reconnect attempt `attempt`: [`reconnect_delay`], and
+    /// after password refusals at least a pause doubling from half a second per
+    /// refusal up to [`REFUSAL_BACKOFF_MAX`] (jittered), so that a user table
+    /// recovering is not pressed and the refusals span [`REFUSALS_PATIENCE`] in a few
+    /// attempts rather than hundreds.
+    pub(crate) fn reconnect_delay(&self, attempt: usize) -> Duration {
+        use rand::Rng;
+        let delay = reconnect_delay(attempt);
+        let refusals = self.refusals.load(Ordering::SeqCst);
+        if refusals == 0 {
+            return delay;
+        }
+        let backoff = Duration::from_millis(500)
+            .saturating_mul(2u32.saturating_pow(refusals - 1))
+            .min(REFUSAL_BACKOFF_MAX)
+            .mul_f64(rand::thread_rng().gen_range(0.75..1.25));
+        delay.max(backoff)
+    }
+
     /// A connection went through.
     pub(crate) fn on_connected(&self) {
         self.refusals.store(0, Ordering::SeqCst);
+        *self.first_refusal.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.token_refusals.store(0, Ordering::SeqCst);
     }
 

@@ -11,6 +11,9 @@ use tokio::sync::mpsc;
 use crate::call::{self, RequestError};
 use crate::event::{Event, State};
 
+/// First pause before a failed heartbeat is sent again.
+const HEARTBEAT_RETRY: Duration = Duration::from_millis(500);
+
 /// Longest pause between two join attempts.
 const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -71,15 +74,20 @@ impl Presence {
 
     /// Sends a heartbeat every `every` forever; tells the user when one re-registered
     /// an expired session, and once per outage when no presence worker answers (and
-    /// when one does again). Failures are logged and the next beat tried.
+    /// when one does again). A failed beat is tried again soon, after a pause doubling
+    /// from [`HEARTBEAT_RETRY`] up to `every`: in a cluster the sessions' bucket is
+    /// unavailable for a few seconds while it elects a leader after a node died, and
+    /// waiting a whole period after each failure could let the session expire.
     pub async fn heartbeats(&self, every: Duration, events: &mpsc::Sender<Event>) {
-        let mut ticks = tokio::time::interval(every);
-        ticks.tick().await;
+        let mut retry = Backoff::new(HEARTBEAT_RETRY, every);
+        let mut next = every;
         let mut failing = false;
         loop {
-            ticks.tick().await;
+            tokio::time::sleep(next).await;
             let notice = match self.request(PresenceAction::Heartbeat).await {
                 Ok(reply) => {
+                    next = every;
+                    retry.reset();
                     let back = std::mem::take(&mut failing).then(|| {
                         let message = format!("presence service is back for {}", self.room);
                         (State::PresenceAvailable, message)
@@ -94,7 +102,8 @@ impl Presence {
                     rejoined.or(back)
                 }
                 Err(err) => {
-                    tracing::warn!(room = %self.room, "heartbeat failed: {err}");
+                    next = retry.next_delay();
+                    tracing::warn!(room = %self.room, retry_in = ?next, "heartbeat failed: {err}");
                     (!std::mem::replace(&mut failing, true)).then(|| {
                         let message = format!("{err}; heartbeats go on");
                         (State::PresenceUnavailable, message)

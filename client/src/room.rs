@@ -15,6 +15,16 @@
 //! stream. So the feed recreates its consumer itself, from `last + 1`, as soon as the
 //! connection comes back, and whenever the consumer ends with an error.
 //!
+//! In a cluster the feed's consumer (one replica, in memory) lives on one node, not
+//! necessarily the client's nor the stream leader's. When that node dies nothing tells
+//! the client: its connection stands, the stream elects no leader, and async-nats
+//! would notice only after two missed idle heartbeats, twice (about a minute). And
+//! when that node comes back it makes the consumer again from its assignment, but the
+//! client's pull request died with the node: the consumer answers and delivers nothing
+//! until that request expires (30 s). So a feed that received nothing for
+//! [`IDLE_CHECK`] asks for its consumer's info, and follows again from `last + 1` when
+//! that fails or says that messages are waiting which the feed did not get.
+//!
 //! A room's stream can also be deleted and created again (by the next join), which
 //! starts its sequences over. The feed checks the stream's creation time when
 //! JetStream's advisories say the stream was deleted or created, whenever its consumer
@@ -43,6 +53,10 @@ use crate::event::{self, Event, State};
 /// First pause before a retry.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How long a live feed may receive nothing before it checks that its consumer is
+/// still there (one consumer info request per idle room this often).
+const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 /// How often a live feed checks that its stream was not deleted and recreated (one
 /// stream info request per room). The stream advisories normally trigger the same
@@ -164,10 +178,14 @@ impl Feed {
                 ..Default::default()
             };
             let messages = match stream.create_consumer(config).await {
-                Ok(consumer) => consumer.messages().await.map_err(async_nats::Error::from),
+                Ok(consumer) => {
+                    let name = consumer.cached_info().name.clone();
+                    let messages = consumer.messages().await.map_err(async_nats::Error::from);
+                    messages.map(|messages| (name, messages))
+                }
                 Err(err) => Err(err.into()),
             };
-            let mut messages = match messages {
+            let (consumer, mut messages) = match messages {
                 Ok(messages) => messages,
                 Err(err) => {
                     tracing::warn!(room = %self.room, "cannot start the live feed: {err}");
@@ -177,9 +195,25 @@ impl Feed {
                 }
             };
             self.reconnects.mark_unchanged();
+            let idle = tokio::time::sleep(IDLE_CHECK);
+            tokio::pin!(idle);
             loop {
                 let next = tokio::select! {
                     next = messages.next() => next,
+                    _ = &mut idle => {
+                        idle.as_mut().reset(tokio::time::Instant::now() + IDLE_CHECK);
+                        match stream.consumer_info(&consumer).await {
+                            Ok(info) if info.num_pending == 0 => continue,
+                            Ok(info) => {
+                                tracing::info!(room = %self.room, last, pending = info.num_pending, "the live feed's consumer holds messages it does not deliver; resuming the live feed");
+                                break;
+                            }
+                            Err(err) => {
+                                tracing::info!(room = %self.room, last, "the live feed's consumer does not answer ({err}); resuming the live feed");
+                                break;
+                            }
+                        }
+                    }
                     changed = self.reconnects.changed() => {
                         if changed.is_err() {
                             return;
@@ -225,6 +259,8 @@ impl Feed {
                     None => break,
                 };
                 backoff.reset();
+                idle.as_mut()
+                    .reset(tokio::time::Instant::now() + IDLE_CHECK);
                 let Ok(info) = message.info() else {
                     tracing::warn!(room = %self.room, "message without JetStream metadata skipped");
                     continue;

@@ -133,6 +133,7 @@ async fn answered<T, E: std::fmt::Debug, F: std::future::Future<Output = Result<
             Ok(answer) => return answer,
             Err(error) if tokio::time::Instant::now() < deadline => {
                 tracing::info!("not answered yet: {error:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(error) => panic!("not answered with a node down: {error:?}"),
         }
@@ -411,4 +412,170 @@ async fn a_server_that_cannot_be_verified_is_refused_with_a_clear_error() {
     let registered = register.output().await.unwrap();
     let stderr = String::from_utf8_lossy(&registered.stderr);
     assert_eq!(registered.status.code(), Some(0), "{stderr}");
+}
+
+#[tokio::test]
+async fn two_replicas_on_a_cluster_of_two() {
+    let cluster = run_cluster(2);
+    let client = cluster
+        .client_as(static_users::PRESENCE, &cluster.node_url(0))
+        .await;
+    assert_eq!(replicas::choose(&client, None, "test"), 2);
+    assert_eq!(replicas::choose(&client, Some(1), "test"), 1);
+}
+
+/// The node of the newest consumer of `room`'s stream (a member's feed, just made).
+async fn newest_consumer_node(
+    js: &async_nats::jetstream::Context,
+    room: &chat_protocol::RoomName,
+) -> usize {
+    use futures::TryStreamExt;
+    let stream = js.get_stream(streams::stream_name(room)).await.unwrap();
+    let consumers: Vec<async_nats::jetstream::consumer::Info> =
+        stream.consumers().try_collect().await.unwrap();
+    let newest = consumers
+        .into_iter()
+        .max_by_key(|c| c.created)
+        .expect("the member's feed has a consumer");
+    node_index(&newest.cluster.and_then(|c| c.leader).expect("placed"))
+}
+
+/// The node leading stream `name`, as `js` sees it (none during an election).
+async fn stream_leader(js: &async_nats::jetstream::Context, name: &str) -> Option<usize> {
+    let mut stream = js.get_stream(name).await.ok()?;
+    let info = stream.info().await.ok()?;
+    Some(node_index(&info.cluster.clone().and_then(|c| c.leader)?))
+}
+
+/// The node holding a member's feed consumer dies while the member's own node and the
+/// room stream's leader live: nothing tells the client (async-nats alone notices after
+/// four missed idle heartbeat periods, about a minute). The feed checks its consumer
+/// when idle and follows again, so a message sent then arrives.
+#[tokio::test]
+async fn a_feed_whose_consumer_node_dies_follows_again() {
+    let mut cluster = run_cluster(3);
+    let _presence = (
+        presence_on(&cluster, 0).await,
+        presence_on(&cluster, 1).await,
+    );
+    let general = room("general");
+    let js = async_nats::jetstream::new(cluster.client().await);
+    // ann's feed consumer must be on another node than ann's connection.
+    let mut placed = None;
+    for node in 0..cluster.len() {
+        let (ann, mut events) = chat_on(&cluster, node, "ann").await;
+        common::join(&ann, &mut events, &general, 0).await;
+        let consumer = newest_consumer_node(&js, &general).await;
+        if consumer != node {
+            placed = Some((ann, events, node, consumer));
+            break;
+        }
+        ann.close().await;
+    }
+    let (_ann, mut events, ann_node, consumer_node) =
+        placed.expect("a feed consumer placed away from its member's node");
+    // ... and the stream's leader elsewhere too (else the leader election would tell).
+    let name = streams::stream_name(&general);
+    let leader =
+        answered(|| async { stream_leader(&js, &name).await.ok_or("no leader yet") }).await;
+    if leader == consumer_node {
+        let admin = cluster.client().await;
+        admin
+            .request(format!("$JS.API.STREAM.LEADER.STEPDOWN.{name}"), "".into())
+            .await
+            .expect("the leader steps down");
+        answered(|| async {
+            match stream_leader(&js, &name).await {
+                Some(leader) if leader != consumer_node => Ok(()),
+                leader => Err(format!("leader {leader:?}")),
+            }
+        })
+        .await;
+    }
+    cluster.kill(consumer_node);
+    let killed = std::time::Instant::now();
+
+    // bob sends from a live node; ann, whose connection never dropped, receives it.
+    let bob_node = (0..cluster.len()).find(|n| *n != consumer_node).unwrap();
+    let bob = cluster
+        .user_client("bob", &cluster.node_url(bob_node))
+        .await;
+    let bob_js = async_nats::jetstream::new(bob);
+    let message = chat_protocol::body::ChatMessage::new(
+        &general,
+        &user("bob"),
+        MessageKind::Chat,
+        "after the consumer's node died",
+    )
+    .unwrap();
+    let subject = chat_protocol::subjects::room_message(&general, &user("bob"));
+    let body = serde_json::to_vec(&message).unwrap();
+    answered(|| async {
+        bob_js
+            .publish(subject.clone(), body.clone().into())
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let text = common::wait_for(&mut events, |event| match event {
+        Event::Message { text, .. } => Some(text.clone()),
+        _ => None,
+    })
+    .await;
+    // Reported, not asserted: the fix's effect (about a minute before it).
+    eprintln!(
+        "ann received {:.1} s after node {consumer_node} was killed",
+        killed.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        text, "after the consumer's node died",
+        "ann (node {ann_node}) receives after node {consumer_node} died"
+    );
+}
+
+/// The user table's leader dies with the node a member is connected to: the member
+/// logs in again elsewhere while the table elects a new leader. Its session must not
+/// end as if the password were wrong; it carries on and its message is stored and seen.
+#[tokio::test]
+async fn a_client_logging_in_again_during_the_user_table_election_carries_on() {
+    let mut cluster = run_cluster(3);
+    let _presence = (
+        presence_on(&cluster, 0).await,
+        presence_on(&cluster, 1).await,
+    );
+    let general = room("general");
+    let auth = cluster.client_as(static_users::AUTH, &cluster.url()).await;
+    // The auth worker's user table bucket (auth_worker::users::BUCKET).
+    let js = async_nats::jetstream::new(auth);
+    let node = answered(|| async {
+        stream_leader(&js, "KV_chat_auth_users")
+            .await
+            .ok_or("no leader yet")
+    })
+    .await;
+    let password = cluster.register("ann").await;
+    let mut options = Options::new(cluster.node_url(node), user("ann"), password);
+    options.tls_ca = Some(cluster.ca().to_path_buf());
+    options.retry.ack_timeout = Duration::from_secs(2);
+    // The strictest setting: the first refused password counts. Before the auth worker
+    // waited for the table and the client for its recovery, a few refusals in a row
+    // came within a second of the kill.
+    options.max_login_refusals = 1;
+    let (ann, mut events) = Chat::connect(options).await.expect("ann connects");
+    common::join(&ann, &mut events, &general, 0).await;
+    cluster.kill(node);
+
+    let text = "after the user table's election";
+    let stored = tokio::select! {
+        _ = ann.login_refused() => panic!("the session ended: its logins were refused during the election"),
+        stored = async { ann.send(&general, MessageKind::Chat, text).await.unwrap().acked().await } => stored,
+    };
+    stored.expect("the message is stored once ann is back");
+    common::wait_for(&mut events, |event| match event {
+        Event::Message { text: seen, .. } if seen == text => Some(()),
+        _ => None,
+    })
+    .await;
 }

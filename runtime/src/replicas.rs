@@ -2,11 +2,22 @@
 //! creating those when another instance may be creating them at the same moment.
 //!
 //! Replication is the default wherever the cluster has room for it: one replica on a
-//! single server, three on a cluster (the server's INFO names its cluster), unless the
-//! operator configured a count (`--stream-replicas`, `--kv-replicas`). A cluster of
-//! two cannot hold three replicas: configure 2 (or 1) there. The worker logs what it
-//! chose and why. Three is chosen for any cluster, even when a node is down at start,
-//! so that a restart never lowers the replicas of streams that already have three.
+//! single server, three on a cluster (the server's INFO names its cluster), two on a
+//! cluster that shows exactly two servers, unless the operator configured a count
+//! (`--stream-replicas`, `--kv-replicas`). The worker logs what it chose and why.
+//!
+//! Why two, not one, on a cluster of two: with R2 every acknowledged message is on
+//! both machines, so losing one machine's disk loses nothing, as with R3. What R2 does
+//! not give is availability: writes stop while either node is down. R1 would not give
+//! that either: JetStream's own metadata needs both nodes of two for a majority, and
+//! every room whose stream sat on the lost node would be gone with it. So the second
+//! node buys durability, and only a third buys availability.
+//!
+//! Three is chosen for a cluster showing one server (routes not up yet) or three or
+//! more. A cluster of three with one node down at the worker's start shows two, and
+//! gets two for the streams and buckets created by that worker run (what exists
+//! already keeps its replicas: streams and buckets are opened, not made again); the
+//! warning in the log says so, and `--stream-replicas 3 --kv-replicas 3` pins it.
 //!
 //! Workers start in any order and at the same time: [`create_with_retries`] retries
 //! what a fresh cluster or a concurrent creation makes fail for a moment (no meta
@@ -19,8 +30,8 @@ use std::time::Duration;
 /// Replicas on a cluster.
 pub const CLUSTER_REPLICAS: usize = 3;
 
-/// The replica count to create with: `configured` if set, else 1 on a single server
-/// and [`CLUSTER_REPLICAS`] on a cluster. Logs the choice for `what` (e.g. "room
+/// The replica count to create with: `configured` if set, else 1 on a single server,
+/// 2 on a cluster showing two servers and [`CLUSTER_REPLICAS`] on other clusters. Logs the choice for `what` (e.g. "room
 /// streams").
 pub fn choose(client: &async_nats::Client, configured: Option<usize>, what: &str) -> usize {
     let info = client.server_info();
@@ -30,21 +41,38 @@ pub fn choose(client: &async_nats::Client, configured: Option<usize>, what: &str
             1,
             format!("server {} is not in a cluster", info.server_name),
         ),
-        (None, Some(cluster)) => {
-            let known = info.connect_urls.len();
-            if known < CLUSTER_REPLICAS {
+        (None, Some(cluster)) => match info.connect_urls.len() {
+            2 => {
                 tracing::warn!(
                     %cluster,
-                    servers_known = known,
-                    "the cluster shows fewer than {CLUSTER_REPLICAS} servers yet; creating with \
-                     {CLUSTER_REPLICAS} replicas anyway (a cluster of 2 needs the replicas configured)"
+                    "the cluster shows 2 servers: 2 replicas (every acknowledged message on \
+                     both; writes pause while either is down). If this is a cluster of 3 with \
+                     a node down, set --stream-replicas 3 --kv-replicas 3 or restart this \
+                     worker once the node is back"
                 );
+                (
+                    2,
+                    format!(
+                        "server {} is in cluster {cluster} of 2 servers",
+                        info.server_name
+                    ),
+                )
             }
-            (
-                CLUSTER_REPLICAS,
-                format!("server {} is in cluster {cluster}", info.server_name),
-            )
-        }
+            known => {
+                if known < CLUSTER_REPLICAS {
+                    tracing::warn!(
+                        %cluster,
+                        servers_known = known,
+                        "the cluster shows only this server yet; creating with \
+                         {CLUSTER_REPLICAS} replicas"
+                    );
+                }
+                (
+                    CLUSTER_REPLICAS,
+                    format!("server {} is in cluster {cluster}", info.server_name),
+                )
+            }
+        },
     };
     tracing::info!(what, replicas, reason = %why, "replicas chosen");
     replicas

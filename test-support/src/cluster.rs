@@ -55,6 +55,13 @@ fn free_port() -> u16 {
 /// Starts `nodes` nats-servers as one cluster with TLS on every listener, waits until
 /// JetStream has a meta leader, and starts one auth worker.
 pub fn run_cluster(nodes: usize) -> Cluster {
+    run_cluster_with(nodes, StackOptions::default())
+}
+
+/// [`run_cluster`] with `options.auth_workers` in-process auth workers (0: none, for
+/// a caller running the real binaries) configured by `options.auth` (whose
+/// `kv_replicas` is set as the auth worker process chooses on a cluster).
+pub fn run_cluster_with(nodes: usize, mut options: StackOptions) -> Cluster {
     // A test that failed while holding the turn poisons the lock; the turn is still free.
     let turn = ONE_AT_A_TIME
         .lock()
@@ -89,7 +96,6 @@ pub fn run_cluster(nodes: usize) -> Cluster {
             }
         })
         .collect();
-    let mut options = StackOptions::default();
     // As the auth worker process chooses on a cluster: the user table survives a node.
     options.auth.kv_replicas = chat_runtime::replicas::CLUSTER_REPLICAS.min(nodes.len());
     let mut cluster = Cluster {
@@ -105,8 +111,10 @@ pub fn run_cluster(nodes: usize) -> Cluster {
         cluster.start(node);
     }
     cluster.wait_for_jetstream();
-    let worker = cluster.start_auth_worker();
-    cluster.auth_workers.push(worker);
+    for _ in 0..cluster.options.auth_workers {
+        let worker = cluster.start_auth_worker();
+        cluster.auth_workers.push(worker);
+    }
     cluster
 }
 
@@ -168,6 +176,16 @@ impl Cluster {
     /// The temporary folder holding the configurations, stores, secrets and CA.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The folder of the cluster's secrets (issuer seed, static users' password files).
+    pub fn secrets_dir(&self) -> &Path {
+        self.secrets.dir()
+    }
+
+    /// Whether node `node` runs (it was not killed, or was started again).
+    pub fn runs(&self, node: usize) -> bool {
+        self.nodes[node].child.is_some()
     }
 
     /// The file holding static user `user`'s password (`NATS_PASSWORD_FILE`).

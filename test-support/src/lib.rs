@@ -46,7 +46,7 @@ pub mod flood;
 pub mod history;
 pub mod presence;
 pub mod tui;
-pub use cluster::{run_cluster, Cluster};
+pub use cluster::{run_cluster, run_cluster_with, Cluster};
 pub use flood::{flood, padded, Flood};
 
 /// The nats-server binary, found (and if needed installed) once per test process.
