@@ -22,7 +22,7 @@
 //! - [`progress`]: the progress line on stderr.
 //! - [`scenarios`]: publish, fan-out, history, footprint, presence, login (logins
 //!   through the callout, with the password and with a resume token, and the
-//!   reconnect storm after a server restart), flood (every worker under hostile load:
+//!   reconnect storm after a server restart), overload (every worker flooded with hostile requests:
 //!   its replies and its memory), and, only when named, chaos (a 3-node TLS cluster
 //!   whose nodes and workers are killed under traffic: what is lost, duplicated or
 //!   reordered).
@@ -104,7 +104,7 @@ pub async fn run(settings: Settings, progress: Progress) -> Result<Report, Bench
                 Scenario::Presence => scenarios::presence::run(&stage).await?,
                 Scenario::Footprint => scenarios::footprint::run(&stage, under_load).await?,
                 Scenario::Login => scenarios::login::run(&mut stage).await?,
-                Scenario::Flood => scenarios::flood::run(&stage).await?,
+                Scenario::Overload => scenarios::overload::run(&stage).await?,
                 Scenario::Chaos => unreachable!("run apart below"),
             };
             scenarios.insert(scenario, rows);

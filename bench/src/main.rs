@@ -85,12 +85,12 @@ struct Args {
     /// Login: chat sessions connected when the server restarts (reconnect storm).
     #[arg(long)]
     storm_clients: Option<usize>,
-    /// Flood: requests sent to each worker per request size.
+    /// Overload: requests sent to each worker per request size.
     #[arg(long)]
-    flood_requests: Option<usize>,
-    /// Flood: connections sending them.
+    overload_requests: Option<usize>,
+    /// Overload: connections sending them.
     #[arg(long)]
-    flood_clients: Option<usize>,
+    overload_clients: Option<usize>,
     /// Chaos: seconds of faults (nodes and worker instances killed at random).
     #[arg(long)]
     chaos_secs: Option<f64>,
@@ -147,8 +147,8 @@ impl Args {
             logins <- logins,
             login_concurrency <- login_concurrency,
             storm_clients <- storm_clients,
-            flood_requests <- flood_requests,
-            flood_clients <- flood_clients,
+            overload_requests <- overload_requests,
+            overload_clients <- overload_clients,
             chaos_secs <- chaos_secs,
             chaos_members <- chaos_members,
             chaos_churners <- chaos_churners,

@@ -29,7 +29,7 @@ pub enum Scenario {
     Login,
     /// Every worker flooded with the largest requests: replies by kind and the
     /// worker's memory before, during and after (issue 12's bound).
-    Flood,
+    Overload,
     /// Members chatting on a 3-node TLS cluster while nodes and worker instances are
     /// killed and restarted: what is lost, duplicated or reordered (only when named:
     /// `--only chaos`; it runs for `--chaos-secs`).
@@ -46,7 +46,7 @@ impl Scenario {
         Scenario::Footprint,
         Scenario::Presence,
         Scenario::Login,
-        Scenario::Flood,
+        Scenario::Overload,
     ];
 
     /// The name used in flags, the JSON and the table.
@@ -58,7 +58,7 @@ impl Scenario {
             Scenario::Presence => "presence",
             Scenario::Footprint => "footprint",
             Scenario::Login => "login",
-            Scenario::Flood => "flood",
+            Scenario::Overload => "overload",
             Scenario::Chaos => "chaos",
         }
     }
@@ -111,10 +111,10 @@ pub struct Sizes {
     pub login_concurrency: usize,
     /// Login: chat sessions connected when the server restarts (the reconnect storm).
     pub storm_clients: usize,
-    /// Flood: requests sent to each worker per request size.
-    pub flood_requests: usize,
-    /// Flood: connections sending them.
-    pub flood_clients: usize,
+    /// Overload: requests sent to each worker per request size.
+    pub overload_requests: usize,
+    /// Overload: connections sending them.
+    pub overload_clients: usize,
     /// Chaos: seconds of faults.
     pub chaos_secs: f64,
     /// Chaos: members chatting (spread over the nodes).
@@ -150,8 +150,8 @@ impl Sizes {
             logins: 200,
             login_concurrency: 8,
             storm_clients: 1_000,
-            flood_requests: 20_000,
-            flood_clients: 4,
+            overload_requests: 20_000,
+            overload_clients: 4,
             chaos_secs: 600.0,
             chaos_members: 6,
             chaos_churners: 2,
@@ -181,8 +181,8 @@ impl Sizes {
             logins: 20,
             login_concurrency: 4,
             storm_clients: 100,
-            flood_requests: 500,
-            flood_clients: 2,
+            overload_requests: 500,
+            overload_clients: 2,
             chaos_secs: 40.0,
             chaos_members: 3,
             chaos_churners: 1,

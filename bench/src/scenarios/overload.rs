@@ -1,6 +1,6 @@
-//! Scenario 7, flood: hostile load on every worker. Each worker's endpoint gets
-//! [`Sizes::flood_requests`](crate::Sizes) requests as fast as
-//! [`Sizes::flood_clients`](crate::Sizes) raw connections can send them (each with
+//! Scenario 7, overload: hostile requests on every worker. Each worker's endpoint gets
+//! [`Sizes::overload_requests`](crate::Sizes) requests as fast as
+//! [`Sizes::overload_clients`](crate::Sizes) raw connections can send them (each with
 //! [`IN_FLIGHT`] requests outstanding), first of the largest body a worker takes
 //! ([`MAX_REQUEST_BYTES`], 32 KiB), then of the largest the server lets through
 //! (`max_payload` minus room for headers, which the worker refuses as too large). The
@@ -94,7 +94,7 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         ] {
             stage.progress.phase(format!(
                 "flood: {name} worker, {} requests of {size} bytes",
-                stage.sizes.flood_requests
+                stage.sizes.overload_requests
             ));
             let clients = connections(stage, as_guest).await?;
             let body = test_support::padded(json, size);
@@ -109,7 +109,7 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
                 )
                 .note(format!(
                     "of {} sent by {} connections, {IN_FLIGHT} in flight each, in {secs:.2} s",
-                    stage.sizes.flood_requests, stage.sizes.flood_clients
+                    stage.sizes.overload_requests, stage.sizes.overload_clients
                 )),
             );
             rows.push(Row::new(
@@ -168,7 +168,7 @@ struct Memory {
 /// The flooding connections: `@admin`, or guests (for registration).
 async fn connections(stage: &Stage, as_guest: bool) -> Result<Vec<async_nats::Client>, BenchError> {
     let mut clients = Vec::new();
-    for _ in 0..stage.sizes.flood_clients.max(1) {
+    for _ in 0..stage.sizes.overload_clients.max(1) {
         let client = if as_guest {
             async_nats::ConnectOptions::new()
                 .request_timeout(Some(Duration::from_secs(30)))
@@ -216,7 +216,7 @@ async fn flood(
         }
     });
     let started = Instant::now();
-    let per_client = stage.sizes.flood_requests.div_ceil(clients.len());
+    let per_client = stage.sizes.overload_requests.div_ceil(clients.len());
     let results = futures::future::join_all(clients.iter().map(|client| {
         let (subject, body) = (subject.to_string(), body.clone());
         async move {
