@@ -172,7 +172,11 @@ async fn cannot_touch_presence_state() {
     .await
     .unwrap();
     let (mallory, mut errors) = attacker(&server, "mallory").await;
-    for bucket in ["KV_chat_presence", "KV_chat_presence_users", "KV_chat_moderation"] {
+    for bucket in [
+        "KV_chat_presence",
+        "KV_chat_presence_users",
+        "KV_chat_moderation",
+    ] {
         try_publish(
             &mallory,
             &mut errors,
