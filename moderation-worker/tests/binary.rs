@@ -118,3 +118,29 @@ fn exits_69_when_nats_is_unreachable_and_2_on_a_bad_rate() {
         .unwrap();
     assert_eq!(wait_exit(&mut child), Some(2));
 }
+
+#[tokio::test]
+async fn without_any_moderation_worker_logins_keep_full_rights() {
+    let server = no_worker();
+    let room = chat_protocol::RoomName::new("general").unwrap();
+    server
+        .jetstream()
+        .await
+        .create_stream(chat_runtime::storage::room_stream_config(
+            &room,
+            &chat_runtime::storage::RoomStreamSettings::default(),
+        ))
+        .await
+        .unwrap();
+    let bob = server.user_client("bob").await;
+    let bob_name = chat_protocol::UserName::new("bob").unwrap();
+    let js = async_nats::jetstream::new(bob);
+    js.publish(
+        chat_protocol::subjects::room_message(&room, &bob_name),
+        r#"{"text":"standing unknown, still talking"}"#.into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .expect("stored");
+}
