@@ -109,6 +109,9 @@ struct Args {
     /// Chaos: instances of each worker (auth, presence, history).
     #[arg(long)]
     chaos_instances: Option<usize>,
+    /// Flood: seconds the flooder sends.
+    #[arg(long)]
+    flood_secs: Option<f64>,
     /// Internal: run as the idle raw async-nats client of the footprint scenario.
     #[arg(long, hide = true)]
     idle_raw_client: Option<String>,
@@ -155,6 +158,7 @@ impl Args {
             chaos_rate <- chaos_rate,
             chaos_ttl_secs <- chaos_ttl,
             chaos_instances <- chaos_instances,
+            flood_secs <- flood_secs,
         );
         s
     }

@@ -24,6 +24,10 @@ pub enum Scenario {
     Footprint,
     /// Joins, `/users` in a big room, and crashed sessions going away.
     Presence,
+    /// One raw flooder at full speed and two members chatting: the members' latency
+    /// and how long until the flooder is stopped (a moderation worker with the
+    /// contract's allowance runs for it).
+    Flood,
     /// Logins through the auth callout (password, resume token) and the reconnect
     /// storm after a nats-server restart (it restarts the server).
     Login,
@@ -45,6 +49,7 @@ impl Scenario {
         Scenario::History,
         Scenario::Footprint,
         Scenario::Presence,
+        Scenario::Flood,
         Scenario::Login,
         Scenario::Overload,
     ];
@@ -57,6 +62,7 @@ impl Scenario {
             Scenario::History => "history",
             Scenario::Presence => "presence",
             Scenario::Footprint => "footprint",
+            Scenario::Flood => "flood",
             Scenario::Login => "login",
             Scenario::Overload => "overload",
             Scenario::Chaos => "chaos",
@@ -127,6 +133,8 @@ pub struct Sizes {
     pub chaos_ttl_secs: u64,
     /// Chaos: instances of each worker.
     pub chaos_instances: usize,
+    /// Flood: seconds the flooder sends.
+    pub flood_secs: f64,
 }
 
 impl Sizes {
@@ -158,6 +166,7 @@ impl Sizes {
             chaos_rate: 2.0,
             chaos_ttl_secs: 30,
             chaos_instances: 2,
+            flood_secs: 5.0,
         }
     }
 
@@ -189,12 +198,18 @@ impl Sizes {
             chaos_rate: 2.0,
             chaos_ttl_secs: 10,
             chaos_instances: 2,
+            flood_secs: 1.0,
         }
     }
 
     /// Fan-out sending time.
     pub fn fanout_duration(&self) -> Duration {
         Duration::from_secs_f64(self.fanout_secs)
+    }
+
+    /// Flooding time.
+    pub fn flood_duration(&self) -> Duration {
+        Duration::from_secs_f64(self.flood_secs)
     }
 
     /// Idle measurement time.

@@ -15,6 +15,7 @@ const SCENARIOS: [&str; 7] = [
     "history",
     "presence",
     "footprint",
+    "flood",
     "login",
     "flood",
 ];
@@ -37,6 +38,8 @@ fn build_binaries(bench: &Path) {
             "history-worker",
             "-p",
             "auth-worker",
+            "-p",
+            "moderation-worker",
             "-p",
             "chat-client",
         ])

@@ -5,6 +5,7 @@
 
 pub mod chaos;
 pub mod fanout;
+pub mod flood;
 pub mod overload;
 pub mod footprint;
 pub mod history;
