@@ -34,15 +34,39 @@ function messageItem(m) {
   if (m.seq) li.dataset.seq = m.seq;
   li.append(el("time", "ts", time(m.ts)));
   if (m.kind === "system") {
-    const count = m.users == null ? "" : ` (${m.users} online)`;
-    const why = m.reason === "timeout" ? ", timed out" : "";
-    li.append(el("span", "text", `${m.user} ${m.type === "joined" ? "joined" : "left"}${why}${count}`));
+    li.append(el("span", "text", systemText(m)));
     return li;
   }
   const who = el("span", "user", m.kind === "me" ? `* ${m.user}` : m.user);
   if (m.spoofed) who.title = "the message claimed another sender";
   li.append(who, el("span", "text", m.text));
   return li;
+}
+
+/** What a system event says, as the terminal client says it (textContent only). */
+function systemText(m) {
+  if (m.type === "joined" || m.type === "left") {
+    const count = m.users == null ? "" : ` (${m.users} online)`;
+    const why = m.reason === "timeout" ? ", timed out" : "";
+    return `${m.user} ${m.type}${why}${count}`;
+  }
+  const by = m.by ? ` by ${m.by}` : "";
+  const until = m.until ? ` until ${time(m.until) || m.until}` : "";
+  const note = m.note ? ` (${m.note})` : m.reason === "flood" ? " (flooding)" : "";
+  if (m.type === "deleted") {
+    const n = m.seqs.length;
+    const count = n === 1 ? "a message" : `${n} messages`;
+    if (m.reason === "author") return `* ${m.user} deleted ${count}${note}`;
+    if (m.by) return `* ${m.by} deleted ${count} from ${m.user}${note}`;
+    return `* ${count} from ${m.user} removed${note}`;
+  }
+  const forever = m.type === "banned" && !m.until ? " until unbanned" : "";
+  return `* ${m.user} was ${m.type}${by}${until}${forever}${note}`;
+}
+
+/** Honours a tombstone: the deleted messages leave the room's list. */
+function hide(view, seqs) {
+  for (const seq of seqs) view.list.querySelector(`.msg[data-seq="${seq}"]`)?.remove();
 }
 
 function setStatus(li, message) {
@@ -190,6 +214,7 @@ const events = {
       if (stick) view.list.scrollTop = view.list.scrollHeight;
       return;
     }
+    if (m.type === "deleted") hide(view, m.seqs);
     append(room, messageItem(m));
     if (room.name !== current && m.kind !== "system") {
       view.unread += 1;

@@ -20,6 +20,7 @@ use crate::echo::Echoes;
 use crate::event::{Event, State};
 use crate::history;
 use crate::login::{self, AccountError, Login};
+use crate::pacing::{Allowance, Pacer, Progress};
 use crate::presence::Presence;
 use crate::publish::{Publisher, RetryPolicy, SendError, SendHandle};
 use crate::room::Feed;
@@ -49,6 +50,10 @@ pub struct Options {
     /// How long closing waits for outstanding acknowledgements (and the echoes of
     /// acknowledged messages) before it reports what is left and leaves anyway.
     pub quit_timeout: Duration,
+    /// The allowance to pace own messages to until the user's standing says what it
+    /// is (see [`crate::pacing`]); `None`: no pacing (raw throughput, in tests and
+    /// benchmarks on a stack without a rate limit).
+    pub pacing: Option<Allowance>,
 }
 
 impl Options {
@@ -64,6 +69,7 @@ impl Options {
             retry: RetryPolicy::default(),
             event_buffer: 1024,
             quit_timeout: Duration::from_secs(5),
+            pacing: Some(Allowance::default()),
         }
     }
 }
@@ -139,6 +145,7 @@ struct Inner {
     session: SessionId,
     options: Options,
     publisher: Publisher,
+    pacer: Pacer,
     events: mpsc::Sender<Event>,
     reconnects: watch::Receiver<u64>,
     rooms: Mutex<BTreeMap<RoomName, JoinedRoom>>,
@@ -146,6 +153,8 @@ struct Inner {
     /// Fetches a resume token after each reconnect; holds a client clone, so it must
     /// end with the session or the connection would outlive it.
     token_task: AbortHandle,
+    /// The pacing task, which holds a client clone too.
+    pacer_task: AbortHandle,
 }
 
 /// A joined room's background task, and how far its feed got.
@@ -179,6 +188,7 @@ const LEAVE_GRACE: Duration = Duration::from_secs(1);
 impl Drop for Inner {
     fn drop(&mut self) {
         self.token_task.abort();
+        self.pacer_task.abort();
         for task in self
             .rooms
             .lock()
@@ -323,6 +333,12 @@ impl Chat {
             reconnects.clone(),
             echoes.clone(),
         );
+        let (pacer, pacer_task) = Pacer::start(
+            publisher.clone(),
+            client.clone(),
+            options.pacing,
+            events.clone(),
+        );
         let inner = Inner {
             client,
             js,
@@ -331,11 +347,13 @@ impl Chat {
             session: SessionId::random(),
             options,
             publisher,
+            pacer,
             events,
             reconnects,
             rooms: Mutex::new(BTreeMap::new()),
             echoes,
             token_task,
+            pacer_task,
         };
         Ok((
             Chat {
@@ -435,8 +453,8 @@ impl Chat {
     }
 
     /// Queues a message for `room` (waiting while a thousand are already queued). It
-    /// is published behind every message queued before it; await the handle to learn
-    /// whether JetStream stored it.
+    /// is published behind every message queued before it, paced to the allowed rate;
+    /// await the handle to learn whether JetStream stored it.
     pub async fn send(
         &self,
         room: &RoomName,
@@ -448,7 +466,18 @@ impl Chat {
         }
         let message = ChatMessage::new(room, &self.inner.user, kind, text)?;
         let subject = subjects::room_message(room, &self.inner.user);
-        Ok(self.inner.publisher.send(room, subject, &message).await)
+        Ok(self.inner.pacer.send(room, subject, message).await)
+    }
+
+    /// How far the current batch of paced messages has got (zero when idle).
+    pub fn sending(&self) -> Progress {
+        self.inner.pacer.progress()
+    }
+
+    /// Paces own messages to `allowance` from now on (from the user's standing); no
+    /// effect when pacing is off.
+    pub fn set_allowance(&self, allowance: Allowance) {
+        self.inner.pacer.set_allowance(allowance);
     }
 
     /// How many messages sent so far are not acknowledged by JetStream yet (nor given
@@ -460,6 +489,7 @@ impl Chat {
     /// Waits until every message sent so far is confirmed or given up on; returns
     /// those given up on since the last call.
     pub async fn flush(&self) -> Vec<SendError> {
+        self.inner.pacer.drain().await;
         self.inner.publisher.flush().await
     }
 
@@ -581,8 +611,12 @@ impl Chat {
     /// not shown; leaves every room and flushes the connection, each briefly, since
     /// NATS may be down.
     pub async fn close(&self) -> CloseReport {
-        let deadline = tokio::time::Instant::now() + self.inner.options.quit_timeout;
-        let failed = self.inner.publisher.close(deadline).await;
+        // Paced messages still go out, for as long as they keep going (a long paste
+        // takes its time); a stall as long as the quit timeout gives the rest up.
+        let quit_timeout = self.inner.options.quit_timeout;
+        let mut failed = self.inner.pacer.drain_for_close(quit_timeout).await;
+        let deadline = tokio::time::Instant::now() + quit_timeout;
+        failed.extend(self.inner.publisher.close(deadline).await);
         let mut not_shown = Vec::new();
         for room in self.joined() {
             let shown = self.rooms().get(&room).map(|r| r.shown.clone());

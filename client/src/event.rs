@@ -36,6 +36,10 @@ pub enum State {
     StreamGone,
     /// The room's stream was created again; the feed shows the new one from its start.
     StreamRecreated,
+    /// Messages are paced to the allowed rate: how far the batch has got.
+    Sending,
+    /// `/seq` showed or hid stream sequences.
+    Sequences,
 }
 
 /// One thing to show.

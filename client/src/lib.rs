@@ -14,6 +14,8 @@
 //!   password change.
 //! - [`publish`]: reliable publishing: pipelined, acknowledged, retried in order with
 //!   the same ids, so every sender's order is kept.
+//! - [`pacing`]: keeps own messages within the allowed rate (a token bucket in front
+//!   of the publisher), so a long paste goes out in order without tripping the limit.
 //! - [`echo`]: own stored messages whose echo is not shown yet (closing waits
 //!   for them, or names them).
 //! - `room` (private): one room's feed, replay then live, no gap and no duplicate.
@@ -31,6 +33,7 @@ pub mod echo;
 pub mod event;
 pub mod history;
 pub mod login;
+pub mod pacing;
 mod presence;
 pub mod publish;
 pub mod render;

@@ -16,6 +16,8 @@ pub struct Style {
     /// For a person at a terminal: `history_progress` events are shown and `/help`
     /// takes one line per command (line mode keeps one line per event).
     pub interactive: bool,
+    /// Messages show their stream sequence (`#123`), for `/delete SEQ` (`/seq`).
+    pub seq: bool,
 }
 
 /// Colours a name gets, chosen by a stable hash of the name.
@@ -96,6 +98,7 @@ pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<S
             ts,
             replay,
             spoofed,
+            seq,
             ..
         } => {
             let time = time_of(ts);
@@ -112,6 +115,10 @@ pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<S
                 sanitize(text).into_owned()
             };
             let tag = room_tag(room, current);
+            let tag = match style.seq {
+                true => format!("#{seq} {tag}"),
+                false => tag,
+            };
             match kind {
                 MessageKind::Chat => format!("{time}{mark}{tag}{who}{flag}: {text}"),
                 MessageKind::Me => format!("{time}{mark}{tag}* {who}{flag} {text}"),
@@ -176,6 +183,7 @@ mod tests {
     const PLAIN: Style = Style {
         color: false,
         interactive: false,
+        seq: false,
     };
 
     fn message(text: &str, room: &str) -> Event {
@@ -216,6 +224,7 @@ mod tests {
         let person = Style {
             color: false,
             interactive: true,
+            seq: false,
         };
         let out = line(&message(text, "general"), None, person).unwrap();
         let lines: Vec<&str> = out.lines().collect();
@@ -257,6 +266,7 @@ mod tests {
         let colored = Style {
             color: true,
             interactive: true,
+            seq: false,
         };
         let out = line(&message("x", "general"), None, colored).unwrap();
         assert!(out.contains(&format!("\x1b[1;{}malice\x1b[0m", color_of("alice"))));

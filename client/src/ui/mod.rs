@@ -53,6 +53,8 @@ pub struct Session {
     chat: Chat,
     history: usize,
     current: watch::Sender<Option<RoomName>>,
+    /// Messages show their stream sequence (`/seq`).
+    seq: watch::Sender<bool>,
     /// Run joins and history replays in the background (interactive) or in input
     /// order (line mode: the next line is read once they are done).
     background: bool,
@@ -66,8 +68,14 @@ impl Session {
             chat,
             history,
             current,
+            seq: watch::channel(false).0,
             background,
         }
+    }
+
+    /// Whether messages show their stream sequence, as `/seq` toggles it.
+    pub fn show_seq(&self) -> watch::Receiver<bool> {
+        self.seq.subscribe()
     }
 
     /// The room messages go to, as it changes (for printers and prompts).
@@ -132,6 +140,16 @@ impl Session {
             Command::Help => {
                 let commands = command::help_lines().collect();
                 self.chat.notify(Event::Help { commands }).await;
+            }
+            Command::Seq => {
+                let shown = !*self.seq.borrow();
+                self.seq.send_replace(shown);
+                let message = match shown {
+                    true => "messages show their stream sequence (#123): /delete 123 deletes one; /seq hides them",
+                    false => "stream sequences hidden (/seq shows them)",
+                };
+                let event = Event::status(State::Sequences, None, message);
+                self.chat.notify(event).await;
             }
             Command::Passwd => {
                 let event = match self.change_password().await {
@@ -207,7 +225,13 @@ impl Session {
                 }
                 Ok(())
             }
-            Command::Quit | Command::Join(_) | Command::Help | Command::Passwd => Ok(()),
+            Command::Moderate(_) => Err(
+                "moderation commands are not wired yet (work in progress on this branch)"
+                    .to_string(),
+            ),
+            Command::Quit | Command::Join(_) | Command::Help | Command::Seq | Command::Passwd => {
+                Ok(())
+            }
         };
         if let Err(message) = result {
             self.chat.notify(Event::error(message)).await;

@@ -16,6 +16,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use super::input::Input;
 use crate::event::{Event, State};
 use crate::history::Page;
+use crate::pacing::Progress;
 use crate::render::{text_lines, what_happened};
 
 /// Entries kept per room. Beyond it, the end far from the view is dropped (and fetched
@@ -259,6 +260,11 @@ pub struct App {
     /// Messages sent and not acknowledged by JetStream yet (the library's count, read
     /// before each frame).
     pub unconfirmed: usize,
+    /// The batch of messages being paced to the allowed rate (the library's, read
+    /// before each frame).
+    pub sending: Progress,
+    /// Messages show their stream sequence (`/seq`).
+    pub show_seq: bool,
     /// The input box.
     pub input: Input,
     /// Colours (off with `NO_COLOR`).
@@ -288,6 +294,8 @@ impl App {
             presence: true,
             pending: 0,
             unconfirmed: 0,
+            sending: Progress::default(),
+            show_seq: false,
             input: Input::default(),
             color: true,
             bell: true,
@@ -513,6 +521,8 @@ impl App {
                     }
                 }
             }
+            // The status line shows the progress (see `sending`).
+            State::Sending => return,
             _ => {}
         }
         match room.as_ref().and_then(|r| self.index_of(r)) {

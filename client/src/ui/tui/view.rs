@@ -271,6 +271,12 @@ fn status(app: &App) -> Line<'static> {
     if app.unconfirmed > 0 {
         waiting.push(format!("{} unconfirmed message(s)", app.unconfirmed));
     }
+    if app.sending.paced {
+        add(format!(
+            "sending {}/{}",
+            app.sending.sent, app.sending.total
+        ));
+    }
     if let Some(room) = app.room() {
         if room.loading {
             waiting.push("a page of history".into());
@@ -446,6 +452,7 @@ fn layout(
 ) {
     match entry {
         Entry::Message {
+            seq,
             ts,
             user,
             me,
@@ -453,7 +460,6 @@ fn layout(
             replay,
             mention,
             spoofed,
-            ..
         } => {
             let time = time_of(ts, app, today);
             let indent = time.chars().count() + 2;
@@ -473,6 +479,9 @@ fn layout(
                 Span::styled(mark.to_string(), theme.dim()),
                 Span::raw(" "),
             ];
+            if app.show_seq {
+                first.push(Span::styled(format!("#{seq} "), theme.dim()));
+            }
             if *me {
                 first.push(Span::styled("* ", text_style));
             }
