@@ -181,6 +181,14 @@ impl ServerConfig {
                 secrets.password(static_users::HISTORY).into(),
             ),
             (
+                "MODERATION_PASSWORD",
+                secrets.password(static_users::MODERATION).into(),
+            ),
+            (
+                "MODERATION_SYS_PASSWORD",
+                secrets.password(static_users::MODERATION_SYS).into(),
+            ),
+            (
                 "ADMIN_PASSWORD",
                 secrets.password(static_users::ADMIN).into(),
             ),

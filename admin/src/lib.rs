@@ -10,6 +10,7 @@
 //!   `nats/nats-server.conf.template`, for a single server or each node of a cluster.
 //! - [`tls`]: a local CA and the servers' certificate, for `--tls`.
 //! - [`ready`]: waiting until nats-server and every worker answer.
+//! - [`role`]: granting a user a role (`user`, `moderator`, `admin`).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,5 +23,6 @@
 
 pub mod config;
 pub mod ready;
+pub mod role;
 pub mod secrets;
 pub mod tls;

@@ -6,9 +6,10 @@
 //!   the `nats-server.conf` of node I of a cluster on several machines); with `--tls`
 //!   also a local CA and certificate in `tls/` (first start only).
 //! - `chat-admin ready`: waits until nats-server and every worker answer.
+//! - `chat-admin role USER ROLE`: grants a role (user, moderator, admin), as `@admin`.
 //!
 //! Exit codes: 0 done, 1 failed (the message says what), 2 bad arguments, 69 the stack
-//! did not become ready in time.
+//! did not become ready in time (or no moderation worker answered `role`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -98,10 +99,29 @@ enum Command {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "chat-presence,chat-history"
+            default_value = "chat-presence,chat-history,chat-moderation"
         )]
         services: Vec<String>,
     },
+    /// Grants USER a role: user, moderator or admin (as @admin, through the
+    /// moderation worker).
+    Role {
+        /// The chat user.
+        #[arg(value_parser = parse_user)]
+        user: chat_protocol::UserName,
+        /// user, moderator or admin.
+        role: chat_protocol::body::Role,
+        /// NATS server URL(s), comma-separated.
+        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
+        /// CA certificate (PEM) the servers' TLS certificates must be signed by.
+        #[arg(long = "tls-ca", env = "NATS_CA")]
+        tls_ca: Option<PathBuf>,
+    },
+}
+
+fn parse_user(s: &str) -> Result<chat_protocol::UserName, String> {
+    chat_protocol::UserName::new(s).map_err(|e| e.to_string())
 }
 
 fn parse_sync_interval(s: &str) -> Result<String, String> {
@@ -247,6 +267,28 @@ async fn main() {
                 Err(error) => {
                     eprintln!("chat-admin: the chat stack is {error}");
                     exit::UNAVAILABLE
+                }
+            }
+        }
+        Command::Role {
+            user,
+            role,
+            nats_url,
+            tls_ca,
+        } => {
+            let ca = tls_ca.as_deref();
+            match chat_admin::role::grant(&nats_url, ca, &secrets, &user, role).await {
+                Ok(_) => {
+                    eprintln!("{user} is now a {role}");
+                    exit::OK
+                }
+                Err(error @ chat_admin::role::RoleError::NoAnswer(_)) => {
+                    eprintln!("chat-admin: {error}");
+                    exit::UNAVAILABLE
+                }
+                Err(error) => {
+                    eprintln!("chat-admin: {error}");
+                    exit::FAILURE
                 }
             }
         }

@@ -8,14 +8,21 @@
 //! An accepted chat user gets a user JWT for `CHAT` with [`permissions::chat_user`],
 //! expiring after [`Config::token_ttl`](crate::Config): the server then disconnects
 //! it and the client logs in again, so a password change takes effect by then at the
-//! latest. A refusal says why in the server's log only; the client sees
+//! latest. Before that the moderation worker is asked for the user's standing
+//! (`chat.standing.<user>`, imported from `CHAT`): a banned user is refused, saying
+//! until when; a muted one gets [`permissions::muted_chat_user`] (no chat messages)
+//! until the mute ends at the latest; when nobody answers, the login goes through
+//! with [`UNKNOWN_STANDING_TTL`] so that a mute takes hold soon after. A refusal says why in the server's log only; the client sees
 //! "Authorization Violation" whatever the reason, so a wrong name and a wrong password
 //! look the same from outside.
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use chat_protocol::auth::{CHAT_ACCOUNT, GUEST_ACCOUNT};
-use chat_protocol::UserName;
+use chat_protocol::body::{decode_reply, Standing};
+use chat_protocol::{subjects, UserName};
 use nkeys::KeyPair;
 
 use crate::claims::{
@@ -24,6 +31,11 @@ use crate::claims::{
 use crate::permissions::{self, Permissions};
 use crate::users::Users;
 use crate::{jwt, resume, Config};
+
+/// How long a login waits for the user's standing.
+pub const STANDING_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest login given while the standing is unknown (no moderation worker answered).
+pub const UNKNOWN_STANDING_TTL: Duration = Duration::from_secs(60);
 
 /// How a connection was let in, for logs and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,17 +72,42 @@ pub struct Authority {
     issuer: Arc<KeyPair>,
     users: Users,
     config: Arc<Config>,
+    /// The auth worker's connection, to ask standings.
+    client: async_nats::Client,
 }
 
 impl Authority {
     /// Answers with `issuer`'s key (the account key named in the server's
     /// `auth_callout.issuer`), checking logins against `users`.
-    pub fn new(issuer: Arc<KeyPair>, users: Users, config: Arc<Config>) -> Self {
+    pub fn new(
+        issuer: Arc<KeyPair>,
+        users: Users,
+        config: Arc<Config>,
+        client: async_nats::Client,
+    ) -> Self {
         Self {
             issuer,
             users,
             config,
+            client,
         }
+    }
+
+    /// The standing of `user`, or `None` (with a warning) when it cannot be known.
+    async fn standing(&self, user: &UserName) -> Option<Standing> {
+        let ask = self
+            .client
+            .request(subjects::standing(user), bytes::Bytes::new());
+        let why = match tokio::time::timeout(STANDING_TIMEOUT, ask).await {
+            Ok(Ok(reply)) => match decode_reply::<Standing>(&reply.payload) {
+                Ok(standing) => return Some(standing),
+                Err(error) => error.to_string(),
+            },
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer within {STANDING_TIMEOUT:?}"),
+        };
+        tracing::warn!(%user, %why, "standing unknown; short login with full rights");
+        None
     }
 
     /// The signed answer to a callout request's payload, and the verdict.
@@ -86,16 +123,44 @@ impl Authority {
             return Err(BadRequest::Late { age_secs });
         }
         let request = request.nats;
-        let verdict = self.decide(&request.connect_opts, now).await;
+        let mut verdict = self.decide(&request.connect_opts, now).await;
+        let mut rights = None;
+        if let Verdict::Password(user) | Verdict::Resumed(user) = &verdict {
+            let ttl = self.config.token_ttl.as_secs() as i64;
+            let at = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default();
+            rights = match self.standing(user).await {
+                Some(s) if s.banned_at(at) => {
+                    let until = s.banned_until.map(|t| t.to_rfc3339()).unwrap_or_default();
+                    let reason = s.reason.map(|r| format!(" ({r})")).unwrap_or_default();
+                    let why = format!("{user} is banned until {until}{reason}");
+                    verdict = Verdict::Refused(chat_protocol::display::sanitize(&why).into_owned());
+                    None
+                }
+                Some(s) if s.muted_at(at) => {
+                    // Ends with the mute (at least a second from now): the server then
+                    // disconnects, and the next login has the full rights again.
+                    let end = s.muted_until.map_or(now, |t| t.timestamp()).max(now + 1);
+                    Some((permissions::muted_chat_user(user), (now + ttl).min(end)))
+                }
+                Some(_) => Some((permissions::chat_user(user), now + ttl)),
+                None => {
+                    let short = ttl.min(UNKNOWN_STANDING_TTL.as_secs() as i64);
+                    Some((permissions::chat_user(user), now + short))
+                }
+            };
+        }
         let response = match &verdict {
-            Verdict::Password(user) | Verdict::Resumed(user) => self.user_jwt(
-                &request.user_nkey,
-                user.as_str(),
-                CHAT_ACCOUNT,
-                permissions::chat_user(user),
-                now + self.config.token_ttl.as_secs() as i64,
-                now,
-            ),
+            Verdict::Password(user) | Verdict::Resumed(user) => {
+                let (permissions, expires) = rights.expect("set for chat users");
+                self.user_jwt(
+                    &request.user_nkey,
+                    user.as_str(),
+                    CHAT_ACCOUNT,
+                    permissions,
+                    expires,
+                    now,
+                )
+            }
             Verdict::Guest => self.user_jwt(
                 &request.user_nkey,
                 "guest",

@@ -21,8 +21,13 @@ pub struct Permissions {
 /// The streams of `CHAT` that are not room streams: the presence buckets. Chat users
 /// may not read them (sessions are the presence worker's business; `/users` answers
 /// who is online). Any future private stream of `CHAT` belongs in this list.
-fn private_streams() -> [String; 2] {
-    [streams::PRESENCE_BUCKET, streams::PRESENCE_USERS_BUCKET].map(|bucket| format!("KV_{bucket}"))
+fn private_streams() -> [String; 3] {
+    [
+        streams::PRESENCE_BUCKET,
+        streams::PRESENCE_USERS_BUCKET,
+        streams::MODERATION_BUCKET,
+    ]
+    .map(|bucket| format!("KV_{bucket}"))
 }
 
 /// A chat user in `CHAT`: speaks only as itself (room messages and presence requests on
@@ -45,6 +50,9 @@ pub fn chat_user(user: &UserName) -> Permissions {
             subjects::endpoints::HISTORY.to_string(),
             auth::PASSWD.to_string(),
             auth::RESUME.to_string(),
+            // Moderation commands only as itself; anyone's standing (public).
+            subjects::moderate_pattern(user),
+            subjects::ANY_STANDING.to_string(),
             // Finding a stream by subject (nats-py, nats.js subscribe helpers).
             "$JS.API.INFO".to_string(),
             "$JS.API.STREAM.NAMES".to_string(),
@@ -84,10 +92,23 @@ pub fn chat_user(user: &UserName) -> Permissions {
     }
 }
 
-/// A guest in `GUEST`: may only register, and receive the answer.
+/// A muted chat user: everything of [`chat_user`] but chat messages (the server
+/// refuses them; the login ends when the mute does).
+pub fn muted_chat_user(user: &UserName) -> Permissions {
+    let mut permissions = chat_user(user);
+    let speak = subjects::room_message_pattern(user);
+    permissions.publish.retain(|subject| *subject != speak);
+    permissions
+}
+
+/// A guest in `GUEST`: may only register, ask a standing (why a login is refused),
+/// and receive the answers.
 pub fn guest() -> Permissions {
     Permissions {
-        publish: vec![auth::REGISTER.to_string()],
+        publish: vec![
+            auth::REGISTER.to_string(),
+            subjects::ANY_STANDING.to_string(),
+        ],
         publish_deny: Vec::new(),
         subscribe: vec!["_INBOX.>".to_string()],
         subscribe_deny: Vec::new(),

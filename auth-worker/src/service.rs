@@ -70,7 +70,7 @@ impl AuthWorker {
             .await
             .map_err(StartError::Users)?;
         let config = Arc::new(config);
-        let authority = Authority::new(Arc::new(issuer), users, config.clone());
+        let authority = Authority::new(Arc::new(issuer), users, config.clone(), client.clone());
         let spec = Spec {
             name: SERVICE_NAME,
             version: env!("CARGO_PKG_VERSION"),

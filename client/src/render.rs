@@ -83,6 +83,12 @@ pub fn what_happened(kind: SystemKind, reason: Reason) -> &'static str {
         (SystemKind::Joined, _) => "joined",
         (SystemKind::Left, Reason::Timeout) => "left (timed out)",
         (SystemKind::Left, _) => "left",
+        (SystemKind::Muted, _) => "was muted",
+        (SystemKind::Unmuted, _) => "was unmuted",
+        (SystemKind::Kicked, _) => "was kicked",
+        (SystemKind::Banned, _) => "was banned",
+        (SystemKind::Unbanned, _) => "was unbanned",
+        (SystemKind::Deleted, _) => "had messages deleted",
     }
 }
 

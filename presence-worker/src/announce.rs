@@ -194,6 +194,7 @@ impl Announcer {
                 reason,
                 users: users.len() as u64,
                 ts: Some(Utc::now()),
+                detail: Default::default(),
             };
             let claimed = AnnouncedState {
                 online,

@@ -95,6 +95,7 @@ mod tests {
                 reason: Reason::Join,
                 users: 1,
                 ts: None,
+                detail: Default::default(),
             }),
             listed_through: Some(42),
         };

@@ -83,6 +83,8 @@ impl Stats {
         bump(match kind {
             SystemKind::Joined => &self.joined_events,
             SystemKind::Left => &self.left_events,
+            // Moderation events are the moderation worker's.
+            _ => return,
         });
     }
     /// A joined/left decision read the user's sessions from the in-memory view, or

@@ -44,6 +44,7 @@ async fn crash_during_leave(server: &test_support::NatsServer, published: bool) 
         reason: Reason::Leave,
         users: 0,
         ts: Some(chrono::Utc::now() - chrono::TimeDelta::seconds(10)),
+        detail: Default::default(),
     };
     let announced = js.get_key_value(PRESENCE_USERS_BUCKET).await.unwrap();
     let key = presence_users_key(&general, &bob);

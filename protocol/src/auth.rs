@@ -31,12 +31,25 @@ pub mod static_users {
     pub const PRESENCE: &str = "@presence";
     /// The history worker (account `CHAT`).
     pub const HISTORY: &str = "@history";
+    /// The moderation worker (account `CHAT`).
+    pub const MODERATION: &str = "@moderation";
+    /// The moderation worker's second connection, in the system account: it may only
+    /// list connections (`CONNZ`) and kick them.
+    pub const MODERATION_SYS: &str = "@moderation_sys";
     /// An operator with every right in `CHAT` (tools, tests, `nats` CLI sessions).
     pub const ADMIN: &str = "@admin";
     /// An operator in the system account (`nats server report ...`).
     pub const SYSTEM: &str = "@sys";
     /// All of them, as listed in the callout's `auth_users`.
-    pub const ALL: [&str; 5] = [AUTH, PRESENCE, HISTORY, ADMIN, SYSTEM];
+    pub const ALL: [&str; 7] = [
+        AUTH,
+        PRESENCE,
+        HISTORY,
+        MODERATION,
+        MODERATION_SYS,
+        ADMIN,
+        SYSTEM,
+    ];
 }
 
 /// `chat.auth.register` (from `GUEST`): create an account. [`RegisterRequest`] →

@@ -16,10 +16,11 @@
 //! - [`body`]: the JSON bodies, one file per thing they describe: [`body::room`] (chat
 //!   messages, joined/left events, [`body::decode_room_payload`], the single decoder
 //!   for what a room stream holds), [`body::presence`] (presence requests, `/users`,
-//!   `/rooms`, session records), [`body::history`] (pages), [`body::reply`] (the error
+//!   `/rooms`, session records), [`body::history`] (pages), [`body::moderation`]
+//!   (moderation commands, standing, roles, the rate allowance), [`body::reply`] (the error
 //!   reply, [`body::decode_reply`]), [`body::rfc3339`] (time stamps).
-//! - [`streams`]: the names of the room streams and the presence bucket, and the
-//!   presence bucket's keys.
+//! - [`streams`]: the names of the room streams, the presence and moderation buckets,
+//!   and their keys.
 //! - [`display`]: making text from the wire safe to print on a terminal.
 
 pub mod auth;

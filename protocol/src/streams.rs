@@ -1,5 +1,5 @@
-//! Where the chat keeps its state in JetStream: the names of the room streams and of
-//! the presence bucket, and the presence bucket's keys.
+//! Where the chat keeps its state in JetStream: the names of the room streams, of the
+//! presence bucket and its keys, and of the moderation bucket and its keys.
 //!
 //! Only the presence worker creates these (idempotently, on first join); clients and
 //! the history worker only read and publish. The configuration each is created with
@@ -62,6 +62,33 @@ pub fn parse_presence_key(key: &str) -> Result<(RoomName, UserName, SessionId), 
 /// and may change without a contract version bump.
 pub const PRESENCE_USERS_BUCKET: &str = "chat_presence_users";
 
+/// The moderation worker's KV bucket: roles and standings (mutes, bans). Chat users
+/// are denied its JetStream API like the presence buckets'; they ask
+/// `chat.standing.<user>` instead.
+pub const MODERATION_BUCKET: &str = "chat_moderation";
+
+/// Key of a user's role in [`MODERATION_BUCKET`]: `role.<user>`, value `{"role"}`.
+pub fn role_key(user: &UserName) -> String {
+    format!("role.{user}")
+}
+
+/// Key of a user's standing record in [`MODERATION_BUCKET`]: `standing.<user>`. Its
+/// value belongs to the moderation worker (`moderation-worker/src/record.rs`).
+pub fn standing_key(user: &UserName) -> String {
+    format!("standing.{user}")
+}
+
+/// Key filter of every standing record in [`MODERATION_BUCKET`].
+pub const STANDING_KEYS: &str = "standing.*";
+
+/// The user a [`standing_key`] or [`role_key`] is about.
+pub fn user_of_moderation_key(key: &str) -> Option<UserName> {
+    let user = key
+        .strip_prefix("standing.")
+        .or_else(|| key.strip_prefix("role."))?;
+    UserName::new(user).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +107,12 @@ mod tests {
             (room.clone(), user.clone(), session)
         );
         assert!(parse_presence_key("general.alice").is_err());
+        assert_eq!(role_key(&user), "role.Bob_2");
+        assert_eq!(standing_key(&user), "standing.Bob_2");
+        assert_eq!(
+            user_of_moderation_key(&standing_key(&user)),
+            Some(user.clone())
+        );
+        assert_eq!(user_of_moderation_key("presence.Bob_2"), None);
     }
 }

@@ -56,6 +56,30 @@ pub fn history(room: &RoomName) -> String {
     format!("{ROOT}.history.{room}")
 }
 
+/// `chat.room.*.msg.*`: every chat message of every room (what the rate limit counts).
+pub const ALL_ROOM_MESSAGES: &str = "chat.room.*.msg.*";
+
+/// `chat.moderate.<room>.<user>`: `user`'s moderation command, announced in `room`.
+pub fn moderate(room: &RoomName, user: &UserName) -> String {
+    format!("{ROOT}.moderate.{room}.{user}")
+}
+
+/// `chat.moderate.*.<user>`: what `user` may send moderation commands on.
+pub fn moderate_pattern(user: &UserName) -> String {
+    format!("{ROOT}.moderate.*.{user}")
+}
+
+/// `chat.standing.<user>`: `user`'s role, mute and ban.
+pub fn standing(user: &UserName) -> String {
+    format!("{ROOT}.standing.{user}")
+}
+
+/// `chat.standing.*`: anyone's standing (public).
+pub const ANY_STANDING: &str = "chat.standing.*";
+
+/// `chat.admin.role`: grant a role (from `@admin` only).
+pub const ADMIN_ROLE: &str = "chat.admin.role";
+
 /// Subjects the workers subscribe to (their service endpoints).
 pub mod endpoints {
     /// Presence requests for any room and user.
@@ -66,6 +90,12 @@ pub mod endpoints {
     pub const ROOMS: &str = super::ROOMS;
     /// History requests for any room.
     pub const HISTORY: &str = "chat.history.*";
+    /// Moderation commands for any room and user.
+    pub const MODERATE: &str = "chat.moderate.*.*";
+    /// Standing requests for any user.
+    pub const STANDING: &str = super::ANY_STANDING;
+    /// Role grants.
+    pub const ADMIN_ROLE: &str = super::ADMIN_ROLE;
 }
 
 /// What a subject of the room stream carries.
@@ -131,6 +161,22 @@ pub fn parse_history(subject: &str) -> Result<RoomName, SubjectError> {
     }
 }
 
+/// Parses `chat.moderate.<room>.<user>`.
+pub fn parse_moderate(subject: &str) -> Result<(RoomName, UserName), SubjectError> {
+    match subject.split('.').collect::<Vec<_>>().as_slice() {
+        [ROOT, "moderate", room, user] => Ok((RoomName::new(*room)?, UserName::new(*user)?)),
+        _ => Err(shape(subject)),
+    }
+}
+
+/// Parses `chat.standing.<user>`.
+pub fn parse_standing(subject: &str) -> Result<UserName, SubjectError> {
+    match subject.split('.').collect::<Vec<_>>().as_slice() {
+        [ROOT, "standing", user] => Ok(UserName::new(*user)?),
+        _ => Err(shape(subject)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,10 +203,21 @@ mod tests {
             parse_room_subject(&room_system(&r)).unwrap(),
             RoomSubject::System { room: r.clone() }
         );
-        assert_eq!(parse_presence(&presence(&r, &u)).unwrap(), (r.clone(), u));
+        assert_eq!(
+            parse_presence(&presence(&r, &u)).unwrap(),
+            (r.clone(), u.clone())
+        );
         assert_eq!(parse_users(&users(&r)).unwrap(), r);
         assert_eq!(parse_history(&history(&r)).unwrap(), r);
         assert_eq!(room_all(&r), "chat.room.general.>");
+        assert_eq!(moderate(&r, &u), "chat.moderate.general.alice");
+        assert_eq!(
+            parse_moderate(&moderate(&r, &u)).unwrap(),
+            (r.clone(), u.clone())
+        );
+        assert_eq!(moderate_pattern(&u), "chat.moderate.*.alice");
+        assert_eq!(standing(&u), "chat.standing.alice");
+        assert_eq!(parse_standing(&standing(&u)).unwrap(), u);
     }
 
     #[test]
@@ -171,5 +228,9 @@ mod tests {
         assert!(parse_room_subject("other.room.general.sys").is_err());
         assert!(parse_presence("chat.presence.general").is_err());
         assert!(parse_users("chat.users.a.b").is_err());
+        assert!(parse_moderate("chat.moderate.general").is_err());
+        assert!(parse_moderate("chat.moderate.general.@admin").is_err());
+        assert!(parse_standing("chat.standing.a.b").is_err());
+        assert!(parse_standing("chat.standing.*").is_err());
     }
 }

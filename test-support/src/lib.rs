@@ -4,8 +4,10 @@
 //! `scripts/up` starts for people, on random loopback ports with a temporary store:
 //! nats-server with the project's configuration (rendered from
 //! `nats/nats-server.conf.template` by `chat-admin`, with freshly made secrets: the
-//! accounts, the static worker users, the auth callout) and one auth worker. Dropping
-//! the returned [`NatsServer`] kills both and deletes the store.
+//! accounts, the static worker users, the auth callout), one auth worker and one
+//! moderation worker (with an allowance no other test reaches; see
+//! [`StackOptions::moderation`]). Dropping the returned [`NatsServer`] kills them and
+//! deletes the store.
 //!
 //! Everyone connects as somebody: [`NatsServer::client`] is the operator (`@admin`),
 //! [`NatsServer::presence_client`] and [`NatsServer::history_client`] are the workers'
@@ -77,6 +79,13 @@ pub struct StackOptions {
     pub auth: auth_worker::Config,
     /// Port of the web page whose origin may open the WebSocket (`allowed_origins`).
     pub web_port: u16,
+    /// Moderation worker instances started with the server (0: none; logins then get
+    /// full rights for a short time, standing being unknown).
+    pub moderation_workers: usize,
+    /// Their configuration. The default allows a burst of a million messages, so that
+    /// tests of other things are never rate-limited; moderation tests set the
+    /// contract's allowance ([`moderation_worker::Config::default`]).
+    pub moderation: moderation_worker::Config,
 }
 
 impl Default for StackOptions {
@@ -89,6 +98,14 @@ impl Default for StackOptions {
                 ..auth_worker::Config::default()
             },
             web_port: 8000,
+            moderation_workers: 1,
+            moderation: moderation_worker::Config {
+                rate: chat_protocol::body::Rate {
+                    burst: 1_000_000,
+                    per_second: 1_000_000.0,
+                },
+                ..moderation_worker::Config::default()
+            },
         }
     }
 }
@@ -103,6 +120,7 @@ pub struct NatsServer {
     secrets: Secrets,
     options: StackOptions,
     auth_workers: Vec<AuthWorkerHandle>,
+    moderation_workers: Vec<WorkerHandle>,
 }
 
 /// Starts the stack with one auth worker.
@@ -122,11 +140,16 @@ pub fn run_server_with(options: StackOptions) -> NatsServer {
         secrets,
         options,
         auth_workers: Vec::new(),
+        moderation_workers: Vec::new(),
     };
     server.spawn();
     for _ in 0..server.options.auth_workers {
         let worker = server.start_auth_worker();
         server.auth_workers.push(worker);
+    }
+    for _ in 0..server.options.moderation_workers {
+        let worker = server.start_moderation_worker();
+        server.moderation_workers.push(worker);
     }
     server
 }
@@ -298,6 +321,23 @@ impl NatsServer {
         )
     }
 
+    /// Starts one more moderation worker instance (in-process, on its own runtime
+    /// thread) with the stack's moderation configuration, running until the handle is
+    /// dropped (which kills it, as a crash would).
+    pub fn start_moderation_worker(&self) -> WorkerHandle {
+        WorkerHandle::start_moderation(
+            self.url(),
+            self.credentials(static_users::MODERATION),
+            self.credentials(static_users::MODERATION_SYS),
+            self.options.moderation.clone(),
+        )
+    }
+
+    /// Kills the moderation workers started with the server.
+    pub fn kill_moderation_workers(&mut self) {
+        self.moderation_workers.clear();
+    }
+
     /// Kills the auth workers started with the server.
     pub fn kill_auth_workers(&mut self) {
         self.auth_workers.clear();
@@ -340,19 +380,61 @@ impl NatsServer {
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
+        self.moderation_workers.clear();
         self.auth_workers.clear();
         self.stop();
     }
 }
 
-/// An auth worker running on its own thread and runtime, so that a test blocking its
-/// own runtime (or several tests' runtimes) never stalls logins. Dropping it kills it.
-pub struct AuthWorkerHandle {
+/// A worker running on its own thread and runtime, so that a test blocking its own
+/// runtime (or several tests' runtimes) never stalls it. Dropping it kills it (its
+/// connections close, as in a crash).
+pub struct WorkerHandle {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl AuthWorkerHandle {
+/// An auth worker on its own thread ([`WorkerHandle`]).
+pub type AuthWorkerHandle = WorkerHandle;
+
+impl WorkerHandle {
+    /// Runs the worker that `start` starts (and returns) on a thread named `name`,
+    /// until the handle is dropped; returns once it has started.
+    fn spawn<F, Fut, W>(name: &str, start: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = W>,
+        W: 'static,
+    {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the worker");
+                runtime.block_on(async move {
+                    let worker = start().await;
+                    let _ = ready_tx.send(());
+                    let _ = stop_rx.await;
+                    drop(worker);
+                });
+                // Its connections are closed when this returns: the worker is gone.
+                runtime.shutdown_timeout(Duration::from_secs(5));
+            })
+            .expect("spawn the worker thread");
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the {name} started in time"));
+        Self {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
     fn start(
         url: String,
         credentials: Credentials,
@@ -371,48 +453,52 @@ impl AuthWorkerHandle {
         issuer: nkeys::KeyPair,
         config: auth_worker::Config,
     ) -> Self {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("auth-worker".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("a runtime for the auth worker");
-                runtime.block_on(async move {
-                    let client = chat_runtime::connect_trusting(
-                        &url,
-                        ca.as_deref(),
-                        "auth-worker (test)",
-                        Some(&credentials),
-                        Duration::from_secs(20),
-                    )
-                    .await
-                    .expect("the auth worker connects");
-                    let worker = auth_worker::AuthWorker::start(client, issuer, config)
+        Self::spawn("auth-worker", move || async move {
+            let client = chat_runtime::connect_trusting(
+                &url,
+                ca.as_deref(),
+                "auth-worker (test)",
+                Some(&credentials),
+                Duration::from_secs(20),
+            )
+            .await
+            .expect("the auth worker connects");
+            auth_worker::AuthWorker::start(client, issuer, config)
+                .await
+                .expect("the auth worker starts")
+        })
+    }
+
+    /// A moderation worker on the stack at `url`, with its three connections
+    /// (`@moderation` twice, `@moderation_sys`).
+    fn start_moderation(
+        url: String,
+        chat: Credentials,
+        system: Credentials,
+        config: moderation_worker::Config,
+    ) -> Self {
+        Self::spawn("moderation-worker", move || async move {
+            let connect = |name, credentials| {
+                let url = url.clone();
+                async move {
+                    chat_runtime::connect(&url, name, Some(&credentials), Duration::from_secs(20))
                         .await
-                        .expect("the auth worker starts");
-                    let _ = ready_tx.send(());
-                    let _ = stop_rx.await;
-                    drop(worker);
-                });
-                // Its connection is closed when this returns: the worker is gone.
-                runtime.shutdown_timeout(Duration::from_secs(5));
-            })
-            .expect("spawn the auth worker thread");
-        ready_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the auth worker started in time");
-        Self {
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
+                        .expect("the moderation worker connects")
+                }
+            };
+            let links = moderation_worker::Links {
+                chat: connect("moderation-worker (test)", chat.clone()).await,
+                counting: connect("moderation-worker counting (test)", chat).await,
+                system: connect("moderation-worker system (test)", system).await,
+            };
+            moderation_worker::ModerationWorker::start(links, config)
+                .await
+                .expect("the moderation worker starts")
+        })
     }
 }
 
-impl Drop for AuthWorkerHandle {
+impl Drop for WorkerHandle {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -91,6 +91,7 @@ pub async fn store(js: &jetstream::Context, room: &RoomName, items: Vec<Item<'_>
                     reason: Reason::Join,
                     users: 1,
                     ts: Some(chrono::Utc::now()),
+                    detail: Default::default(),
                 };
                 (
                     subjects::room_system(room),

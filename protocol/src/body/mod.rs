@@ -9,24 +9,30 @@
 //!   [`decode_room_payload`], the single decoder for it.
 //! - [`presence`]: presence requests and replies, `/users`, `/rooms`, session records.
 //! - [`history`]: history requests and pages.
+//! - [`moderation`]: moderation commands, a user's standing and role, the rate
+//!   allowance.
 //! - [`reply`]: the error reply every request may get, and [`decode_reply`].
 //! - [`rfc3339`]: the time stamps in all of them.
 
 pub mod history;
+pub mod moderation;
 pub mod presence;
 pub mod reply;
 pub mod rfc3339;
 pub mod room;
 
 pub use history::{HistoryEntry, HistoryPage, HistoryRequest};
+pub use moderation::{
+    Action, ModerationReply, ModerationRequest, Rate, RequestError, Role, RoleRequest, Standing,
+};
 pub use presence::{
     PresenceAction, PresenceRecord, PresenceReply, PresenceRequest, RoomSummary, RoomsReply,
     UsersReply,
 };
 pub use reply::{decode_reply, ErrorReply, ReplyError};
 pub use room::{
-    decode_room_payload, validate_text, ChatMessage, DecodeError, MessageKind, Reason, RoomPayload,
-    SystemEvent, SystemKind, TextError, MAX_TEXT_CHARS,
+    decode_room_payload, validate_text, ChatMessage, DecodeError, EventDetail, MessageKind, Reason,
+    RoomPayload, SystemEvent, SystemKind, TextError, MAX_TEXT_CHARS,
 };
 
 /// Version of the contract written into every body.
@@ -131,14 +137,65 @@ mod tests {
             reason: Reason::Timeout,
             users: 2,
             ts: Some(Utc::now()),
+            detail: EventDetail::default(),
         };
         let bytes = serde_json::to_vec(&e).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["type"], "left");
         assert_eq!(v["reason"], "timeout");
+        for field in ["by", "until", "note", "seqs"] {
+            assert!(v.get(field).is_none(), "{field}");
+        }
         match decode_room_payload("chat.room.general.sys", &bytes).unwrap() {
-            RoomPayload::System(got) => assert_eq!(got.id, e.id),
+            RoomPayload::System(got) => {
+                assert_eq!((got.id, got.detail), (e.id.clone(), EventDetail::default()))
+            }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn old_events_decode_unchanged() {
+        let body = br#"{"v":1,"type":"joined","id":"x","room":"general","user":"alice","reason":"join","users":3}"#;
+        match decode_room_payload("chat.room.general.sys", body).unwrap() {
+            RoomPayload::System(e) => {
+                assert_eq!(
+                    (e.kind, e.reason, e.users),
+                    (SystemKind::Joined, Reason::Join, 3)
+                );
+                assert_eq!(e.detail, EventDetail::default());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn moderation_events_match_contract() {
+        let body = br#"{"v":1,"type":"muted","id":"m1","room":"general","user":"bob",
+            "reason":"moderator","users":0,"by":"alice","until":"2026-11-28T09:10:00.000Z",
+            "note":"spam","ts":"2026-11-28T09:00:00.000Z"}"#;
+        let RoomPayload::System(e) = decode_room_payload("chat.room.general.sys", body).unwrap()
+        else {
+            panic!("not a system event")
+        };
+        assert_eq!((e.kind, e.reason), (SystemKind::Muted, Reason::Moderator));
+        assert_eq!(e.detail.by, Some(alice()));
+        assert_eq!(e.detail.note.as_deref(), Some("spam"));
+        assert!(e.detail.until.is_some());
+        let tomb = br#"{"type":"deleted","id":"d","room":"general","user":"bob","reason":"flood","seqs":[4,5,9]}"#;
+        let RoomPayload::System(t) = decode_room_payload("chat.room.general.sys", tomb).unwrap()
+        else {
+            panic!("not a system event")
+        };
+        assert_eq!((t.kind, t.reason), (SystemKind::Deleted, Reason::Flood));
+        assert_eq!(t.detail.seqs, vec![4, 5, 9]);
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["seqs"], serde_json::json!([4, 5, 9]));
+        assert!(v.get("detail").is_none() && v.get("by").is_none());
+        for kind in ["unmuted", "kicked", "banned", "unbanned"] {
+            let body =
+                format!(r#"{{"type":"{kind}","room":"general","user":"bob","reason":"author"}}"#);
+            assert!(decode_room_payload("chat.room.general.sys", body.as_bytes()).is_ok());
         }
     }
 

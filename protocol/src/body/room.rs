@@ -98,7 +98,8 @@ impl ChatMessage {
     }
 }
 
-/// Whether a user arrived or went.
+/// What a [`SystemEvent`] announces: a user arrived or went (presence worker), or a
+/// moderation (moderation worker).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SystemKind {
@@ -106,6 +107,19 @@ pub enum SystemKind {
     Joined,
     /// The user's last session went.
     Left,
+    /// The user may not send messages until [`EventDetail::until`].
+    Muted,
+    /// The user's mute ended early.
+    Unmuted,
+    /// Every session of the user was disconnected.
+    Kicked,
+    /// The user may not log in until [`EventDetail::until`] (absent: until unbanned).
+    Banned,
+    /// The user's ban ended early.
+    Unbanned,
+    /// The tombstone: messages of the user ([`EventDetail::seqs`]) were removed from
+    /// the stream; clients hide them if they show them.
+    Deleted,
 }
 
 /// What caused a [`SystemEvent`].
@@ -118,9 +132,16 @@ pub enum Reason {
     Leave,
     /// The last session stopped sending heartbeats and expired.
     Timeout,
+    /// A moderator's command ([`EventDetail::by`] names them).
+    Moderator,
+    /// The rate limit: the user sent more than the allowance.
+    Flood,
+    /// The author deleted their own message.
+    Author,
 }
 
-/// A joined/left announcement on `chat.room.<room>.sys`, written by the presence worker.
+/// An announcement on `chat.room.<room>.sys`: joined/left (presence worker) or a
+/// moderation (moderation worker).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SystemEvent {
     /// Contract version.
@@ -134,11 +155,12 @@ pub struct SystemEvent {
     pub id: String,
     /// The room.
     pub room: RoomName,
-    /// The user who joined or left.
+    /// The user who joined or left; the target of a moderation (for `deleted`, the
+    /// author of the removed messages).
     pub user: UserName,
     /// What caused it.
     pub reason: Reason,
-    /// Distinct users online in the room after the change.
+    /// Distinct users online in the room after the change (0 for moderation events).
     #[serde(default)]
     pub users: u64,
     /// When it happened.
@@ -148,6 +170,29 @@ pub struct SystemEvent {
         skip_serializing_if = "Option::is_none"
     )]
     pub ts: Option<DateTime<Utc>>,
+    /// The optional fields of moderation events (all absent for joined/left).
+    #[serde(flatten)]
+    pub detail: EventDetail,
+}
+
+/// The optional fields a moderation event adds to a [`SystemEvent`], on the same level
+/// of the JSON object: `by`, `until`, `note`, `seqs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EventDetail {
+    /// The moderator who did it (absent for the automatic rate limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<UserName>,
+    /// End of a mute or ban (absent: no end).
+    #[serde(with = "rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    /// The free-text reason given (at most 200 characters; sanitized on display like
+    /// all text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// For `deleted`: the stream sequences removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub seqs: Vec<u64>,
 }
 
 /// What one message of a room stream turned out to be, once checked.

@@ -465,7 +465,12 @@ impl App {
                 kind,
                 users,
                 ..
-            } => (room.clone(), false, Some((user.clone(), *kind, *users))),
+            } => {
+                // Only joined/left change who is online; moderation events say 0 users.
+                let presence = matches!(kind, SystemKind::Joined | SystemKind::Left)
+                    .then(|| (user.clone(), *kind, *users));
+                (room.clone(), false, presence)
+            }
             _ => return,
         };
         let Some(i) = self.index_of(&room) else {
@@ -482,6 +487,7 @@ impl App {
             match kind {
                 SystemKind::Joined => r.users.insert(user),
                 SystemKind::Left => r.users.remove(&user),
+                _ => false,
             };
         }
         r.push(entry);
