@@ -10,17 +10,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use chat_protocol::body::{ChatMessage, MessageKind, PresenceAction, RoomsReply, UsersReply};
+use chat_protocol::body::{
+    ChatMessage, MessageKind, ModerationReply, PresenceAction, RoomsReply, UsersReply,
+};
 use chat_protocol::{auth, subjects, RoomName, SessionId, UserName};
 use chat_runtime::servers;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
+use crate::command::Moderation;
 use crate::echo::Echoes;
 use crate::event::{Event, State};
 use crate::history;
 use crate::login::{self, AccountError, Login};
-use crate::pacing::{Allowance, Pacer, Progress};
+use crate::moderation::{self, Ended, Mute, Own};
+use crate::pacing::{Pacer, Progress};
+use chat_protocol::body::Rate;
 use crate::presence::Presence;
 use crate::publish::{Publisher, RetryPolicy, SendError, SendHandle};
 use crate::room::Feed;
@@ -53,7 +58,7 @@ pub struct Options {
     /// The allowance to pace own messages to until the user's standing says what it
     /// is (see [`crate::pacing`]); `None`: no pacing (raw throughput, in tests and
     /// benchmarks on a stack without a rate limit).
-    pub pacing: Option<Allowance>,
+    pub pacing: Option<Rate>,
 }
 
 impl Options {
@@ -69,7 +74,7 @@ impl Options {
             retry: RetryPolicy::default(),
             event_buffer: 1024,
             quit_timeout: Duration::from_secs(5),
-            pacing: Some(Allowance::default()),
+            pacing: Some(Rate::default()),
         }
     }
 }
@@ -83,6 +88,14 @@ pub enum ConnectError {
     Refused {
         /// The name tried.
         user: UserName,
+    },
+    /// The login is refused because the user is banned (the standing says until when).
+    #[error("login refused for {user}: {ban}")]
+    Banned {
+        /// The name tried.
+        user: UserName,
+        /// The ban.
+        ban: Ended,
     },
     /// The server could not check the login: no auth worker answered it.
     #[error("cannot log in at {url}: the server's login service (auth worker) is not answering; try again later")]
@@ -117,18 +130,25 @@ async fn refusal(options: &Options) -> ConnectError {
         .max_reconnects(Some(1))
         .connect(servers::list(&options.url))
         .await;
-    let guest_in = match &guest {
-        Ok(client) => login::guest_in(client, LOGIN_PATIENCE).await,
-        Err(_) => false,
+    let guest = match guest {
+        Ok(client) if login::guest_in(&client, LOGIN_PATIENCE).await => client,
+        _ => {
+            return ConnectError::AuthUnavailable {
+                url: options.url.clone(),
+            }
+        }
     };
-    match guest_in {
-        true => ConnectError::Refused {
-            user: options.user.clone(),
-        },
-        false => ConnectError::AuthUnavailable {
-            url: options.url.clone(),
-        },
+    // A ban is told with its end and reason (the standing is public).
+    let (user, patience) = (&options.user, options.request_timeout);
+    if let Ok(standing) = moderation::standing(&guest, user, patience).await {
+        if let Some(ban) = moderation::ban_of(&standing, chrono::Utc::now()) {
+            return ConnectError::Banned {
+                user: user.clone(),
+                ban,
+            };
+        }
     }
+    ConnectError::Refused { user: user.clone() }
 }
 
 /// One connected chat session; cheap to clone (all clones share the session).
@@ -150,11 +170,15 @@ struct Inner {
     reconnects: watch::Receiver<u64>,
     rooms: Mutex<BTreeMap<RoomName, JoinedRoom>>,
     echoes: Arc<Echoes>,
+    /// This session's standing: mute, and whether a moderator ended it.
+    own: Arc<Own>,
     /// Fetches a resume token after each reconnect; holds a client clone, so it must
     /// end with the session or the connection would outlive it.
     token_task: AbortHandle,
     /// The pacing task, which holds a client clone too.
     pacer_task: AbortHandle,
+    /// Asks the standing after each login; holds a client clone too.
+    standing_task: AbortHandle,
 }
 
 /// A joined room's background task, and how far its feed got.
@@ -189,6 +213,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.token_task.abort();
         self.pacer_task.abort();
+        self.standing_task.abort();
         for task in self
             .rooms
             .lock()
@@ -220,6 +245,10 @@ impl Chat {
         );
         let callback_login = login.clone();
         let event_login = login.clone();
+        let own = Own::new(options.user.clone(), events.clone());
+        let event_own = own.clone();
+        let (ban_url, ban_ca) = (options.url.clone(), options.tls_ca.clone());
+        let ban_patience = options.request_timeout;
         let client = servers::trust(
             async_nats::ConnectOptions::with_auth_callback(move |_nonce| {
                 let credentials = callback_login.credentials();
@@ -236,6 +265,8 @@ impl Chat {
             let down = down.clone();
             let reconnected = reconnected.clone();
             let login = event_login.clone();
+            let own = event_own.clone();
+            let (ban_url, ban_ca) = (ban_url.clone(), ban_ca.clone());
             async move {
                 let status = match event {
                     async_nats::Event::Disconnected => {
@@ -259,11 +290,19 @@ impl Chat {
                     {
                         match login.on_refused() {
                             0 => return, // the resume token; the password comes next
-                            n => Event::status(
+                            n => {
+                                // A ban refuses every login: find out, and end the
+                                // session with its end and reason.
+                                tokio::spawn(async move {
+                                    own.check_ban(&ban_url, ban_ca.as_deref(), ban_patience)
+                                        .await
+                                });
+                                Event::status(
                                 State::LoginRefused,
                                 None,
                                 format!("the server refused the login ({n} in a row); retrying"),
-                            ),
+                            )
+                            }
                         }
                     }
                     async_nats::Event::ServerError(
@@ -339,6 +378,14 @@ impl Chat {
             options.pacing,
             events.clone(),
         );
+        let standing_task = tokio::spawn(moderation::keep_standing(
+            client.clone(),
+            own.clone(),
+            pacer.clone(),
+            reconnects.clone(),
+            options.request_timeout,
+        ))
+        .abort_handle();
         let inner = Inner {
             client,
             js,
@@ -352,8 +399,10 @@ impl Chat {
             reconnects,
             rooms: Mutex::new(BTreeMap::new()),
             echoes,
+            own,
             token_task,
             pacer_task,
+            standing_task,
         };
         Ok((
             Chat {
@@ -419,6 +468,7 @@ impl Chat {
             events: events.clone(),
             reconnects: self.inner.reconnects.clone(),
             echoes: self.inner.echoes.clone(),
+            own: self.inner.own.clone(),
         };
         let task = tokio::spawn(async move {
             let reply = presence.join(&events).await;
@@ -469,6 +519,29 @@ impl Chat {
         Ok(self.inner.pacer.send(room, subject, message).await)
     }
 
+    /// The mute in force now, if any (what is typed meanwhile is not sent).
+    pub fn muted(&self) -> Option<Mute> {
+        self.inner.own.muted()
+    }
+
+    /// Completes when a moderator ended this session (kicked, or banned): UIs end it
+    /// (exit code 77) rather than reconnecting silently.
+    pub async fn ended(&self) -> Ended {
+        self.inner.own.ended().await
+    }
+
+    /// Sends a moderation command about `room` (where its event is written); the
+    /// worker's reply, or its refusal (403 for someone without the role).
+    pub async fn moderate(
+        &self,
+        room: &RoomName,
+        moderation: &Moderation,
+    ) -> Result<ModerationReply, RequestError> {
+        let timeout = self.inner.options.request_timeout;
+        let (client, user) = (&self.inner.client, &self.inner.user);
+        moderation::moderate(client, room, user, moderation, timeout).await
+    }
+
     /// How far the current batch of paced messages has got (zero when idle).
     pub fn sending(&self) -> Progress {
         self.inner.pacer.progress()
@@ -476,7 +549,7 @@ impl Chat {
 
     /// Paces own messages to `allowance` from now on (from the user's standing); no
     /// effect when pacing is off.
-    pub fn set_allowance(&self, allowance: Allowance) {
+    pub fn set_allowance(&self, allowance: Rate) {
         self.inner.pacer.set_allowance(allowance);
     }
 

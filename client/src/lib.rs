@@ -14,6 +14,8 @@
 //!   password change.
 //! - [`publish`]: reliable publishing: pipelined, acknowledged, retried in order with
 //!   the same ids, so every sender's order is kept.
+//! - [`moderation`]: own standing (allowance, mute, ban), moderation requests, and
+//!   what moderation events mean for this session (a kick or ban ends it).
 //! - [`pacing`]: keeps own messages within the allowed rate (a token bucket in front
 //!   of the publisher), so a long paste goes out in order without tripping the limit.
 //! - [`echo`]: own stored messages whose echo is not shown yet (closing waits
@@ -33,6 +35,7 @@ pub mod echo;
 pub mod event;
 pub mod history;
 pub mod login;
+pub mod moderation;
 pub mod pacing;
 mod presence;
 pub mod publish;

@@ -23,7 +23,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chat_protocol::body::ChatMessage;
+use chat_protocol::body::{ChatMessage, Rate};
 use chat_protocol::RoomName;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -40,26 +40,7 @@ const DOWN_RECHECK: Duration = Duration::from_millis(250);
 /// Settled messages between two `sending` status events.
 const REPORT_EVERY: usize = 20;
 
-/// How many messages a user may send: `burst` at once, then `per_second`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Allowance {
-    /// Messages at once.
-    pub burst: u32,
-    /// Messages per second on average after the burst.
-    pub per_second: f64,
-}
-
-impl Default for Allowance {
-    /// The moderation worker's default, used until the standing says otherwise.
-    fn default() -> Self {
-        Self {
-            burst: 20,
-            per_second: 5.0,
-        }
-    }
-}
-
-/// A token bucket a little inside an [`Allowance`]: a fifth of the burst (at least one
+/// A token bucket a little inside a [`Rate`]: a fifth of the burst (at least one
 /// message) is kept in reserve and the rate is 90 %, so jitter on the way to the server
 /// never puts a message over the server's bucket.
 #[derive(Debug, Clone)]
@@ -72,7 +53,7 @@ pub struct Bucket {
 
 impl Bucket {
     /// A full bucket for `allowance` at `now`.
-    pub fn new(allowance: Allowance, now: Instant) -> Self {
+    pub fn new(allowance: Rate, now: Instant) -> Self {
         let (capacity, per_second) = Self::inside(allowance);
         Self {
             capacity,
@@ -82,13 +63,13 @@ impl Bucket {
         }
     }
 
-    fn inside(allowance: Allowance) -> (f64, f64) {
+    fn inside(allowance: Rate) -> (f64, f64) {
         let burst = f64::from(allowance.burst.max(1));
         let reserve = (burst / 5.0).floor().max(1.0);
         let per_second = if allowance.per_second.is_finite() && allowance.per_second > 0.0 {
             allowance.per_second * 0.9
         } else {
-            Allowance::default().per_second * 0.9
+            Rate::default().per_second * 0.9
         };
         ((burst - reserve).max(1.0), per_second)
     }
@@ -99,7 +80,7 @@ impl Bucket {
     }
 
     /// Takes on `allowance` from `now` (the tokens left stay, up to the new capacity).
-    pub fn set(&mut self, allowance: Allowance, now: Instant) {
+    pub fn set(&mut self, allowance: Rate, now: Instant) {
         self.refill(now);
         (self.capacity, self.per_second) = Self::inside(allowance);
         self.tokens = self.tokens.min(self.capacity);
@@ -153,7 +134,7 @@ enum Job {
 pub struct Pacer {
     jobs: mpsc::Sender<Job>,
     progress: Arc<watch::Sender<Progress>>,
-    allowance: Arc<watch::Sender<Option<Allowance>>>,
+    allowance: Arc<watch::Sender<Option<Rate>>>,
     abandon: Arc<watch::Sender<bool>>,
     abandoned: Arc<Mutex<Vec<SendError>>>,
 }
@@ -166,7 +147,7 @@ impl Pacer {
     pub fn start(
         publisher: Publisher,
         client: async_nats::Client,
-        allowance: Option<Allowance>,
+        allowance: Option<Rate>,
         events: mpsc::Sender<Event>,
     ) -> (Self, tokio::task::AbortHandle) {
         let (jobs, rx) = mpsc::channel(MAX_QUEUED);
@@ -209,7 +190,7 @@ impl Pacer {
     }
 
     /// The allowance to pace to from now on (from the user's standing).
-    pub fn set_allowance(&self, allowance: Allowance) {
+    pub fn set_allowance(&self, allowance: Rate) {
         self.allowance.send_if_modified(|current| match current {
             Some(current) if *current != allowance => {
                 *current = allowance;
@@ -267,7 +248,7 @@ struct Task {
     client: async_nats::Client,
     events: mpsc::Sender<Event>,
     progress: Arc<watch::Sender<Progress>>,
-    allowance: watch::Receiver<Option<Allowance>>,
+    allowance: watch::Receiver<Option<Rate>>,
     abandon: watch::Receiver<bool>,
     abandoned: Arc<Mutex<Vec<SendError>>>,
 }
@@ -400,7 +381,7 @@ mod tests {
     #[test]
     fn a_full_bucket_sends_the_burst_then_the_rate() {
         let start = Instant::now();
-        let mut bucket = Bucket::new(Allowance::default(), start);
+        let mut bucket = Bucket::new(Rate::default(), start);
         assert_eq!(
             bucket.capacity(),
             16,
@@ -416,7 +397,7 @@ mod tests {
         assert_eq!(bucket.take(next), Ok(()));
         // The schedule of 100 messages sent as fast as allowed: never more than the
         // allowance in any window, and the whole takes at least (100 - 16) / 4.5 s.
-        let mut bucket = Bucket::new(Allowance::default(), start);
+        let mut bucket = Bucket::new(Rate::default(), start);
         let mut now = start;
         let mut times = Vec::new();
         while times.len() < 100 {
@@ -440,9 +421,9 @@ mod tests {
     #[test]
     fn the_allowance_can_change_and_tiny_ones_still_send() {
         let start = Instant::now();
-        let mut bucket = Bucket::new(Allowance::default(), start);
+        let mut bucket = Bucket::new(Rate::default(), start);
         bucket.set(
-            Allowance {
+            Rate {
                 burst: 2,
                 per_second: 1.0,
             },
@@ -453,7 +434,7 @@ mod tests {
         let next = bucket.take(start).unwrap_err();
         assert!(next - start > Duration::from_secs(1));
         let broken = Bucket::new(
-            Allowance {
+            Rate {
                 burst: 0,
                 per_second: f64::NAN,
             },

@@ -1,7 +1,7 @@
 //! Events as terminal text: one line per event, every string from the wire passed
 //! through [`chat_protocol::display::sanitize`], names optionally in colour.
 
-use chat_protocol::body::{MessageKind, Reason, SystemKind};
+use chat_protocol::body::{EventDetail, MessageKind, Reason, SystemKind};
 use chat_protocol::display::sanitize;
 use chat_protocol::{RoomName, UserName};
 use chrono::Local;
@@ -68,7 +68,7 @@ pub fn text_lines(text: &str) -> Vec<String> {
 }
 
 /// `HH:MM` in local time for a message of today, `YYYY-MM-DD HH:MM` otherwise.
-fn time_of(ts: &chrono::DateTime<chrono::Utc>) -> String {
+pub fn time_of(ts: &chrono::DateTime<chrono::Utc>) -> String {
     let local = ts.with_timezone(&Local);
     if local.date_naive() == Local::now().date_naive() {
         local.format("%H:%M").to_string()
@@ -89,6 +89,69 @@ pub fn what_happened(kind: SystemKind, reason: Reason) -> &'static str {
         (SystemKind::Banned, _) => "was banned",
         (SystemKind::Unbanned, _) => "was unbanned",
         (SystemKind::Deleted, _) => "had messages deleted",
+    }
+}
+
+/// What a moderation event says (none for joined/left), every name and note
+/// sanitized: `bob was muted by alice until 09:10 (spam)`, `alice deleted 3 messages
+/// from bob`.
+pub fn moderation_text(
+    user: &UserName,
+    kind: SystemKind,
+    reason: Reason,
+    detail: &EventDetail,
+) -> Option<String> {
+    let by = match &detail.by {
+        Some(by) => format!(" by {by}"),
+        None => String::new(),
+    };
+    let until = match detail.until {
+        Some(until) => format!(" until {}", time_of(&until)),
+        None if kind == SystemKind::Banned => " until unbanned".to_string(),
+        None => String::new(),
+    };
+    let why = match (&detail.note, reason) {
+        (Some(note), _) => format!(" ({})", sanitize(note)),
+        (None, Reason::Flood) => " (flooding: over the allowed rate)".to_string(),
+        (None, _) => String::new(),
+    };
+    Some(match kind {
+        SystemKind::Joined | SystemKind::Left => return None,
+        SystemKind::Muted => format!("{user} was muted{by}{until}{why}"),
+        SystemKind::Unmuted => format!("{user} was unmuted{by}{why}"),
+        SystemKind::Kicked => format!("{user} was kicked{by}{why}"),
+        SystemKind::Banned => format!("{user} was banned{by}{until}{why}"),
+        SystemKind::Unbanned => format!("{user} was unbanned{by}{why}"),
+        SystemKind::Deleted => {
+            let count = match detail.seqs.len() {
+                1 => "a message".to_string(),
+                n => format!("{n} messages"),
+            };
+            match (&detail.by, reason) {
+                (_, Reason::Author) => format!("{user} deleted {count}{why}"),
+                (Some(by), _) => format!("{by} deleted {count} from {user}{why}"),
+                (None, _) => format!("{count} from {user} removed{why}"),
+            }
+        }
+    })
+}
+
+/// For a printed chat (scrollback cannot be edited): which sequences shown above a
+/// `deleted` event are gone.
+pub fn tombstone_note(seqs: &[u64]) -> String {
+    match seqs {
+        [] => String::new(),
+        [one] => format!(" [#{one} above is deleted]"),
+        few if few.len() <= 10 => {
+            let list: Vec<String> = few.iter().map(|s| format!("#{s}")).collect();
+            format!(" [{} above are deleted]", list.join(", "))
+        }
+        many => format!(
+            " [{} messages above, #{} to #{}, are deleted]",
+            many.len(),
+            many.iter().min().unwrap_or(&0),
+            many.iter().max().unwrap_or(&0)
+        ),
     }
 }
 
@@ -136,14 +199,18 @@ pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<S
             kind,
             reason,
             users,
+            detail,
             ..
         } => {
-            let what = what_happened(*kind, *reason);
-            format!(
-                "-- {}{} {what} {room} ({users} online)",
-                room_tag(room, current),
-                name(user, style)
-            )
+            let tag = room_tag(room, current);
+            match moderation_text(user, *kind, *reason, detail) {
+                Some(text) => format!("* {tag}{text}{}", tombstone_note(&detail.seqs)),
+                None => format!(
+                    "-- {tag}{} {} {room} ({users} online)",
+                    name(user, style),
+                    what_happened(*kind, *reason)
+                ),
+            }
         }
         Event::Welcome {
             room, users, text, ..

@@ -62,7 +62,7 @@ async fn progress_counts_the_batch_until_the_last_ack() {
     let _presence = presence(&server).await;
     let general = room("general");
     let mut options = options(&server, "carol").await;
-    options.pacing = Some(chat_client::pacing::Allowance {
+    options.pacing = Some(chat_protocol::body::Rate {
         burst: 5,
         per_second: 20.0,
     });

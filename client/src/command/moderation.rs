@@ -4,15 +4,10 @@
 //! Whether the user may do it is the moderation worker's call (a plain user may only
 //! `/delete` their own messages); its refusal is shown as it comes.
 
+use chat_protocol::body::moderation::{check_reason, MAX_SECONDS};
 use chat_protocol::UserName;
 
 use super::CommandError;
-
-/// Longest mute or ban, in seconds (a year), as the moderation worker allows.
-pub const MAX_SECONDS: u32 = 31_536_000;
-
-/// Longest reason, in characters.
-pub const MAX_REASON_CHARS: usize = 200;
 
 /// What DURATION may be, for error messages.
 const DURATIONS: &str =
@@ -24,7 +19,7 @@ pub enum Moderation {
     /// Mute `user` (for `seconds`, or the worker's default).
     Mute {
         user: UserName,
-        seconds: Option<u32>,
+        seconds: Option<u64>,
         reason: Option<String>,
     },
     /// End `user`'s mute.
@@ -37,27 +32,13 @@ pub enum Moderation {
     /// Ban `user` (for `seconds`, or until unbanned).
     Ban {
         user: UserName,
-        seconds: Option<u32>,
+        seconds: Option<u64>,
         reason: Option<String>,
     },
     /// End `user`'s ban.
     Unban { user: UserName },
     /// Delete the message at stream sequence `seq` of the current room.
     Delete { seq: u64 },
-}
-
-impl Moderation {
-    /// The action's name on the wire (`mute`, `unmute`, ...).
-    pub fn action(&self) -> &'static str {
-        match self {
-            Moderation::Mute { .. } => "mute",
-            Moderation::Unmute { .. } => "unmute",
-            Moderation::Kick { .. } => "kick",
-            Moderation::Ban { .. } => "ban",
-            Moderation::Unban { .. } => "unban",
-            Moderation::Delete { .. } => "delete",
-        }
-    }
 }
 
 /// Usages, as errors and `/help` show them.
@@ -136,7 +117,7 @@ fn alone(rest: &str, usage: &'static str) -> Result<UserName, CommandError> {
 fn target_duration_reason(
     rest: &str,
     usage: &'static str,
-) -> Result<(UserName, Option<u32>, Option<String>), CommandError> {
+) -> Result<(UserName, Option<u64>, Option<String>), CommandError> {
     let (user, rest) = target(rest, usage)?;
     let (first, after) = match rest.split_once(char::is_whitespace) {
         Some((first, after)) => (first, after.trim()),
@@ -150,7 +131,7 @@ fn target_duration_reason(
 }
 
 /// A duration like `30s`, `10m`, `2h`, `1d`, in seconds.
-pub fn duration(text: &str) -> Result<u32, CommandError> {
+pub fn duration(text: &str) -> Result<u64, CommandError> {
     let bad = || CommandError::Invalid(format!("bad duration {text:?}: {DURATIONS}"));
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (number, unit) = text.split_at(split);
@@ -163,7 +144,7 @@ pub fn duration(text: &str) -> Result<u32, CommandError> {
         _ => return Err(bad()),
     };
     match number.checked_mul(unit) {
-        Some(seconds @ 1..) if seconds <= u64::from(MAX_SECONDS) => Ok(seconds as u32),
+        Some(seconds @ 1..=MAX_SECONDS) => Ok(seconds),
         _ => Err(bad()),
     }
 }
@@ -173,17 +154,7 @@ fn reason(text: &str) -> Result<Option<String>, CommandError> {
     if text.is_empty() {
         return Ok(None);
     }
-    let count = text.chars().count();
-    if count > MAX_REASON_CHARS {
-        return Err(CommandError::Invalid(format!(
-            "the reason is {count} characters long; at most {MAX_REASON_CHARS} are allowed"
-        )));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(CommandError::Invalid(
-            "the reason may not hold control characters (line breaks, tabs, escapes)".into(),
-        ));
-    }
+    check_reason(text).map_err(|e| CommandError::Invalid(e.to_string()))?;
     Ok(Some(text.to_string()))
 }
 

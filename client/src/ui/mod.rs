@@ -158,6 +158,13 @@ impl Session {
                 };
                 self.chat.notify(event).await;
             }
+            Command::Say(..) if self.chat.muted().is_some() => {
+                // Refused here, and kept to be sent later: the server would not take it.
+                let mute = self.chat.muted().map(|m| m.to_string()).unwrap_or_default();
+                let message = format!("not sent: {mute}");
+                self.chat.notify(Event::error(message)).await;
+                return Flow::Retype;
+            }
             command => {
                 let Some(current) = self.current() else {
                     self.chat.notify(no_room()).await;
@@ -225,10 +232,15 @@ impl Session {
                 }
                 Ok(())
             }
-            Command::Moderate(_) => Err(
-                "moderation commands are not wired yet (work in progress on this branch)"
-                    .to_string(),
-            ),
+            Command::Moderate(moderation) => match chat.moderate(&current, &moderation).await {
+                Ok(reply) => {
+                    let done = crate::moderation::done(&moderation, &reply);
+                    let event = Event::status(State::Moderated, Some(&current), done);
+                    chat.notify(event).await;
+                    Ok(())
+                }
+                Err(err) => Err(err.to_string()),
+            },
             Command::Quit | Command::Join(_) | Command::Help | Command::Seq | Command::Passwd => {
                 Ok(())
             }

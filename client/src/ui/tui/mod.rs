@@ -114,6 +114,7 @@ pub async fn run(
             app.now = Utc::now();
             app.unconfirmed = chat.unconfirmed();
             app.sending = chat.sending();
+            app.muted = chat.muted();
             let mut shown = 0;
             terminal.draw(|frame| {
                 app.page_rows = view::message_rows(frame.area(), &app);

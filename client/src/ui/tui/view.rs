@@ -264,6 +264,9 @@ fn status(app: &App) -> Line<'static> {
     if !app.presence {
         add("presence unavailable".into());
     }
+    if let Some(mute) = &app.muted {
+        add(format!("muted until {}", crate::render::time_of(&mute.until)));
+    }
     let mut waiting = Vec::new();
     if app.pending > 0 {
         waiting.push(format!("{} line(s)", app.pending));
