@@ -25,11 +25,11 @@ use crate::history;
 use crate::login::{self, AccountError, Login};
 use crate::moderation::{self, Ended, Mute, Own};
 use crate::pacing::{Pacer, Progress};
-use chat_protocol::body::Rate;
 use crate::presence::Presence;
 use crate::publish::{Publisher, RetryPolicy, SendError, SendHandle};
 use crate::room::Feed;
 use crate::service::{self, RequestError};
+use chat_protocol::body::Rate;
 
 /// How to connect and how patient to be.
 #[derive(Debug, Clone)]
@@ -298,10 +298,12 @@ impl Chat {
                                         .await
                                 });
                                 Event::status(
-                                State::LoginRefused,
-                                None,
-                                format!("the server refused the login ({n} in a row); retrying"),
-                            )
+                                    State::LoginRefused,
+                                    None,
+                                    format!(
+                                        "the server refused the login ({n} in a row); retrying"
+                                    ),
+                                )
                             }
                         }
                     }

@@ -25,8 +25,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::command::Moderation;
 use crate::event::{Event, State};
-use crate::render::time_of;
 use crate::pacing::Pacer;
+use crate::render::time_of;
 use crate::service::{self, RequestError};
 
 /// The service name in errors.
@@ -151,9 +151,10 @@ impl Own {
     async fn set_mute(&self, mute: Option<Mute>) {
         let before = self.mute.send_replace(mute.clone());
         let message = match (before, mute) {
-            (before, Some(mute)) if before.as_ref().map(|b| b.until) != Some(mute.until) => {
-                (State::Muted, format!("{mute}; what you type is not sent until then"))
-            }
+            (before, Some(mute)) if before.as_ref().map(|b| b.until) != Some(mute.until) => (
+                State::Muted,
+                format!("{mute}; what you type is not sent until then"),
+            ),
             (Some(_), None) => (
                 State::Unmuted,
                 "your mute has ended: you can send messages again".to_string(),

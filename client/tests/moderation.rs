@@ -87,10 +87,16 @@ async fn a_muted_user_is_told_refuses_typed_lines_and_talks_again_after_the_mute
         .unwrap();
     assert!(reply.until.is_some());
     let said = status(&mut bob_events, State::Muted).await;
-    assert!(said.starts_with("you are muted until ") && said.contains("(spam)"), "{said}");
+    assert!(
+        said.starts_with("you are muted until ") && said.contains("(spam)"),
+        "{said}"
+    );
     let event = system(&mut alice_events, SystemKind::Muted).await;
     let line = chat_client::render::line(&event, Some(&general), plain()).unwrap();
-    assert!(line.starts_with("* bob was muted by alice until "), "{line}");
+    assert!(
+        line.starts_with("* bob was muted by alice until "),
+        "{line}"
+    );
     assert!(line.ends_with("(spam)"), "{line}");
 
     // A line typed meanwhile is refused here and given back; nothing is sent.
@@ -98,7 +104,10 @@ async fn a_muted_user_is_told_refuses_typed_lines_and_talks_again_after_the_mute
     session.switch(&general);
     assert_eq!(session.handle_line("let me speak").await, Flow::Retype);
     let refusal = error(&mut bob_events).await;
-    assert!(refusal.starts_with("not sent: you are muted until "), "{refusal}");
+    assert!(
+        refusal.starts_with("not sent: you are muted until "),
+        "{refusal}"
+    );
 
     // The mute ends (the server ends the restricted login, the client logs in again):
     // the client says so, and sending works again.
@@ -151,14 +160,16 @@ async fn a_moderator_unmutes_deletes_kicks_and_bans_and_the_target_sees_it() {
         .unwrap();
     let mut tombstones = Vec::new();
     while tombstones.len() < 2 {
-        if let Event::System {
-            reason, detail, ..
-        } = system(&mut alice_events, SystemKind::Deleted).await
+        if let Event::System { reason, detail, .. } =
+            system(&mut alice_events, SystemKind::Deleted).await
         {
             tombstones.push((reason, detail.seqs, detail.by));
         }
     }
-    assert_eq!((tombstones[0].0, &tombstones[0].1), (Reason::Author, &vec![own]));
+    assert_eq!(
+        (tombstones[0].0, &tombstones[0].1),
+        (Reason::Author, &vec![own])
+    );
     assert_eq!(
         tombstones[1],
         (Reason::Moderator, vec![later], Some(user("alice")))
@@ -216,7 +227,12 @@ async fn a_moderator_unmutes_deletes_kicks_and_bans_and_the_target_sees_it() {
     );
     // An unban lets carol in again.
     alice
-        .moderate(&general, &Moderation::Unban { user: user("carol") })
+        .moderate(
+            &general,
+            &Moderation::Unban {
+                user: user("carol"),
+            },
+        )
         .await
         .unwrap();
     Chat::connect(options(&server, "carol").await)

@@ -1,15 +1,20 @@
 //! Pacing against the real stack: a paste of 100 lines through the real binary goes
-//! out complete and in order, paced (the client says `sending n/100`), and the script
-//! still ends normally once the last one is acknowledged.
+//! out complete and in order, paced (the client says `sending n/100`), the script still
+//! ends normally once the last one is acknowledged, and the moderation worker enforcing
+//! the contract's allowance (20 at once, 5 per second) never mutes its sender.
 
 mod common;
 
+use chat_protocol::body::SystemKind;
 use common::*;
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
-async fn a_paste_of_100_lines_arrives_complete_in_order_and_paced() {
-    let server = test_support::run_server();
+async fn a_paste_of_100_lines_arrives_complete_in_order_and_paced_and_is_never_muted() {
+    let server = test_support::run_server_with(test_support::StackOptions {
+        moderation: moderation_worker::Config::default(),
+        ..Default::default()
+    });
     let _presence = presence(&server).await;
     let general = room("general");
     let (_bob, mut bob_events) = joined(&server, "bob", &general, 0).await;
@@ -36,8 +41,15 @@ async fn a_paste_of_100_lines_arrives_complete_in_order_and_paced() {
     }
     let expected: Vec<String> = (1..=100).map(|i| format!("line {i}")).collect();
     assert_eq!(echoed, expected);
+    // Said when the pacing started, and at the end of the batch.
     assert!(
-        progress.first().is_some_and(|p| p.contains("/100: paced")),
+        progress
+            .iter()
+            .any(|p| p.contains(": paced to the allowed rate")),
+        "{progress:?}"
+    );
+    assert!(
+        progress.last().is_some_and(|p| p.starts_with("sent ")),
         "{progress:?}"
     );
     let status = tokio::time::timeout(PATIENCE, alice.wait())
@@ -51,21 +63,47 @@ async fn a_paste_of_100_lines_arrives_complete_in_order_and_paced() {
     let texts: Vec<String> = seen.into_iter().map(|(_, text, _)| text).collect();
     assert_eq!(texts, expected);
     no_more_messages(&mut bob_events, &general).await;
+    // Never over the allowance: not muted, nothing removed.
+    let standing =
+        chat_client::moderation::standing(&server.client().await, &user("alice"), PATIENCE)
+            .await
+            .unwrap();
+    assert_eq!(standing.rate, chat_protocol::body::Rate::default());
+    assert_eq!((standing.muted_until, standing.reason), (None, None));
+    while let Ok(event) = bob_events.try_recv() {
+        assert!(
+            !matches!(
+                event,
+                chat_client::Event::System {
+                    kind: SystemKind::Deleted | SystemKind::Muted,
+                    ..
+                }
+            ),
+            "{event:?}"
+        );
+    }
 }
 
-/// The library's view of a batch: it is announced once it has to wait for tokens, its
-/// progress is zero again once the last message is acknowledged, and every handle
-/// settles with its own sequence, in order.
+/// The library's view of a batch, paced to the allowance the standing gives: it is
+/// announced once it has to wait for tokens, its progress is zero again once the last
+/// message is acknowledged, and every handle settles with its own sequence, in order.
 #[tokio::test]
 async fn progress_counts_the_batch_until_the_last_ack() {
-    let server = test_support::run_server();
+    // The standing's allowance is what the client paces to.
+    let server = test_support::run_server_with(test_support::StackOptions {
+        moderation: moderation_worker::Config {
+            rate: chat_protocol::body::Rate {
+                burst: 5,
+                per_second: 20.0,
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    });
     let _presence = presence(&server).await;
     let general = room("general");
     let mut options = options(&server, "carol").await;
-    options.pacing = Some(chat_protocol::body::Rate {
-        burst: 5,
-        per_second: 20.0,
-    });
+    options.pacing = Some(chat_protocol::body::Rate::default());
     let (carol, mut events) = chat_client::Chat::connect(options).await.unwrap();
     join(&carol, &mut events, &general, 0).await;
     let mut handles = Vec::new();

@@ -265,7 +265,10 @@ fn status(app: &App) -> Line<'static> {
         add("presence unavailable".into());
     }
     if let Some(mute) = &app.muted {
-        add(format!("muted until {}", crate::render::time_of(&mute.until)));
+        add(format!(
+            "muted until {}",
+            crate::render::time_of(&mute.until)
+        ));
     }
     let mut waiting = Vec::new();
     if app.pending > 0 {
