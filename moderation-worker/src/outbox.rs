@@ -23,6 +23,9 @@ use crate::record::{StandingRecord, Store, StoreError};
 /// Most sequences in one `deleted` event (an event stays well under the room streams'
 /// 32 KiB message limit).
 pub const MAX_SEQS_PER_EVENT: usize = 2000;
+/// How long after a flooder's kick its last messages may still be landing in the
+/// streams.
+const SETTLE: Duration = Duration::from_millis(200);
 /// How often the takeover watch looks for abandoned work.
 const TAKEOVER_TICK: Duration = Duration::from_millis(250);
 /// How many times a change is tried against concurrent writers.
@@ -184,6 +187,9 @@ impl Outbox {
             self.inner.kicker.kick(user).await?;
         }
         if let Some(purge) = &pending.purge {
+            // What the kicked connections had sent is still being stored: let it land
+            // before reading what to remove.
+            tokio::time::sleep(SETTLE).await;
             let found = excess::find(&self.inner.js, &self.inner.rate, user, purge).await?;
             for (room, seqs) in found {
                 // Tombstones first: if this worker dies while deleting, the one that
