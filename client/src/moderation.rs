@@ -329,7 +329,7 @@ pub fn request(moderation: &Moderation) -> ModerationRequest {
     };
     ModerationRequest {
         v: VERSION,
-        seconds: seconds.map(u64::from),
+        seconds,
         reason,
         ..ModerationRequest::about(action, target)
     }
