@@ -201,3 +201,110 @@ async fn two_people_chat_in_tmux() {
     tmux.wait("bob", "alice left", |s| s.contains("alice left"))
         .await;
 }
+
+/// Pacing and moderation on the full-screen UI, with the moderation worker enforcing
+/// the contract's allowance: 60 lines typed at once go out paced ("sending n/m" on the
+/// status line), complete and in order, and bob is never muted for it; then alice (a
+/// moderator, through the library) mutes bob, whose screen says so and keeps a line
+/// typed meanwhile in the input box, unmutes him (the line goes out), and deletes one
+/// of his messages, which leaves his screen (sequences shown with /seq).
+#[tokio::test]
+async fn pacing_and_moderation_in_tmux() {
+    use chat_client::command::Moderation;
+    let server = test_support::run_server_with(test_support::StackOptions {
+        moderation: moderation_worker::Config::default(),
+        ..Default::default()
+    });
+    let _presence = presence(&server).await;
+    let _history = history(&server).await;
+    let general = room("general");
+    let admin = server.client().await;
+    let grant = serde_json::json!({"user": "alice", "role": "moderator"}).to_string();
+    let reply = admin
+        .request("chat.admin.role", grant.into())
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&reply.payload).contains("\"ok\":true"));
+    let (alice, mut alice_events) = joined(&server, "alice", &general, 0).await;
+    let tmux = Tmux::new();
+    tmux.start(&server, "bob", 100, 30).await;
+    tmux.wait("bob", "the welcome", |s| s.contains("Users (2)"))
+        .await;
+
+    let mut keys = Vec::new();
+    for i in 1..=60 {
+        keys.push(format!("line {i}"));
+        keys.push("Enter".to_string());
+    }
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    tmux.keys("bob", &keys, false);
+    let status = |s: &str| s.lines().last().unwrap_or("").to_string();
+    let screen = tmux
+        .wait("bob", "the pacing on the status line", |s| {
+            status(s).contains("│ sending ")
+        })
+        .await;
+    println!("status line while pacing: {}", status(&screen));
+    let texts: Vec<String> = messages(&mut alice_events, &general, 60)
+        .await
+        .into_iter()
+        .map(|(_, text, _)| text)
+        .collect();
+    assert_eq!(
+        texts,
+        (1..=60).map(|i| format!("line {i}")).collect::<Vec<_>>()
+    );
+    tmux.wait("bob", "the batch done", |s| {
+        !status(s).contains("sending") && s.contains("bob: line 60")
+    })
+    .await;
+    assert!(alice.muted().is_none());
+
+    // Muted: said on screen and the status line; a line typed meanwhile stays.
+    let mute = Moderation::Mute {
+        user: chat_protocol::UserName::new("bob").unwrap(),
+        seconds: Some(600),
+        reason: Some("too fast".into()),
+    };
+    alice.moderate(&general, &mute).await.unwrap();
+    tmux.wait("bob", "the mute", |s| {
+        s.contains("you are muted until")
+            && s.contains("bob was muted by alice until")
+            && status(s).contains("muted until")
+    })
+    .await;
+    tmux.type_line("bob", "let me speak");
+    tmux.wait("bob", "the line refused and kept", |s| {
+        s.contains("not sent: you are muted until")
+            && input_line(s, "general").contains("let me speak")
+    })
+    .await;
+    let unmute = Moderation::Unmute {
+        user: chat_protocol::UserName::new("bob").unwrap(),
+    };
+    alice.moderate(&general, &unmute).await.unwrap();
+    tmux.wait("bob", "the mute ended", |s| {
+        s.contains("you can send messages again") && !status(s).contains("muted")
+    })
+    .await;
+    tmux.keys("bob", &["Enter"], false);
+    let (seq, text, _) = wait_for(&mut alice_events, message_in(&general)).await;
+    assert_eq!(text, "let me speak");
+
+    // Sequences shown, then a deleted message leaves the screen.
+    tmux.type_line("bob", "/seq");
+    tmux.wait("bob", "sequences", |s| {
+        s.contains(&format!("#{seq} bob: let me speak"))
+    })
+    .await;
+    alice
+        .moderate(&general, &Moderation::Delete { seq })
+        .await
+        .unwrap();
+    let screen = tmux
+        .wait("bob", "the message deleted", |s| {
+            s.contains("alice deleted a message from bob")
+        })
+        .await;
+    assert!(!screen.contains("bob: let me speak"), "{screen}");
+}
