@@ -334,6 +334,80 @@ mod tests {
     }
 
     #[test]
+    fn moderation_events_say_who_did_what_and_tombstones_are_noted() {
+        let general = RoomName::new("general").unwrap();
+        let event =
+            |kind, reason, by: Option<&str>, note: Option<&str>, seqs: Vec<u64>| Event::System {
+                room: general.clone(),
+                user: UserName::new("bob").unwrap(),
+                kind,
+                reason,
+                users: 0,
+                seq: 9,
+                detail: EventDetail {
+                    by: by.map(|b| UserName::new(b).unwrap()),
+                    until: None,
+                    note: note.map(str::to_string),
+                    seqs,
+                },
+            };
+        let show = |e: &Event| line(e, Some(&general), PLAIN).unwrap();
+        let kicked = event(
+            SystemKind::Kicked,
+            Reason::Moderator,
+            Some("alice"),
+            Some("out \x1b[2J\u{202e}"),
+            vec![],
+        );
+        let out = show(&kicked);
+        assert_eq!(out, "* bob was kicked by alice (out \u{fffd}[2J\u{fffd})");
+        let flood = event(SystemKind::Muted, Reason::Flood, None, None, vec![]);
+        assert_eq!(
+            show(&flood),
+            "* bob was muted (flooding: over the allowed rate)"
+        );
+        let banned = event(
+            SystemKind::Banned,
+            Reason::Moderator,
+            Some("alice"),
+            None,
+            vec![],
+        );
+        assert_eq!(show(&banned), "* bob was banned by alice until unbanned");
+        let own = event(
+            SystemKind::Deleted,
+            Reason::Author,
+            Some("bob"),
+            None,
+            vec![7],
+        );
+        assert_eq!(show(&own), "* bob deleted a message [#7 above is deleted]");
+        let removed = event(
+            SystemKind::Deleted,
+            Reason::Moderator,
+            Some("alice"),
+            None,
+            vec![7, 8],
+        );
+        assert_eq!(
+            show(&removed),
+            "* alice deleted 2 messages from bob [#7, #8 above are deleted]"
+        );
+        let excess = event(
+            SystemKind::Deleted,
+            Reason::Flood,
+            None,
+            None,
+            (1..=30).collect(),
+        );
+        assert_eq!(
+            show(&excess),
+            "* 30 messages from bob removed (flooding: over the allowed rate) \
+             [30 messages above, #1 to #30, are deleted]"
+        );
+    }
+
+    #[test]
     fn colours_are_stable_and_only_when_asked() {
         assert_eq!(color_of("alice"), color_of("alice"));
         let colored = Style {
