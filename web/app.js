@@ -3,7 +3,7 @@
 // markup, run script, or reorder text with bidi controls. chat.js does the NATS part.
 
 import { ChatError, login, register } from "./chat.js";
-import { safe } from "./text.js";
+import { moderationRequest, safe } from "./text.js";
 
 const $ = (selector) => document.querySelector(selector);
 const config = fetch("config.json").then((r) => r.json());
@@ -31,7 +31,10 @@ function time(ts) {
 
 function messageItem(m) {
   const li = el("li", `msg ${m.kind}`);
-  if (m.seq) li.dataset.seq = m.seq;
+  if (m.seq) {
+    li.dataset.seq = m.seq;
+    li.title = `#${m.seq} (/delete ${m.seq})`;
+  }
   li.append(el("time", "ts", time(m.ts)));
   if (m.kind === "system") {
     li.append(el("span", "text", systemText(m)));
@@ -209,6 +212,7 @@ const events = {
       // what the acknowledgement said (or will say).
       pending.delete(m.id);
       own.dataset.seq = m.seq;
+      own.title = `#${m.seq} (/delete ${m.seq})`;
       const stick = atBottom(view.list);
       view.list.append(own);
       if (stick) view.list.scrollTop = view.list.scrollHeight;
@@ -248,6 +252,9 @@ const HELP = [
   "/leave [ROOM] — leave the current (or named) room",
   "/users — who is online here",
   "//text — says /text",
+  "/delete SEQ — delete a message (yours; moderators: any); hover a message for its #SEQ",
+  "/mute USER [DURATION] [REASON], /unmute USER — moderators (DURATION: 30s, 10m, 2h, 1d)",
+  "/kick USER [REASON], /ban USER [DURATION] [REASON], /unban USER — moderators",
   "Enter sends, Shift+Enter makes a new line; Tab moves between rooms, messages and input",
 ];
 
@@ -291,8 +298,20 @@ async function command(line) {
     case "/help":
       for (const line of HELP) notice(here, line);
       return;
-    default:
-      throw new ChatError(`unknown command ${word}; /help lists the commands`);
+    default: {
+      let request;
+      try {
+        request = moderationRequest(word, rest.filter(Boolean));
+      } catch (error) {
+        throw new ChatError(error.message);
+      }
+      if (!request) throw new ChatError(`unknown command ${word}; /help lists the commands`);
+      if (!current) throw new ChatError("join a room first: /join general");
+      const reply = await session.moderate(current, request);
+      const until = reply.until ? ` until ${time(reply.until)}` : "";
+      notice(here, `done: ${request.action} ${reply.target ?? ""}${until}`.trim());
+      return;
+    }
   }
 }
 

@@ -137,6 +137,18 @@ export class Session {
     return reply.json();
   }
 
+  /** Sends a moderation request about `room`; the worker's reply, or a ChatError. */
+  async moderate(room, request) {
+    let reply;
+    try {
+      reply = await this.request(`chat.moderate.${room}.${this.user}`, request);
+    } catch {
+      throw new ChatError("the moderation service is not answering; try again later");
+    }
+    if (!reply.ok) throw new ChatError(`refused: ${reply.error ?? "no reason given"}`);
+    return reply;
+  }
+
   /** Joins `typed` (a room name as typed); the Room reports through `on`. */
   async join(typed) {
     const name = checkRoom(typed);
