@@ -16,8 +16,11 @@
 //! ## A tour
 //!
 //! - [`service`]: the NATS service `chat-auth` ([`AuthWorker`]) and its endpoints.
-//! - [`callout`]: one callout request → a verdict → the signed answer.
-//! - [`permissions`]: what a chat user and a guest may publish and subscribe to.
+//! - [`callout`]: one callout request → a verdict → the signed answer; a chat login
+//!   first asks the moderation worker for the user's standing (`chat.standing.<user>`,
+//!   imported from `CHAT`): muted, banned, or unknown (full rights for 60 s).
+//! - [`permissions`]: what a chat user (muted or not) and a guest may publish and
+//!   subscribe to.
 //! - [`users`]: the user table (register, find, login, change password).
 //! - [`password`]: argon2id hashing off the async runtime, with bounded concurrency.
 //! - [`resume`]: signed resume tokens, so reconnect storms cost no hashing.

@@ -2,7 +2,8 @@
 //!
 //! The claim is that this design costs almost nothing on top of NATS itself. This
 //! crate measures it: every scenario drives the real code paths (the `chat-client`
-//! library, the real `auth-worker`, `presence-worker` and `history-worker` binaries,
+//! library, the real `auth-worker`, `presence-worker`, `history-worker` and
+//! `moderation-worker` binaries,
 //! on the authenticated stack: every connection logs in) and, in the same run and on
 //! the same server, raw async-nats of the same shape (logged in as `@admin`), and
 //! reports both and their ratio next to the targets. `BENCHMARKS.md` at the top of
@@ -22,7 +23,8 @@
 //! - [`progress`]: the progress line on stderr.
 //! - [`scenarios`]: publish, fan-out, history, footprint, presence, login (logins
 //!   through the callout, with the password and with a resume token, and the
-//!   reconnect storm after a server restart).
+//!   reconnect storm after a server restart), flood (a raw flooder against the rate
+//!   limit while two members chat).
 //!
 //! Nothing here asserts a timing: the benchmark reports, people judge.
 
@@ -95,6 +97,7 @@ pub async fn run(settings: Settings, progress: Progress) -> Result<Report, Bench
             Scenario::History => scenarios::history::run(&stage).await?,
             Scenario::Presence => scenarios::presence::run(&stage).await?,
             Scenario::Footprint => scenarios::footprint::run(&stage, under_load).await?,
+            Scenario::Flood => scenarios::flood::run(&stage).await?,
             Scenario::Login => scenarios::login::run(&mut stage).await?,
         };
         scenarios.insert(scenario, rows);

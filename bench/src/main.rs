@@ -85,6 +85,9 @@ struct Args {
     /// Login: chat sessions connected when the server restarts (reconnect storm).
     #[arg(long)]
     storm_clients: Option<usize>,
+    /// Flood: seconds the flooder sends.
+    #[arg(long)]
+    flood_secs: Option<f64>,
     /// Internal: run as the idle raw async-nats client of the footprint scenario.
     #[arg(long, hide = true)]
     idle_raw_client: Option<String>,
@@ -123,6 +126,7 @@ impl Args {
             logins <- logins,
             login_concurrency <- login_concurrency,
             storm_clients <- storm_clients,
+            flood_secs <- flood_secs,
         );
         s
     }

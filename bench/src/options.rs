@@ -24,6 +24,10 @@ pub enum Scenario {
     Footprint,
     /// Joins, `/users` in a big room, and crashed sessions going away.
     Presence,
+    /// One raw flooder at full speed and two members chatting: the members' latency
+    /// and how long until the flooder is stopped (a moderation worker with the
+    /// contract's allowance runs for it).
+    Flood,
     /// Logins through the auth callout (password, resume token) and the reconnect
     /// storm after a nats-server restart (last: it restarts the server).
     Login,
@@ -31,12 +35,13 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in running order.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Publish,
         Scenario::Fanout,
         Scenario::History,
         Scenario::Footprint,
         Scenario::Presence,
+        Scenario::Flood,
         Scenario::Login,
     ];
 
@@ -48,6 +53,7 @@ impl Scenario {
             Scenario::History => "history",
             Scenario::Presence => "presence",
             Scenario::Footprint => "footprint",
+            Scenario::Flood => "flood",
             Scenario::Login => "login",
         }
     }
@@ -100,6 +106,8 @@ pub struct Sizes {
     pub login_concurrency: usize,
     /// Login: chat sessions connected when the server restarts (the reconnect storm).
     pub storm_clients: usize,
+    /// Flood: seconds the flooder sends.
+    pub flood_secs: f64,
 }
 
 impl Sizes {
@@ -123,6 +131,7 @@ impl Sizes {
             logins: 200,
             login_concurrency: 8,
             storm_clients: 1_000,
+            flood_secs: 5.0,
         }
     }
 
@@ -146,12 +155,18 @@ impl Sizes {
             logins: 20,
             login_concurrency: 4,
             storm_clients: 100,
+            flood_secs: 1.0,
         }
     }
 
     /// Fan-out sending time.
     pub fn fanout_duration(&self) -> Duration {
         Duration::from_secs_f64(self.fanout_secs)
+    }
+
+    /// Flooding time.
+    pub fn flood_duration(&self) -> Duration {
+        Duration::from_secs_f64(self.flood_secs)
     }
 
     /// Idle measurement time.

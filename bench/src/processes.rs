@@ -3,7 +3,7 @@
 //!
 //! They are looked up next to the `chat-bench` executable (the same `target/<profile>`
 //! directory, so `cargo build --release -p presence-worker -p history-worker -p
-//! auth-worker -p chat-client` is all it takes) or in `--bin-dir`.
+//! auth-worker -p moderation-worker -p chat-client` is all it takes) or in `--bin-dir`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,6 +22,8 @@ pub struct Binaries {
     pub history: PathBuf,
     /// `auth-worker`.
     pub auth: PathBuf,
+    /// `moderation-worker`.
+    pub moderation: PathBuf,
     /// `chat-client`.
     pub client: PathBuf,
 }
@@ -36,7 +38,7 @@ pub enum LocateError {
     #[error(
         "{0} not found; build the binaries of the same profile first, e.g. \
          `cargo build --release -p presence-worker -p history-worker -p auth-worker \
-         -p chat-client`, \
+         -p moderation-worker -p chat-client`, \
          or pass --bin-dir"
     )]
     Missing(PathBuf),
@@ -69,6 +71,7 @@ impl Binaries {
             presence: find("presence-worker")?,
             history: find("history-worker")?,
             auth: find("auth-worker")?,
+            moderation: find("moderation-worker")?,
             client: find("chat-client")?,
         })
     }

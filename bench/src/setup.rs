@@ -130,6 +130,10 @@ pub struct Stage {
     pub presence: Process,
     /// The history worker.
     pub history: Process,
+    /// A moderation worker whose allowance no scenario reaches (logins ask it for the
+    /// user's standing, as they do in production); the flood scenario starts one with
+    /// the contract's allowance beside it.
+    pub moderation: Process,
     /// The sizes of this run.
     pub sizes: Sizes,
     /// The progress line.
@@ -157,8 +161,10 @@ impl Stage {
             None => {
                 progress.phase("starting nats-server");
                 // The real auth-worker binary runs as a child below, not in-process.
+                // So do the moderation workers.
                 let options = StackOptions {
                     auth_workers: 0,
+                    moderation_workers: 0,
                     ..StackOptions::default()
                 };
                 Some(
@@ -235,6 +241,22 @@ impl Stage {
             &[],
             "warn",
         )?;
+        let sys_password = password_file(&secrets, static_users::MODERATION_SYS);
+        let sys_password = sys_password.to_string_lossy();
+        let moderation = worker(
+            "moderation-worker",
+            &bins.moderation,
+            static_users::MODERATION,
+            &[
+                "--burst",
+                "1000000000",
+                "--per-second",
+                "1000000000",
+                "--sys-password-file",
+                &sys_password,
+            ],
+            "warn",
+        )?;
         let tag = SessionId::random().to_string()[..6].to_string();
         let stage = Self {
             server,
@@ -246,6 +268,7 @@ impl Stage {
             auth,
             presence,
             history,
+            moderation,
             sizes,
             progress,
             tag,

@@ -9,12 +9,13 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "publish",
     "fanout",
     "history",
     "presence",
     "footprint",
+    "flood",
     "login",
 ];
 
@@ -36,6 +37,8 @@ fn build_binaries(bench: &Path) {
             "history-worker",
             "-p",
             "auth-worker",
+            "-p",
+            "moderation-worker",
             "-p",
             "chat-client",
         ])

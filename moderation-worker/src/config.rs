@@ -65,7 +65,8 @@ pub enum ConfigError {
 impl Config {
     /// Checks that the settings make sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.rate.burst == 0 || !(self.rate.per_second > 0.0) {
+        if self.rate.burst == 0 || !self.rate.per_second.is_finite() || self.rate.per_second <= 0.0
+        {
             return Err(ConfigError::Rate {
                 burst: self.rate.burst,
                 per_second: self.rate.per_second,

@@ -222,7 +222,13 @@ mod tests {
                 rooms: vec![room("general")]
             }]
         );
-        assert!(t.count(&user("eve"), &room("random"), 3.5).is_some());
+        // After the quiet period, refilled (12.5 tokens), then over again: reported
+        // once more, with both rooms.
+        let again: Vec<_> = (0..20)
+            .filter_map(|_| t.count(&user("eve"), &room("random"), 3.5))
+            .collect();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].rooms, vec![room("general"), room("random")]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! `banned_until` and `reason` are what `chat.standing.<user>` answers.
 
 use async_nats::jetstream::{self, kv};
+use chat_protocol::body::moderation::in_force;
 use chat_protocol::body::{rfc3339, Role, SystemEvent};
 use chat_protocol::streams::{role_key, standing_key, MODERATION_BUCKET};
 use chat_protocol::{RoomName, UserName};
@@ -34,12 +35,12 @@ pub struct StandingRecord {
 impl StandingRecord {
     /// Whether the user is muted at `now`.
     pub fn muted_at(&self, now: DateTime<Utc>) -> bool {
-        self.muted_until.is_some_and(|t| t > now)
+        in_force(self.muted_until, now)
     }
 
     /// Whether the user is banned at `now`.
     pub fn banned_at(&self, now: DateTime<Utc>) -> bool {
-        self.banned_until.is_some_and(|t| t > now)
+        in_force(self.banned_until, now)
     }
 }
 
@@ -214,17 +215,19 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
+        // Records keep milliseconds.
+        let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
         let r = StandingRecord {
             muted_until: Some(Utc::now()),
             pending: Some(Pending {
                 id: "p".into(),
                 kick: true,
                 purge: Some(Purge {
-                    since: Utc::now(),
+                    since: now,
                     rooms: vec![RoomName::new("general").unwrap()],
                 }),
                 events: Vec::new(),
-                since: Utc::now(),
+                since: now,
             }),
             ..Default::default()
         };

@@ -1,8 +1,9 @@
-//! The six scenarios, one file each; every one measures the chat through its real
+//! The seven scenarios, one file each; every one measures the chat through its real
 //! client and workers and, in the same run, raw NATS of the same shape. They run in
 //! the order of [`crate::Scenario`].
 
 pub mod fanout;
+pub mod flood;
 pub mod footprint;
 pub mod history;
 pub mod login;

@@ -284,13 +284,18 @@ pub struct Standing {
 impl Standing {
     /// Whether the user is muted at `now`.
     pub fn muted_at(&self, now: DateTime<Utc>) -> bool {
-        self.muted_until.is_some_and(|t| t > now)
+        in_force(self.muted_until, now)
     }
 
     /// Whether the user is banned at `now`.
     pub fn banned_at(&self, now: DateTime<Utc>) -> bool {
-        self.banned_until.is_some_and(|t| t > now)
+        in_force(self.banned_until, now)
     }
+}
+
+/// Whether a mute or ban ending at `until` is in force at `now`.
+pub fn in_force(until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    until.is_some_and(|t| t > now)
 }
 
 /// `banned_until` of a ban without end (until unbanned): 9999-12-31T23:59:59Z.
