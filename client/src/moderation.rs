@@ -77,23 +77,21 @@ pub enum Ended {
 
 impl std::fmt::Display for Ended {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (by, reason) = match self {
-            Ended::Kicked { by, reason } => {
-                write!(f, "you were kicked")?;
-                (by, reason)
-            }
+        let (what, by, until, reason) = match self {
+            Ended::Kicked { by, reason } => ("you were kicked", by, None, reason),
             Ended::Banned { by, until, reason } => {
-                write!(f, "you are banned")?;
-                match until {
-                    Some(until) => write!(f, " until {}", time_of(until))?,
-                    None => write!(f, " until a moderator lifts it")?,
-                }
-                (by, reason)
+                let until = match until {
+                    Some(until) => format!(" until {}", time_of(until)),
+                    None => " until a moderator lifts it".to_string(),
+                };
+                ("you are banned", by, Some(until), reason)
             }
         };
+        f.write_str(what)?;
         if let Some(by) = by {
             write!(f, " by {by}")?;
         }
+        f.write_str(until.as_deref().unwrap_or(""))?;
         if let Some(reason) = reason {
             write!(f, " ({})", sanitize(reason))?;
         }
