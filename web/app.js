@@ -3,7 +3,7 @@
 // markup, run script, or reorder text with bidi controls. chat.js does the NATS part.
 
 import { ChatError, login, register } from "./chat.js";
-import { safe } from "./text.js";
+import { moderationRequest, safe } from "./text.js";
 
 const $ = (selector) => document.querySelector(selector);
 const config = fetch("config.json").then((r) => r.json());
@@ -31,18 +31,45 @@ function time(ts) {
 
 function messageItem(m) {
   const li = el("li", `msg ${m.kind}`);
-  if (m.seq) li.dataset.seq = m.seq;
+  if (m.seq) {
+    li.dataset.seq = m.seq;
+    li.title = `#${m.seq} (/delete ${m.seq})`;
+  }
   li.append(el("time", "ts", time(m.ts)));
   if (m.kind === "system") {
-    const count = m.users == null ? "" : ` (${m.users} online)`;
-    const why = m.reason === "timeout" ? ", timed out" : "";
-    li.append(el("span", "text", `${m.user} ${m.type === "joined" ? "joined" : "left"}${why}${count}`));
+    li.append(el("span", "text", systemText(m)));
     return li;
   }
   const who = el("span", "user", m.kind === "me" ? `* ${m.user}` : m.user);
   if (m.spoofed) who.title = "the message claimed another sender";
   li.append(who, el("span", "text", m.text));
   return li;
+}
+
+/** What a system event says, as the terminal client says it (textContent only). */
+function systemText(m) {
+  if (m.type === "joined" || m.type === "left") {
+    const count = m.users == null ? "" : ` (${m.users} online)`;
+    const why = m.reason === "timeout" ? ", timed out" : "";
+    return `${m.user} ${m.type}${why}${count}`;
+  }
+  const by = m.by ? ` by ${m.by}` : "";
+  const until = m.until ? ` until ${time(m.until) || m.until}` : "";
+  const note = m.note ? ` (${m.note})` : m.reason === "flood" ? " (flooding)" : "";
+  if (m.type === "deleted") {
+    const n = m.seqs.length;
+    const count = n === 1 ? "a message" : `${n} messages`;
+    if (m.reason === "author") return `* ${m.user} deleted ${count}${note}`;
+    if (m.by) return `* ${m.by} deleted ${count} from ${m.user}${note}`;
+    return `* ${count} from ${m.user} removed${note}`;
+  }
+  const forever = m.type === "banned" && !m.until ? " until unbanned" : "";
+  return `* ${m.user} was ${m.type}${by}${until}${forever}${note}`;
+}
+
+/** Honours a tombstone: the deleted messages leave the room's list. */
+function hide(view, seqs) {
+  for (const seq of seqs) view.list.querySelector(`.msg[data-seq="${seq}"]`)?.remove();
 }
 
 function setStatus(li, message) {
@@ -185,11 +212,13 @@ const events = {
       // what the acknowledgement said (or will say).
       pending.delete(m.id);
       own.dataset.seq = m.seq;
+      own.title = `#${m.seq} (/delete ${m.seq})`;
       const stick = atBottom(view.list);
       view.list.append(own);
       if (stick) view.list.scrollTop = view.list.scrollHeight;
       return;
     }
+    if (m.type === "deleted") hide(view, m.seqs);
     append(room, messageItem(m));
     if (room.name !== current && m.kind !== "system") {
       view.unread += 1;
@@ -223,6 +252,9 @@ const HELP = [
   "/leave [ROOM] — leave the current (or named) room",
   "/users — who is online here",
   "//text — says /text",
+  "/delete SEQ — delete a message (yours; moderators: any); hover a message for its #SEQ",
+  "/mute USER [DURATION] [REASON], /unmute USER — moderators (DURATION: 30s, 10m, 2h, 1d)",
+  "/kick USER [REASON], /ban USER [DURATION] [REASON], /unban USER — moderators",
   "Enter sends, Shift+Enter makes a new line; Tab moves between rooms, messages and input",
 ];
 
@@ -266,8 +298,20 @@ async function command(line) {
     case "/help":
       for (const line of HELP) notice(here, line);
       return;
-    default:
-      throw new ChatError(`unknown command ${word}; /help lists the commands`);
+    default: {
+      let request;
+      try {
+        request = moderationRequest(word, rest.filter(Boolean));
+      } catch (error) {
+        throw new ChatError(error.message);
+      }
+      if (!request) throw new ChatError(`unknown command ${word}; /help lists the commands`);
+      if (!current) throw new ChatError("join a room first: /join general");
+      const reply = await session.moderate(current, request);
+      const until = reply.until ? ` until ${time(reply.until)}` : "";
+      notice(here, `done: ${request.action} ${reply.target ?? ""}${until}`.trim());
+      return;
+    }
   }
 }
 

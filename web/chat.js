@@ -137,6 +137,18 @@ export class Session {
     return reply.json();
   }
 
+  /** Sends a moderation request about `room`; the worker's reply, or a ChatError. */
+  async moderate(room, request) {
+    let reply;
+    try {
+      reply = await this.request(`chat.moderate.${room}.${this.user}`, request);
+    } catch {
+      throw new ChatError("the moderation service is not answering; try again later");
+    }
+    if (!reply.ok) throw new ChatError(`refused: ${reply.error ?? "no reason given"}`);
+    return reply;
+  }
+
   /** Joins `typed` (a room name as typed); the Room reports through `on`. */
   async join(typed) {
     const name = checkRoom(typed);
@@ -411,10 +423,17 @@ export class Room {
 }
 
 /**
- * A stored body → the messages to show: chat messages and joined/left events. The
+ * A stored body → the messages to show: chat messages, joined/left and moderation
+ * events (`deleted` carries the sequences to hide). The
  * sender is the subject's last token (the server enforces it); a body claiming another
  * is flagged as spoofed. Anything malformed is skipped.
  */
+/** The system events shown: presence and moderation (docs/protocol.md). */
+const SYSTEM_TYPES = new Set(["joined", "left", "muted", "unmuted", "kicked", "banned", "unbanned", "deleted"]);
+
+/** Most sequences one tombstone hides. */
+const MAX_TOMBSTONE = 10000;
+
 function decode(subject, body, seq) {
   if (typeof body !== "object" || body === null || typeof subject !== "string") return [];
   const parts = subject.split(".");
@@ -433,16 +452,25 @@ function decode(subject, body, seq) {
     ];
   }
   if (parts.length === 4 && parts[3] === "sys") {
-    if (body.type !== "joined" && body.type !== "left") return [];
+    if (!SYSTEM_TYPES.has(body.type)) return [];
+    const text = (value, max) => (typeof value === "string" && value ? value.slice(0, max) : null);
     return [
       {
         kind: "system",
         seq,
         type: body.type,
-        user: String(body.user ?? "?"),
-        reason: String(body.reason ?? ""),
+        user: String(body.user ?? "?").slice(0, 64),
+        reason: String(body.reason ?? "").slice(0, 32),
         users: Number.isFinite(body.users) ? body.users : null,
         ts: typeof body.ts === "string" ? body.ts : null,
+        by: text(body.by, 64),
+        until: text(body.until, 64),
+        note: text(body.note, 200),
+        // The tombstone: which sequences of the room were deleted (bounded, so a
+        // hostile event cannot make the page loop for long).
+        seqs: Array.isArray(body.seqs)
+          ? body.seqs.filter((n) => Number.isSafeInteger(n) && n > 0).slice(0, MAX_TOMBSTONE)
+          : [],
       },
     ];
   }

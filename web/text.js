@@ -37,3 +37,53 @@ export function safe(text) {
 
 /** A message text as sent: at most 4000 characters after trimming. */
 export const MAX_TEXT = 4000;
+
+/// Units of a mute or ban's DURATION, in seconds.
+const UNITS = { s: 1, m: 60, h: 3600, d: 86400 };
+const MAX_SECONDS = 31536000;
+
+/** `30s`, `10m`, `2h`, `1d` → seconds, or an Error saying what is allowed. */
+export function parseDuration(text) {
+  const match = /^(\d{1,9})([smhd])$/.exec(text);
+  const seconds = match ? Number(match[1]) * UNITS[match[2]] : 0;
+  if (seconds >= 1 && seconds <= MAX_SECONDS) return seconds;
+  throw new Error(`bad duration "${safe(text)}": a number and a unit: 30s, 10m, 2h or 1d (at most 365d)`);
+}
+
+/**
+ * A moderation command (as the terminal client takes it) → the request body of
+ * chat.moderate.<room>.<user>, or an Error with the usage; null if `word` is not one.
+ */
+export function moderationRequest(word, args) {
+  const usage = {
+    "/mute": "/mute USER [DURATION] [REASON]",
+    "/unmute": "/unmute USER",
+    "/kick": "/kick USER [REASON]",
+    "/ban": "/ban USER [DURATION] [REASON]",
+    "/unban": "/unban USER",
+    "/delete": "/delete SEQ",
+  }[word];
+  if (!usage) return null;
+  const [first, ...rest] = args;
+  if (!first) throw new Error(`usage: ${usage}`);
+  if (word === "/delete") {
+    const digits = first.replace(/^#/, "");
+    if (!/^\d{1,15}$/.test(digits) || Number(digits) < 1 || rest.length) {
+      throw new Error(`bad sequence "${safe(first)}": /delete takes the number shown as #123 when you hover a message`);
+    }
+    return { v: 1, action: "delete", seq: Number(digits) };
+  }
+  const request = { v: 1, action: word.slice(1), target: checkUser(first.replace(/^@/, "")) };
+  let words = rest;
+  if ((word === "/mute" || word === "/ban") && /^\d/.test(words[0] ?? "")) {
+    request.seconds = parseDuration(words[0]);
+    words = words.slice(1);
+  }
+  if (words.length && (word === "/unmute" || word === "/unban")) throw new Error(`usage: ${usage}`);
+  const reason = words.join(" ");
+  if (reason) {
+    if ([...reason].length > 200) throw new Error("a reason is at most 200 characters");
+    request.reason = reason;
+  }
+  return request;
+}

@@ -423,6 +423,8 @@ impl Stage {
         let mut options = Options::new(&self.url, UserName::new(name)?, password_of(name));
         // A slow machine under load must not turn a queued request into a failure.
         options.request_timeout = Duration::from_secs(10);
+        // Throughput is measured unpaced: pacing would only measure the allowance.
+        options.pacing = None;
         // The terminal client's --publish-window, from the same variable, so that the
         // publish scenario can measure what keeping every sender's order costs.
         if let Some(window) = std::env::var("CHAT_PUBLISH_WINDOW")

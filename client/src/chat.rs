@@ -10,20 +10,26 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use chat_protocol::body::{ChatMessage, MessageKind, PresenceAction, RoomsReply, UsersReply};
+use chat_protocol::body::{
+    ChatMessage, MessageKind, ModerationReply, PresenceAction, RoomsReply, UsersReply,
+};
 use chat_protocol::{auth, subjects, RoomName, SessionId, UserName};
 use chat_runtime::servers;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
 use crate::call::{self, RequestError};
+use crate::command::Moderation;
 use crate::echo::Echoes;
 use crate::event::{Event, State};
 use crate::history;
 use crate::login::{self, AccountError, Login};
+use crate::moderation::{self, Ended, Mute, Own};
+use crate::pacing::{Pacer, Progress};
 use crate::presence::Presence;
 use crate::publish::{Publisher, RetryPolicy, SendError, SendHandle};
 use crate::room::Feed;
+use chat_protocol::body::Rate;
 
 /// How to connect and how patient to be.
 #[derive(Debug, Clone)]
@@ -51,6 +57,10 @@ pub struct Options {
     /// How long closing waits for outstanding acknowledgements (and the echoes of
     /// acknowledged messages) before it reports what is left and leaves anyway.
     pub quit_timeout: Duration,
+    /// The allowance to pace own messages to until the user's standing says what it
+    /// is (see [`crate::pacing`]); `None`: no pacing (raw throughput, in tests and
+    /// benchmarks on a stack without a rate limit).
+    pub pacing: Option<Rate>,
 }
 
 impl Options {
@@ -66,6 +76,7 @@ impl Options {
             retry: RetryPolicy::default(),
             event_buffer: 1024,
             quit_timeout: Duration::from_secs(5),
+            pacing: Some(Rate::default()),
         }
     }
 }
@@ -79,6 +90,14 @@ pub enum ConnectError {
     Refused {
         /// The name tried.
         user: UserName,
+    },
+    /// The login is refused because the user is banned (the standing says until when).
+    #[error("login refused for {user}: {ban}")]
+    Banned {
+        /// The name tried.
+        user: UserName,
+        /// The ban.
+        ban: Ended,
     },
     /// The server could not check the login: no auth worker answered it.
     #[error("cannot log in at {url}: the server's login service (auth worker) is not answering; try again later")]
@@ -114,18 +133,25 @@ async fn refusal(options: &Options) -> ConnectError {
         .max_reconnects(Some(1))
         .connect(servers::list(&options.url))
         .await;
-    let guest_in = match &guest {
-        Ok(client) => login::guest_in(client, LOGIN_PATIENCE).await,
-        Err(_) => false,
+    let guest = match guest {
+        Ok(client) if login::guest_in(&client, LOGIN_PATIENCE).await => client,
+        _ => {
+            return ConnectError::AuthUnavailable {
+                url: options.url.clone(),
+            }
+        }
     };
-    match guest_in {
-        true => ConnectError::Refused {
-            user: options.user.clone(),
-        },
-        false => ConnectError::AuthUnavailable {
-            url: options.url.clone(),
-        },
+    // A ban is told with its end and reason (the standing is public).
+    let (user, patience) = (&options.user, options.request_timeout);
+    if let Ok(standing) = moderation::standing(&guest, user, patience).await {
+        if let Some(ban) = moderation::ban_of(&standing, chrono::Utc::now()) {
+            return ConnectError::Banned {
+                user: user.clone(),
+                ban,
+            };
+        }
     }
+    ConnectError::Refused { user: user.clone() }
 }
 
 /// One connected chat session; cheap to clone (all clones share the session).
@@ -142,13 +168,20 @@ struct Inner {
     session: SessionId,
     options: Options,
     publisher: Publisher,
+    pacer: Pacer,
     events: mpsc::Sender<Event>,
     reconnects: watch::Receiver<u64>,
     rooms: Mutex<BTreeMap<RoomName, JoinedRoom>>,
     echoes: Arc<Echoes>,
+    /// This session's standing: mute, and whether a moderator ended it.
+    own: Arc<Own>,
     /// Fetches a resume token after each reconnect; holds a client clone, so it must
     /// end with the session or the connection would outlive it.
     token_task: AbortHandle,
+    /// The pacing task, which holds a client clone too.
+    pacer_task: AbortHandle,
+    /// Asks the standing after each login; holds a client clone too.
+    standing_task: AbortHandle,
 }
 
 /// A joined room's background task, and how far its feed got.
@@ -182,6 +215,8 @@ const LEAVE_GRACE: Duration = Duration::from_secs(1);
 impl Drop for Inner {
     fn drop(&mut self) {
         self.token_task.abort();
+        self.pacer_task.abort();
+        self.standing_task.abort();
         for task in self
             .rooms
             .lock()
@@ -214,6 +249,10 @@ impl Chat {
         let callback_login = login.clone();
         let event_login = login.clone();
         let delay_login = login.clone();
+        let own = Own::new(options.user.clone(), events.clone());
+        let event_own = own.clone();
+        let (ban_url, ban_ca) = (options.url.clone(), options.tls_ca.clone());
+        let ban_patience = options.request_timeout;
         let client = servers::trust(
             async_nats::ConnectOptions::with_auth_callback(move |_nonce| {
                 let credentials = callback_login.credentials();
@@ -230,6 +269,8 @@ impl Chat {
             let down = down.clone();
             let reconnected = reconnected.clone();
             let login = event_login.clone();
+            let own = event_own.clone();
+            let (ban_url, ban_ca) = (ban_url.clone(), ban_ca.clone());
             async move {
                 let status = match event {
                     async_nats::Event::Disconnected => {
@@ -253,11 +294,21 @@ impl Chat {
                     {
                         match login.on_refused() {
                             0 => return, // the resume token; the password comes next
-                            n => Event::status(
-                                State::LoginRefused,
-                                None,
-                                format!("the server refused the login ({n} in a row: a changed password, or the login service recovering); retrying"),
-                            ),
+                            n => {
+                                // A ban refuses every login: find out, and end the
+                                // session with its end and reason.
+                                tokio::spawn(async move {
+                                    own.check_ban(&ban_url, ban_ca.as_deref(), ban_patience)
+                                        .await
+                                });
+                                Event::status(
+                                    State::LoginRefused,
+                                    None,
+                                    format!(
+                                        "the server refused the login ({n} in a row: a changed password, or the login service recovering); retrying"
+                                    ),
+                                )
+                            }
                         }
                     }
                     async_nats::Event::ServerError(
@@ -327,6 +378,20 @@ impl Chat {
             reconnects.clone(),
             echoes.clone(),
         );
+        let (pacer, pacer_task) = Pacer::start(
+            publisher.clone(),
+            client.clone(),
+            options.pacing,
+            events.clone(),
+        );
+        let standing_task = tokio::spawn(moderation::keep_standing(
+            client.clone(),
+            own.clone(),
+            pacer.clone(),
+            reconnects.clone(),
+            options.request_timeout,
+        ))
+        .abort_handle();
         let inner = Inner {
             client,
             js,
@@ -335,11 +400,15 @@ impl Chat {
             session: SessionId::random(),
             options,
             publisher,
+            pacer,
             events,
             reconnects,
             rooms: Mutex::new(BTreeMap::new()),
             echoes,
+            own,
             token_task,
+            pacer_task,
+            standing_task,
         };
         Ok((
             Chat {
@@ -405,6 +474,7 @@ impl Chat {
             events: events.clone(),
             reconnects: self.inner.reconnects.clone(),
             echoes: self.inner.echoes.clone(),
+            own: self.inner.own.clone(),
         };
         let task = tokio::spawn(async move {
             let reply = presence.join(&events).await;
@@ -439,8 +509,8 @@ impl Chat {
     }
 
     /// Queues a message for `room` (waiting while a thousand are already queued). It
-    /// is published behind every message queued before it; await the handle to learn
-    /// whether JetStream stored it.
+    /// is published behind every message queued before it, paced to the allowed rate;
+    /// await the handle to learn whether JetStream stored it.
     pub async fn send(
         &self,
         room: &RoomName,
@@ -452,7 +522,41 @@ impl Chat {
         }
         let message = ChatMessage::new(room, &self.inner.user, kind, text)?;
         let subject = subjects::room_message(room, &self.inner.user);
-        Ok(self.inner.publisher.send(room, subject, &message).await)
+        Ok(self.inner.pacer.send(room, subject, message).await)
+    }
+
+    /// The mute in force now, if any (what is typed meanwhile is not sent).
+    pub fn muted(&self) -> Option<Mute> {
+        self.inner.own.muted()
+    }
+
+    /// Completes when a moderator ended this session (kicked, or banned): UIs end it
+    /// (exit code 77) rather than reconnecting silently.
+    pub async fn ended(&self) -> Ended {
+        self.inner.own.ended().await
+    }
+
+    /// Sends a moderation command about `room` (where its event is written); the
+    /// worker's reply, or its refusal (403 for someone without the role).
+    pub async fn moderate(
+        &self,
+        room: &RoomName,
+        moderation: &Moderation,
+    ) -> Result<ModerationReply, RequestError> {
+        let timeout = self.inner.options.request_timeout;
+        let (client, user) = (&self.inner.client, &self.inner.user);
+        moderation::moderate(client, room, user, moderation, timeout).await
+    }
+
+    /// How far the current batch of paced messages has got (zero when idle).
+    pub fn sending(&self) -> Progress {
+        self.inner.pacer.progress()
+    }
+
+    /// Paces own messages to `allowance` from now on (from the user's standing); no
+    /// effect when pacing is off.
+    pub fn set_allowance(&self, allowance: Rate) {
+        self.inner.pacer.set_allowance(allowance);
     }
 
     /// How many messages sent so far are not acknowledged by JetStream yet (nor given
@@ -464,6 +568,7 @@ impl Chat {
     /// Waits until every message sent so far is confirmed or given up on; returns
     /// those given up on since the last call.
     pub async fn flush(&self) -> Vec<SendError> {
+        self.inner.pacer.drain().await;
         self.inner.publisher.flush().await
     }
 
@@ -586,8 +691,12 @@ impl Chat {
     /// not shown; leaves every room and flushes the connection, each briefly, since
     /// NATS may be down.
     pub async fn close(&self) -> CloseReport {
-        let deadline = tokio::time::Instant::now() + self.inner.options.quit_timeout;
-        let failed = self.inner.publisher.close(deadline).await;
+        // Paced messages still go out, for as long as they keep going (a long paste
+        // takes its time); a stall as long as the quit timeout gives the rest up.
+        let quit_timeout = self.inner.options.quit_timeout;
+        let mut failed = self.inner.pacer.drain_for_close(quit_timeout).await;
+        let deadline = tokio::time::Instant::now() + quit_timeout;
+        failed.extend(self.inner.publisher.close(deadline).await);
         let mut not_shown = Vec::new();
         for room in self.joined() {
             let shown = self.rooms().get(&room).map(|r| r.shown.clone());

@@ -8,6 +8,10 @@ use chat_protocol::body::{validate_text, MessageKind, TextError};
 use chat_protocol::display::sanitize;
 use chat_protocol::{NameError, RoomName};
 
+pub mod moderation;
+
+pub use moderation::Moderation;
+
 /// Every command, with its usage, as `/help` shows it.
 pub const HELP: &[(&str, &str)] = &[
     ("TEXT", "send TEXT to the current room"),
@@ -24,14 +28,36 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     ("#all_messages", "the complete history of the current room"),
     ("#my_messages", "your messages in every room you are in"),
+    (
+        "/seq",
+        "show (or hide) each message's stream sequence, for /delete",
+    ),
+    (
+        "/delete SEQ",
+        "delete the message at SEQ (your own; moderators: any)",
+    ),
+    (
+        moderation::MUTE,
+        "moderators: mute USER (DURATION 30s, 10m, 2h, 1d; default 10m)",
+    ),
+    (moderation::UNMUTE, "moderators: end USER's mute"),
+    (
+        moderation::KICK,
+        "moderators: disconnect every session of USER",
+    ),
+    (
+        moderation::BAN,
+        "moderators: ban USER (for DURATION, or until /unban)",
+    ),
+    (moderation::UNBAN, "moderators: end USER's ban"),
     ("/passwd", "change your password (asked without echo)"),
     ("/help", "this list"),
     ("/quit or !exit", "leave every room and exit"),
 ];
 
 /// The command names listed in errors about unknown commands.
-const NAMES: &str =
-    "/me, /users, /join, /leave, /rooms, /passwd, /help, /quit, !exit, #all_messages, #my_messages";
+const NAMES: &str = "/me, /users, /join, /leave, /rooms, /passwd, /help, /quit, !exit, \
+     #all_messages, #my_messages, /seq, /delete, /mute, /unmute, /kick, /ban, /unban";
 
 /// One understood input line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +80,10 @@ pub enum Command {
     Passwd,
     /// Show the commands.
     Help,
+    /// Show or hide stream sequences next to messages.
+    Seq,
+    /// A moderation request for the current room.
+    Moderate(Moderation),
     /// Leave everything and exit.
     Quit,
 }
@@ -78,6 +108,9 @@ pub enum CommandError {
     /// A command got the wrong arguments.
     #[error("usage: {0}")]
     Usage(&'static str),
+    /// An argument is malformed: the message says which and what is allowed.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Parses one input line.
@@ -108,6 +141,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "/users" => no_args(Command::Users, "/users"),
         "/rooms" => no_args(Command::Rooms, "/rooms"),
         "/help" => no_args(Command::Help, "/help"),
+        "/seq" => no_args(Command::Seq, "/seq"),
         "/passwd" => no_args(
             Command::Passwd,
             "/passwd (the passwords are asked without echo)",
@@ -130,8 +164,13 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
             [room] => Ok(Command::Leave(Some(RoomName::parse_input(room)?))),
             _ => Err(CommandError::Usage("/leave [ROOM]")),
         },
-        _ if word.starts_with('/') => Err(CommandError::Unknown(sanitize(word).into_owned())),
-        _ => say(MessageKind::Chat, line),
+        _ => match moderation::parse(word, rest) {
+            Some(moderation) => moderation.map(Command::Moderate),
+            None if word.starts_with('/') => {
+                Err(CommandError::Unknown(sanitize(word).into_owned()))
+            }
+            None => say(MessageKind::Chat, line),
+        },
     }
 }
 
@@ -234,6 +273,13 @@ mod tests {
             "#all_messages",
             "#my_messages",
             "/quit",
+            "/seq",
+            "/delete",
+            "/mute",
+            "/unmute",
+            "/kick",
+            "/ban",
+            "/unban",
         ] {
             assert!(help.iter().any(|l| l.contains(name)), "{name}");
         }

@@ -4,7 +4,9 @@
 //! lines, or as one JSON object per line with `--json`). The JSON shape is the
 //! `--json` line-mode contract: every object has an `event` field naming its kind.
 
-use chat_protocol::body::{rfc3339, MessageKind, Reason, RoomPayload, RoomSummary, SystemKind};
+use chat_protocol::body::{
+    rfc3339, EventDetail, MessageKind, Reason, RoomPayload, RoomSummary, SystemKind,
+};
 use chat_protocol::{RoomName, UserName};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -36,6 +38,16 @@ pub enum State {
     StreamGone,
     /// The room's stream was created again; the feed shows the new one from its start.
     StreamRecreated,
+    /// Messages are paced to the allowed rate: how far the batch has got.
+    Sending,
+    /// `/seq` showed or hid stream sequences.
+    Sequences,
+    /// This user is muted: nothing typed is sent until the mute ends.
+    Muted,
+    /// This user's mute ended: sending works again.
+    Unmuted,
+    /// A moderation command of this user was carried out.
+    Moderated,
 }
 
 /// One thing to show.
@@ -77,21 +89,26 @@ pub enum Event {
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         spoofed: bool,
     },
-    /// Someone joined or left.
+    /// Someone joined or left, or a moderation (muted, kicked, deleted, ...).
     System {
         /// Its room.
         room: RoomName,
-        /// Who joined or left.
+        /// Who joined or left; the target of a moderation (for `deleted`, the author of
+        /// the removed messages).
         user: UserName,
-        /// Joined or left.
+        /// What happened.
         #[serde(rename = "type")]
         kind: SystemKind,
         /// Why.
         reason: Reason,
-        /// Distinct users online after the change.
+        /// Distinct users online after the change (0 for moderation events).
         users: u64,
         /// Stream sequence.
         seq: u64,
+        /// A moderation's `by`, `until`, `note` and, for `deleted`, the `seqs` to hide
+        /// (each absent when empty).
+        #[serde(flatten)]
+        detail: EventDetail,
     },
     /// Answer to `/users`.
     Users {
@@ -193,6 +210,7 @@ pub fn from_payload(
             reason: event.reason,
             users: event.users,
             seq,
+            detail: event.detail,
         },
     }
 }

@@ -15,6 +15,10 @@
 //! - [`publish`]: reliable publishing: pipelined, acknowledged, retried in order with
 //!   the same ids, so every sender's order is kept (the rules of one attempt and of
 //!   giving up are `chat_runtime::publish`'s).
+//! - [`moderation`]: own standing (allowance, mute, ban), moderation requests, and
+//!   what moderation events mean for this session (a kick or ban ends it).
+//! - [`pacing`]: keeps own messages within the allowed rate (a token bucket in front
+//!   of the publisher), so a long paste goes out in order without tripping the limit.
 //! - [`echo`]: own stored messages whose echo is not shown yet (closing waits
 //!   for them, or names them).
 //! - `room` (private): one room's feed, replay then live, no gap and no duplicate.
@@ -55,6 +59,8 @@ pub mod echo;
 pub mod event;
 pub mod history;
 pub mod login;
+pub mod moderation;
+pub mod pacing;
 mod presence;
 pub mod publish;
 pub mod render;

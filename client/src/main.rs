@@ -8,7 +8,8 @@
 //! - `chat-client passwd --user NAME`: change the password (`CHAT_NEW_PASSWORD`).
 //!
 //! Exit codes: 0 normal end, 1 a message could not be confirmed or an account request
-//! was refused, 2 bad arguments, 69 NATS unreachable, 77 login refused, 78 the
+//! was refused, 2 bad arguments, 69 NATS unreachable, 77 login refused (a ban says
+//! until when) or the session ended by a moderator (kicked, banned), 78 the
 //! server's TLS certificate cannot be verified (see --tls-ca).
 
 use std::io::IsTerminal;
@@ -163,6 +164,7 @@ async fn chat(args: Args, user: UserName, interactive: bool, terminal: bool) -> 
         json: args.json,
     };
     let refused = chat.clone();
+    let ended = chat.clone();
     let run = async {
         if interactive && !args.plain && std::io::stdout().is_terminal() {
             match ui::tui::run(chat, events, settings).await {
@@ -186,6 +188,11 @@ async fn chat(args: Args, user: UserName, interactive: bool, terminal: bool) -> 
     };
     tokio::select! {
         code = run => code,
+        // Kicked or banned by a moderator: said, and ended, rather than reconnecting.
+        why = ended.ended() => {
+            eprintln!("chat-client: {why}");
+            exit::NOPERM
+        }
         _ = refused.login_refused() => {
             eprintln!(
                 "chat-client: the server keeps refusing the login for {user} \
@@ -232,7 +239,7 @@ async fn connect(
 fn connect_failed(err: ConnectError) -> i32 {
     eprintln!("chat-client: {err}");
     match err {
-        ConnectError::Refused { .. } => exit::NOPERM,
+        ConnectError::Refused { .. } | ConnectError::Banned { .. } => exit::NOPERM,
         ConnectError::Untrusted(_) => exit::CONFIG,
         ConnectError::Unreachable { .. } | ConnectError::AuthUnavailable { .. } => {
             exit::UNAVAILABLE

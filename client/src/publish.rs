@@ -154,6 +154,11 @@ pub struct SendHandle {
 }
 
 impl SendHandle {
+    /// A handle settled through `done` by another stage of the send path (pacing).
+    pub(crate) fn new(id: String, done: oneshot::Receiver<Result<u64, SendError>>) -> Self {
+        Self { id, done }
+    }
+
     /// Waits for the ack; returns the stream sequence the message was stored at.
     pub async fn acked(self) -> Result<u64, SendError> {
         self.done.await.unwrap_or(Err(SendError::Closed))

@@ -1,7 +1,7 @@
 //! Events as terminal text: one line per event, every string from the wire passed
 //! through [`chat_protocol::display::sanitize`], names optionally in colour.
 
-use chat_protocol::body::{MessageKind, Reason, SystemKind};
+use chat_protocol::body::{EventDetail, MessageKind, Reason, SystemKind};
 use chat_protocol::display::sanitize;
 use chat_protocol::{RoomName, UserName};
 use chrono::Local;
@@ -16,6 +16,8 @@ pub struct Style {
     /// For a person at a terminal: `history_progress` events are shown and `/help`
     /// takes one line per command (line mode keeps one line per event).
     pub interactive: bool,
+    /// Messages show their stream sequence (`#123`), for `/delete SEQ` (`/seq`).
+    pub seq: bool,
 }
 
 /// Colours a name gets, chosen by a stable hash of the name.
@@ -66,7 +68,7 @@ pub fn text_lines(text: &str) -> Vec<String> {
 }
 
 /// `HH:MM` in local time for a message of today, `YYYY-MM-DD HH:MM` otherwise.
-fn time_of(ts: &chrono::DateTime<chrono::Utc>) -> String {
+pub fn time_of(ts: &chrono::DateTime<chrono::Utc>) -> String {
     let local = ts.with_timezone(&Local);
     if local.date_naive() == Local::now().date_naive() {
         local.format("%H:%M").to_string()
@@ -90,6 +92,69 @@ pub fn what_happened(kind: SystemKind, reason: Reason) -> &'static str {
     }
 }
 
+/// What a moderation event says (none for joined/left), every name and note
+/// sanitized: `bob was muted by alice until 09:10 (spam)`, `alice deleted 3 messages
+/// from bob`.
+pub fn moderation_text(
+    user: &UserName,
+    kind: SystemKind,
+    reason: Reason,
+    detail: &EventDetail,
+) -> Option<String> {
+    let by = match &detail.by {
+        Some(by) => format!(" by {by}"),
+        None => String::new(),
+    };
+    let until = match detail.until {
+        Some(until) => format!(" until {}", time_of(&until)),
+        None if kind == SystemKind::Banned => " until unbanned".to_string(),
+        None => String::new(),
+    };
+    let why = match (&detail.note, reason) {
+        (Some(note), _) => format!(" ({})", sanitize(note)),
+        (None, Reason::Flood) => " (flooding: over the allowed rate)".to_string(),
+        (None, _) => String::new(),
+    };
+    Some(match kind {
+        SystemKind::Joined | SystemKind::Left => return None,
+        SystemKind::Muted => format!("{user} was muted{by}{until}{why}"),
+        SystemKind::Unmuted => format!("{user} was unmuted{by}{why}"),
+        SystemKind::Kicked => format!("{user} was kicked{by}{why}"),
+        SystemKind::Banned => format!("{user} was banned{by}{until}{why}"),
+        SystemKind::Unbanned => format!("{user} was unbanned{by}{why}"),
+        SystemKind::Deleted => {
+            let count = match detail.seqs.len() {
+                1 => "a message".to_string(),
+                n => format!("{n} messages"),
+            };
+            match (&detail.by, reason) {
+                (_, Reason::Author) => format!("{user} deleted {count}{why}"),
+                (Some(by), _) => format!("{by} deleted {count} from {user}{why}"),
+                (None, _) => format!("{count} from {user} removed{why}"),
+            }
+        }
+    })
+}
+
+/// For a printed chat (scrollback cannot be edited): which sequences shown above a
+/// `deleted` event are gone.
+pub fn tombstone_note(seqs: &[u64]) -> String {
+    match seqs {
+        [] => String::new(),
+        [one] => format!(" [#{one} above is deleted]"),
+        few if few.len() <= 10 => {
+            let list: Vec<String> = few.iter().map(|s| format!("#{s}")).collect();
+            format!(" [{} above are deleted]", list.join(", "))
+        }
+        many => format!(
+            " [{} messages above, #{} to #{}, are deleted]",
+            many.len(),
+            many.iter().min().unwrap_or(&0),
+            many.iter().max().unwrap_or(&0)
+        ),
+    }
+}
+
 /// The line showing `event`, or none if this style does not show it.
 /// `current` is the room messages go to; lines of other rooms name their room.
 pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<String> {
@@ -102,6 +167,7 @@ pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<S
             ts,
             replay,
             spoofed,
+            seq,
             ..
         } => {
             let time = time_of(ts);
@@ -118,6 +184,10 @@ pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<S
                 sanitize(text).into_owned()
             };
             let tag = room_tag(room, current);
+            let tag = match style.seq {
+                true => format!("#{seq} {tag}"),
+                false => tag,
+            };
             match kind {
                 MessageKind::Chat => format!("{time}{mark}{tag}{who}{flag}: {text}"),
                 MessageKind::Me => format!("{time}{mark}{tag}* {who}{flag} {text}"),
@@ -129,14 +199,18 @@ pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<S
             kind,
             reason,
             users,
+            detail,
             ..
         } => {
-            let what = what_happened(*kind, *reason);
-            format!(
-                "-- {}{} {what} {room} ({users} online)",
-                room_tag(room, current),
-                name(user, style)
-            )
+            let tag = room_tag(room, current);
+            match moderation_text(user, *kind, *reason, detail) {
+                Some(text) => format!("* {tag}{text}{}", tombstone_note(&detail.seqs)),
+                None => format!(
+                    "-- {tag}{} {} {room} ({users} online)",
+                    name(user, style),
+                    what_happened(*kind, *reason)
+                ),
+            }
         }
         Event::Welcome {
             room, users, text, ..
@@ -182,6 +256,7 @@ mod tests {
     const PLAIN: Style = Style {
         color: false,
         interactive: false,
+        seq: false,
     };
 
     fn message(text: &str, room: &str) -> Event {
@@ -222,6 +297,7 @@ mod tests {
         let person = Style {
             color: false,
             interactive: true,
+            seq: false,
         };
         let out = line(&message(text, "general"), None, person).unwrap();
         let lines: Vec<&str> = out.lines().collect();
@@ -258,11 +334,86 @@ mod tests {
     }
 
     #[test]
+    fn moderation_events_say_who_did_what_and_tombstones_are_noted() {
+        let general = RoomName::new("general").unwrap();
+        let event =
+            |kind, reason, by: Option<&str>, note: Option<&str>, seqs: Vec<u64>| Event::System {
+                room: general.clone(),
+                user: UserName::new("bob").unwrap(),
+                kind,
+                reason,
+                users: 0,
+                seq: 9,
+                detail: EventDetail {
+                    by: by.map(|b| UserName::new(b).unwrap()),
+                    until: None,
+                    note: note.map(str::to_string),
+                    seqs,
+                },
+            };
+        let show = |e: &Event| line(e, Some(&general), PLAIN).unwrap();
+        let kicked = event(
+            SystemKind::Kicked,
+            Reason::Moderator,
+            Some("alice"),
+            Some("out \x1b[2J\u{202e}"),
+            vec![],
+        );
+        let out = show(&kicked);
+        assert_eq!(out, "* bob was kicked by alice (out \u{fffd}[2J\u{fffd})");
+        let flood = event(SystemKind::Muted, Reason::Flood, None, None, vec![]);
+        assert_eq!(
+            show(&flood),
+            "* bob was muted (flooding: over the allowed rate)"
+        );
+        let banned = event(
+            SystemKind::Banned,
+            Reason::Moderator,
+            Some("alice"),
+            None,
+            vec![],
+        );
+        assert_eq!(show(&banned), "* bob was banned by alice until unbanned");
+        let own = event(
+            SystemKind::Deleted,
+            Reason::Author,
+            Some("bob"),
+            None,
+            vec![7],
+        );
+        assert_eq!(show(&own), "* bob deleted a message [#7 above is deleted]");
+        let removed = event(
+            SystemKind::Deleted,
+            Reason::Moderator,
+            Some("alice"),
+            None,
+            vec![7, 8],
+        );
+        assert_eq!(
+            show(&removed),
+            "* alice deleted 2 messages from bob [#7, #8 above are deleted]"
+        );
+        let excess = event(
+            SystemKind::Deleted,
+            Reason::Flood,
+            None,
+            None,
+            (1..=30).collect(),
+        );
+        assert_eq!(
+            show(&excess),
+            "* 30 messages from bob removed (flooding: over the allowed rate) \
+             [30 messages above, #1 to #30, are deleted]"
+        );
+    }
+
+    #[test]
     fn colours_are_stable_and_only_when_asked() {
         assert_eq!(color_of("alice"), color_of("alice"));
         let colored = Style {
             color: true,
             interactive: true,
+            seq: false,
         };
         let out = line(&message("x", "general"), None, colored).unwrap();
         assert!(out.contains(&format!("\x1b[1;{}malice\x1b[0m", color_of("alice"))));

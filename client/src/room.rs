@@ -48,6 +48,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::echo::Echoes;
 use crate::event::{self, Event, State};
+use crate::moderation::Own;
 
 /// Longest pause between two attempts to (re)open the stream or its consumer.
 /// First pause before a retry.
@@ -86,6 +87,8 @@ pub(crate) struct Feed {
     pub shown: watch::Sender<Option<u64>>,
     /// Own acknowledged messages waiting for their echo; forgotten as they are shown.
     pub echoes: Arc<Echoes>,
+    /// This session's standing: live moderation events naming its user change it.
+    pub own: Arc<Own>,
 }
 
 impl Feed {
@@ -279,6 +282,7 @@ impl Feed {
                 if let Some(event) =
                     self.decode(message.subject.as_str(), &message.payload, seq, time, false)
                 {
+                    self.own.on_event(&event).await;
                     if self.events.send(event).await.is_err() {
                         return;
                     }

@@ -297,6 +297,7 @@ async fn hostile_payloads_neither_crash_nor_inject_escapes() {
     let style = Style {
         color: true,
         interactive: true,
+        seq: false,
     };
     for event in &shown {
         let line = render::line(event, Some(&general), style).unwrap();

@@ -17,8 +17,11 @@ struct Tmux {
 
 impl Tmux {
     fn new() -> Self {
+        // Tests run side by side: each gets its own tmux server.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self {
-            socket: format!("natschat-tui-{}", std::process::id()),
+            socket: format!("natschat-tui-{}-{n}", std::process::id()),
         }
     }
 
@@ -39,10 +42,22 @@ impl Tmux {
 
     /// Starts `chat-client` as `user` in a window of its own, `width`x`height`.
     async fn start(&self, server: &NatsServer, user: &str, width: u16, height: u16) {
+        self.start_with(server, user, width, height, "").await
+    }
+
+    /// [`Tmux::start`] with more flags (`--plain`).
+    async fn start_with(
+        &self,
+        server: &NatsServer,
+        user: &str,
+        width: u16,
+        height: u16,
+        flags: &str,
+    ) {
         let password = server.register(user).await;
         let log = std::env::temp_dir().join(format!("{}-{user}.log", self.socket));
         let command = format!(
-            "{} --user {user} --nats-url {} --history 20",
+            "{} --user {user} --nats-url {} --history 20 {flags}",
             env!("CARGO_BIN_EXE_chat-client"),
             server.url()
         );
@@ -200,4 +215,201 @@ async fn two_people_chat_in_tmux() {
     tmux.type_line("alice", "/quit");
     tmux.wait("bob", "alice left", |s| s.contains("alice left"))
         .await;
+}
+
+/// Pacing and moderation on the full-screen UI, with the moderation worker enforcing
+/// the contract's allowance: 60 lines typed at once go out paced ("sending n/m" on the
+/// status line), complete and in order, and bob is never muted for it; then alice (a
+/// moderator, through the library) mutes bob, whose screen says so and keeps a line
+/// typed meanwhile in the input box, unmutes him (the line goes out), and deletes one
+/// of his messages, which leaves his screen (sequences shown with /seq).
+#[tokio::test]
+async fn pacing_and_moderation_in_tmux() {
+    use chat_client::command::Moderation;
+    let server = test_support::run_server_with(test_support::StackOptions {
+        moderation: moderation_worker::Config::default(),
+        ..Default::default()
+    });
+    let _presence = presence(&server).await;
+    let _history = history(&server).await;
+    let general = room("general");
+    let admin = server.client().await;
+    let grant = serde_json::json!({"user": "alice", "role": "moderator"}).to_string();
+    let reply = admin
+        .request("chat.admin.role", grant.into())
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&reply.payload).contains("\"ok\":true"));
+    let (alice, mut alice_events) = joined(&server, "alice", &general, 0).await;
+    let tmux = Tmux::new();
+    tmux.start(&server, "bob", 100, 30).await;
+    tmux.wait("bob", "the welcome", |s| s.contains("Users (2)"))
+        .await;
+
+    let mut keys = Vec::new();
+    for i in 1..=60 {
+        keys.push(format!("line {i}"));
+        keys.push("Enter".to_string());
+    }
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    tmux.keys("bob", &keys, false);
+    let status = |s: &str| s.lines().last().unwrap_or("").to_string();
+    let screen = tmux
+        .wait("bob", "the pacing on the status line", |s| {
+            status(s).contains("│ sending ")
+        })
+        .await;
+    println!("status line while pacing: {}", status(&screen));
+    let texts: Vec<String> = messages(&mut alice_events, &general, 60)
+        .await
+        .into_iter()
+        .map(|(_, text, _)| text)
+        .collect();
+    assert_eq!(
+        texts,
+        (1..=60).map(|i| format!("line {i}")).collect::<Vec<_>>()
+    );
+    tmux.wait("bob", "the batch done", |s| {
+        !status(s).contains("sending") && s.contains("bob: line 60")
+    })
+    .await;
+    assert!(alice.muted().is_none());
+
+    // Muted: said on screen and the status line; a line typed meanwhile stays.
+    let mute = Moderation::Mute {
+        user: chat_protocol::UserName::new("bob").unwrap(),
+        seconds: Some(600),
+        reason: Some("too fast".into()),
+    };
+    alice.moderate(&general, &mute).await.unwrap();
+    tmux.wait("bob", "the mute", |s| {
+        s.contains("you are muted until")
+            && s.contains("bob was muted by alice until")
+            && status(s).contains("muted until")
+    })
+    .await;
+    tmux.type_line("bob", "let me speak");
+    tmux.wait("bob", "the line refused and kept", |s| {
+        s.contains("not sent: you are muted until")
+            && input_line(s, "general").contains("let me speak")
+    })
+    .await;
+    let unmute = Moderation::Unmute {
+        user: chat_protocol::UserName::new("bob").unwrap(),
+    };
+    alice.moderate(&general, &unmute).await.unwrap();
+    tmux.wait("bob", "the mute ended", |s| {
+        s.contains("you can send messages again") && !status(s).contains("muted")
+    })
+    .await;
+    tmux.keys("bob", &["Enter"], false);
+    let (seq, text, _) = wait_for(&mut alice_events, message_in(&general)).await;
+    assert_eq!(text, "let me speak");
+
+    // Sequences shown, then a deleted message leaves the screen.
+    tmux.type_line("bob", "/seq");
+    tmux.wait("bob", "sequences", |s| {
+        s.contains(&format!("#{seq} bob: let me speak"))
+    })
+    .await;
+    alice
+        .moderate(&general, &Moderation::Delete { seq })
+        .await
+        .unwrap();
+    let screen = tmux
+        .wait("bob", "the message deleted", |s| {
+            s.contains("alice deleted a message from bob")
+        })
+        .await;
+    assert!(!screen.contains("bob: let me speak"), "{screen}");
+}
+
+/// The plain line editor (`--plain`) under the contract's allowance: 40 lines typed at
+/// once are paced with a few `** sending` lines (not one per message) and arrive in
+/// order; a mute is said, a line typed meanwhile is refused and given back at the
+/// prompt; a deleted message is noted (printed lines cannot be taken back).
+#[tokio::test]
+async fn pacing_and_moderation_in_the_plain_editor() {
+    use chat_client::command::Moderation;
+    let server = test_support::run_server_with(test_support::StackOptions {
+        moderation: moderation_worker::Config::default(),
+        ..Default::default()
+    });
+    let _presence = presence(&server).await;
+    let general = room("general");
+    let admin = server.client().await;
+    let grant = serde_json::json!({"user": "alice", "role": "moderator"}).to_string();
+    let reply = admin
+        .request("chat.admin.role", grant.into())
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&reply.payload).contains("\"ok\":true"));
+    let (alice, mut alice_events) = joined(&server, "alice", &general, 0).await;
+    let tmux = Tmux::new();
+    tmux.start_with(&server, "bob", 100, 40, "--plain").await;
+    tmux.wait("bob", "the prompt", |s| s.contains("[general] bob>"))
+        .await;
+
+    // The line editor drops what is typed while it is not reading (before its next
+    // prompt), so each line waits for the prompt; they still come faster than 5/s.
+    let prompt = |s: &str| {
+        s.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(str::trim)
+            == Some("[general] bob>")
+    };
+    for i in 1..=40 {
+        tmux.type_line("bob", &format!("line {i}"));
+        tmux.wait("bob", "the prompt again", prompt).await;
+    }
+    let texts: Vec<(u64, String)> = messages(&mut alice_events, &general, 40)
+        .await
+        .into_iter()
+        .map(|(seq, text, _)| (seq, text))
+        .collect();
+    let in_order: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+    let expected: Vec<String> = (1..=40).map(|i| format!("line {i}")).collect();
+    assert_eq!(in_order, expected);
+    let screen = tmux
+        .wait("bob", "the pacing said in a few lines", |s| {
+            s.contains("** sending ") && s.contains("bob: line 40")
+        })
+        .await;
+    let progress = screen.lines().filter(|l| l.contains("** sent")).count()
+        + screen.lines().filter(|l| l.contains("** sending")).count();
+    assert!(
+        progress < 10,
+        "a few progress lines, not one per message: {screen}"
+    );
+
+    let mute = Moderation::Mute {
+        user: chat_protocol::UserName::new("bob").unwrap(),
+        seconds: Some(600),
+        reason: Some("slow down".into()),
+    };
+    alice.moderate(&general, &mute).await.unwrap();
+    tmux.wait("bob", "the mute", |s| {
+        s.contains("** you are muted until") && s.contains("* bob was muted by alice until")
+    })
+    .await;
+    tmux.type_line("bob", "let me speak");
+    tmux.wait("bob", "the line refused and given back", |s| {
+        s.contains("error: not sent: you are muted until")
+            && s.lines()
+                .last()
+                .is_some_and(|l| l.contains("bob> let me speak"))
+    })
+    .await;
+    let (seq, _) = texts[0].clone();
+    alice
+        .moderate(&general, &Moderation::Delete { seq })
+        .await
+        .unwrap();
+    tmux.wait("bob", "the deletion noted", |s| {
+        s.contains(&format!(
+            "* alice deleted a message from bob [#{seq} above is deleted]"
+        ))
+    })
+    .await;
 }

@@ -96,3 +96,65 @@ fn the_status_line_counts_unconfirmed_messages() {
         "{screen}"
     );
 }
+
+/// Moderation on the screen: sequences shown (`/seq`), a deleted message gone (the
+/// tombstone names mallory's hostile one), a kick with a hostile note sanitized, a ban
+/// without end, and a paced batch on the status line.
+#[test]
+fn moderation_events_tombstones_sequences_and_pacing_80x24() {
+    use chat_client::Event;
+    use chat_protocol::body::{EventDetail, Reason, SystemKind};
+    let mut app = busy_app();
+    let system = |seq, kind, reason, by: &str, note: Option<&str>, seqs: Vec<u64>| Event::System {
+        room: room("general"),
+        user: user("mallory"),
+        kind,
+        reason,
+        users: 0,
+        seq,
+        detail: EventDetail {
+            by: Some(user(by)),
+            until: None,
+            note: note.map(str::to_string),
+            seqs,
+        },
+    };
+    app.on_event(system(
+        19,
+        SystemKind::Deleted,
+        Reason::Moderator,
+        "bob",
+        None,
+        vec![18],
+    ));
+    app.on_event(system(
+        20,
+        SystemKind::Kicked,
+        Reason::Moderator,
+        "bob",
+        Some("stop \u{1b}[31mthat\u{202e}"),
+        vec![],
+    ));
+    app.on_event(system(
+        21,
+        SystemKind::Banned,
+        Reason::Moderator,
+        "bob",
+        None,
+        vec![],
+    ));
+    app.show_seq = true;
+    app.sending = chat_client::pacing::Progress {
+        sent: 37,
+        total: 100,
+        paced: true,
+    };
+    let terminal = draw(&mut app, 80, 24);
+    let screen = format!("{}", terminal.backend());
+    assert!(!screen.contains("clear screen?"), "deleted: {screen}");
+    assert!(
+        screen.contains("bob deleted a message from mallory"),
+        "{screen}"
+    );
+    insta::assert_snapshot!(terminal.backend());
+}

@@ -31,6 +31,9 @@ pub async fn options(server: &NatsServer, name: &str) -> Options {
     let password = server.register(name).await;
     let mut options = Options::new(server.url(), user(name), password);
     options.retry.ack_timeout = Duration::from_secs(2);
+    // These tests send thousands of messages to test delivery, on a stack without a
+    // rate limit; pacing has tests of its own (chat-client's tests/pacing.rs).
+    options.pacing = None;
     options
 }
 

@@ -107,6 +107,7 @@ pub fn joined(room_name: &str, who: &str, seq: u64, users: u64) -> Event {
         reason: Reason::Join,
         users,
         seq,
+        detail: Default::default(),
     }
 }
 

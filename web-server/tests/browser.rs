@@ -86,6 +86,15 @@ async fn two_browser_pages_and_a_terminal_chat() {
 
     let bob = server.register("bob").await;
     let carol = server.register("carol").await;
+    // carol (the terminal client) is a moderator: the pages show what she does.
+    let grant = r#"{"user":"carol","role":"moderator"}"#.to_string();
+    let granted = server
+        .client()
+        .await
+        .request("chat.admin.role", grant.into())
+        .await
+        .expect("the moderation worker answers");
+    assert!(String::from_utf8_lossy(&granted.payload).contains("\"ok\":true"));
     let shots = repo().join("target/browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
 

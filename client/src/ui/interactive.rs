@@ -33,7 +33,8 @@ pub async fn run(
     let mut session = Session::new(chat, settings.history, true);
     let current = session.current_room();
     let (done, finished) = oneshot::channel();
-    let printer = tokio::spawn(print(events, current.clone(), printer, finished));
+    let seq = session.show_seq();
+    let printer = tokio::spawn(print(events, current.clone(), seq, printer, finished));
     let (lines_tx, mut lines) = mpsc::channel(16);
     // The room is current before the first prompt is drawn, so that it names it.
     session
@@ -136,15 +137,17 @@ fn erase_entered(prompt: &str, line: &str) {
 async fn print(
     mut events: mpsc::Receiver<Event>,
     current: watch::Receiver<Option<RoomName>>,
+    seq: watch::Receiver<bool>,
     mut printer: impl ExternalPrinter + Send + 'static,
     mut finished: oneshot::Receiver<()>,
 ) {
-    let style = Style {
-        color: true,
-        interactive: true,
-    };
     let mut show = |event: &Event| {
         let current = current.borrow().clone();
+        let style = Style {
+            color: true,
+            interactive: true,
+            seq: *seq.borrow(),
+        };
         if let Some(mut line) = render::line(event, current.as_ref(), style) {
             // While rustyline is not reading, the printer writes straight to the
             // terminal and adds no line end of its own.

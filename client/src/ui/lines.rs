@@ -27,6 +27,7 @@ pub async fn run(chat: Chat, events: mpsc::Receiver<Event>, settings: Settings) 
     let printer = tokio::spawn(print(
         events,
         session.current_room(),
+        session.show_seq(),
         settings.json,
         finished,
     ));
@@ -89,15 +90,17 @@ fn trim_line_end(line: &[u8]) -> &[u8] {
 async fn print(
     mut events: mpsc::Receiver<Event>,
     current: watch::Receiver<Option<RoomName>>,
+    seq: watch::Receiver<bool>,
     json: bool,
     mut finished: oneshot::Receiver<()>,
 ) {
-    let style = Style {
-        color: false,
-        interactive: false,
-    };
     let show = |event: &Event| {
         let current = current.borrow().clone();
+        let style = Style {
+            color: false,
+            interactive: false,
+            seq: *seq.borrow(),
+        };
         let text = if json {
             if matches!(event, Event::HistoryProgress { .. }) {
                 return true;

@@ -53,6 +53,8 @@ pub struct Session {
     chat: Chat,
     history: usize,
     current: watch::Sender<Option<RoomName>>,
+    /// Messages show their stream sequence (`/seq`).
+    seq: watch::Sender<bool>,
     /// Run joins and history replays in the background (interactive) or in input
     /// order (line mode: the next line is read once they are done).
     background: bool,
@@ -66,8 +68,14 @@ impl Session {
             chat,
             history,
             current,
+            seq: watch::channel(false).0,
             background,
         }
+    }
+
+    /// Whether messages show their stream sequence, as `/seq` toggles it.
+    pub fn show_seq(&self) -> watch::Receiver<bool> {
+        self.seq.subscribe()
     }
 
     /// The room messages go to, as it changes (for printers and prompts).
@@ -133,12 +141,29 @@ impl Session {
                 let commands = command::help_lines().collect();
                 self.chat.notify(Event::Help { commands }).await;
             }
+            Command::Seq => {
+                let shown = !*self.seq.borrow();
+                self.seq.send_replace(shown);
+                let message = match shown {
+                    true => "messages show their stream sequence (#123): /delete 123 deletes one; /seq hides them",
+                    false => "stream sequences hidden (/seq shows them)",
+                };
+                let event = Event::status(State::Sequences, None, message);
+                self.chat.notify(event).await;
+            }
             Command::Passwd => {
                 let event = match self.change_password().await {
                     Ok(()) => Event::status(State::PasswordChanged, None, "password changed"),
                     Err(message) => Event::error(message),
                 };
                 self.chat.notify(event).await;
+            }
+            Command::Say(..) if self.chat.muted().is_some() => {
+                // Refused here, and kept to be sent later: the server would not take it.
+                let mute = self.chat.muted().map(|m| m.to_string()).unwrap_or_default();
+                let message = format!("not sent: {mute}");
+                self.chat.notify(Event::error(message)).await;
+                return Flow::Retype;
             }
             command => {
                 let Some(current) = self.current() else {
@@ -207,7 +232,18 @@ impl Session {
                 }
                 Ok(())
             }
-            Command::Quit | Command::Join(_) | Command::Help | Command::Passwd => Ok(()),
+            Command::Moderate(moderation) => match chat.moderate(&current, &moderation).await {
+                Ok(reply) => {
+                    let done = crate::moderation::done(&moderation, &reply);
+                    let event = Event::status(State::Moderated, Some(&current), done);
+                    chat.notify(event).await;
+                    Ok(())
+                }
+                Err(err) => Err(err.to_string()),
+            },
+            Command::Quit | Command::Join(_) | Command::Help | Command::Seq | Command::Passwd => {
+                Ok(())
+            }
         };
         if let Err(message) = result {
             self.chat.notify(Event::error(message)).await;

@@ -16,7 +16,9 @@ use chrono::{DateTime, FixedOffset, Utc};
 use super::input::Input;
 use crate::event::{Event, State};
 use crate::history::Page;
-use crate::render::{text_lines, what_happened};
+use crate::moderation::Mute;
+use crate::pacing::Progress;
+use crate::render::{moderation_text, text_lines, what_happened};
 
 /// Entries kept per room. Beyond it, the end far from the view is dropped (and fetched
 /// again from the history worker when scrolled to), so memory stays bounded.
@@ -172,6 +174,21 @@ impl Room {
         self.entries.iter().rev().find_map(Entry::seq)
     }
 
+    /// Takes the messages at `seqs` out (a tombstone), keeping the view on what it
+    /// showed.
+    fn hide(&mut self, seqs: &[u64]) {
+        if seqs.is_empty() {
+            return;
+        }
+        let seqs: BTreeSet<u64> = seqs.iter().copied().collect();
+        let gone = |e: &Entry| matches!(e, Entry::Message { seq, .. } if seqs.contains(seq));
+        let below = self.entries.len().saturating_sub(self.scroll);
+        let hidden_below = self.entries.iter().skip(below).filter(|e| gone(e)).count();
+        self.entries.retain(|e| !gone(e));
+        self.held.retain(|e| !gone(e));
+        self.scroll = self.scroll.saturating_sub(hidden_below);
+    }
+
     /// Adds `entry` at the bottom, keeping the view where it is when scrolled up.
     fn push(&mut self, entry: Entry) {
         if self.newer_dropped && entry.seq().is_some() {
@@ -259,6 +276,13 @@ pub struct App {
     /// Messages sent and not acknowledged by JetStream yet (the library's count, read
     /// before each frame).
     pub unconfirmed: usize,
+    /// The batch of messages being paced to the allowed rate (the library's, read
+    /// before each frame).
+    pub sending: Progress,
+    /// Messages show their stream sequence (`/seq`).
+    pub show_seq: bool,
+    /// The mute in force (the library's, read before each frame).
+    pub muted: Option<Mute>,
     /// The input box.
     pub input: Input,
     /// Colours (off with `NO_COLOR`).
@@ -288,6 +312,9 @@ impl App {
             presence: true,
             pending: 0,
             unconfirmed: 0,
+            sending: Progress::default(),
+            show_seq: false,
+            muted: None,
             input: Input::default(),
             color: true,
             bell: true,
@@ -447,27 +474,34 @@ impl App {
         }
     }
 
-    /// A chat message or a joined/left event, live or replayed.
+    /// A chat message or a system event, live or replayed. A `deleted` event (the
+    /// tombstone) takes the messages it names out of the room.
     fn on_stored(&mut self, event: Event) {
-        let (room, live, presence) = match &event {
-            Event::Message { room, replay, .. } => (room.clone(), !replay, None),
+        let (room, live, presence, deleted) = match &event {
+            Event::Message { room, replay, .. } => (room.clone(), !replay, None, &[][..]),
             Event::System {
                 room,
                 user,
                 kind,
                 users,
+                detail,
                 ..
             } => {
                 // Only joined/left change who is online; moderation events say 0 users.
                 let presence = matches!(kind, SystemKind::Joined | SystemKind::Left)
                     .then(|| (user.clone(), *kind, *users));
-                (room.clone(), false, presence)
+                let deleted = match kind {
+                    SystemKind::Deleted => &detail.seqs[..],
+                    _ => &[],
+                };
+                (room.clone(), false, presence, deleted)
             }
             _ => return,
         };
         let Some(i) = self.index_of(&room) else {
             return;
         };
+        self.rooms[i].hide(deleted);
         let shown = i == self.current;
         let Some(entry) = entry_of(event, &self.user) else {
             return;
@@ -519,6 +553,8 @@ impl App {
                     }
                 }
             }
+            // The status line shows the progress (see `sending`).
+            State::Sending => return,
             _ => {}
         }
         match room.as_ref().and_then(|r| self.index_of(r)) {
@@ -692,13 +728,13 @@ fn entry_of(event: Event, me: &UserName) -> Option<Entry> {
             reason,
             users,
             seq,
+            detail,
             ..
         } => {
-            let what = what_happened(kind, reason);
-            Some(Entry::System {
-                seq,
-                text: format!("{user} {what} ({users} online)"),
-            })
+            let text = moderation_text(&user, kind, reason, &detail).unwrap_or_else(|| {
+                format!("{user} {} ({users} online)", what_happened(kind, reason))
+            });
+            Some(Entry::System { seq, text })
         }
         _ => None,
     }

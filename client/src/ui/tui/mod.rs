@@ -94,6 +94,7 @@ pub async fn run(
     app.bell = std::env::var("CHAT_BELL").map_or(true, |v| v != "0" && v != "off");
     let mut session = Session::new(chat.clone(), settings.history, true);
     let mut current = session.current_room();
+    let mut show_seq = session.show_seq();
     // The room is current before the first frame, so that the screen names it.
     session.run(Command::Join(vec![settings.room])).await;
     let (jobs, replies_rx) = worker::start(session, chat.clone());
@@ -112,6 +113,8 @@ pub async fn run(
         if due.is_some_and(|due| Instant::now() >= due) {
             app.now = Utc::now();
             app.unconfirmed = chat.unconfirmed();
+            app.sending = chat.sending();
+            app.muted = chat.muted();
             let mut shown = 0;
             terminal.draw(|frame| {
                 app.page_rows = view::message_rows(frame.area(), &app);
@@ -119,9 +122,10 @@ pub async fn run(
             })?;
             app.settle_scroll(shown);
             last_frame = Instant::now();
-            // While messages wait for their acknowledgement, look again now and then:
-            // an ack comes with no event of its own.
-            due = (app.unconfirmed > 0).then(|| last_frame + UNCONFIRMED_RECHECK);
+            // While messages wait for their acknowledgement or their turn, look again
+            // now and then: an ack comes with no event of its own.
+            let busy = app.unconfirmed > 0 || app.sending.total > 0;
+            due = busy.then(|| last_frame + UNCONFIRMED_RECHECK);
         }
         let mut keyed = false;
         tokio::select! {
@@ -167,6 +171,10 @@ pub async fn run(
                 if changed.is_err() { break }
                 app.follow(current.borrow_and_update().as_ref());
             }
+            changed = show_seq.changed() => {
+                if changed.is_err() { break }
+                app.show_seq = *show_seq.borrow_and_update();
+            }
             _ = &mut stop => break,
         }
         due = match keyed {
@@ -196,6 +204,7 @@ pub async fn run(
         let style = Style {
             color: false,
             interactive: true,
+            seq: false,
         };
         while let Some(event) = events.recv().await {
             if let Some(line) = render::line(&event, None, style) {

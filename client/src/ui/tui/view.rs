@@ -264,12 +264,24 @@ fn status(app: &App) -> Line<'static> {
     if !app.presence {
         add("presence unavailable".into());
     }
+    if let Some(mute) = &app.muted {
+        add(format!(
+            "muted until {}",
+            crate::render::time_of(&mute.until)
+        ));
+    }
     let mut waiting = Vec::new();
     if app.pending > 0 {
         waiting.push(format!("{} line(s)", app.pending));
     }
     if app.unconfirmed > 0 {
         waiting.push(format!("{} unconfirmed message(s)", app.unconfirmed));
+    }
+    if app.sending.paced {
+        add(format!(
+            "sending {}/{}",
+            app.sending.sent, app.sending.total
+        ));
     }
     if let Some(room) = app.room() {
         if room.loading {
@@ -446,6 +458,7 @@ fn layout(
 ) {
     match entry {
         Entry::Message {
+            seq,
             ts,
             user,
             me,
@@ -453,7 +466,6 @@ fn layout(
             replay,
             mention,
             spoofed,
-            ..
         } => {
             let time = time_of(ts, app, today);
             let indent = time.chars().count() + 2;
@@ -473,6 +485,9 @@ fn layout(
                 Span::styled(mark.to_string(), theme.dim()),
                 Span::raw(" "),
             ];
+            if app.show_seq {
+                first.push(Span::styled(format!("#{seq} "), theme.dim()));
+            }
             if *me {
                 first.push(Span::styled("* ", text_style));
             }
