@@ -43,7 +43,7 @@ pub enum Scenario {
 impl Scenario {
     /// Every measured scenario, in running order (the default; [`Scenario::Chaos`]
     /// runs only when named).
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Publish,
         Scenario::Fanout,
         Scenario::History,

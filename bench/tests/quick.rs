@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "publish",
     "fanout",
     "history",
@@ -17,7 +17,7 @@ const SCENARIOS: [&str; 7] = [
     "footprint",
     "flood",
     "login",
-    "flood",
+    "overload",
 ];
 
 /// Builds the binaries the bench drives, in the profile of this test, so that the

@@ -23,11 +23,11 @@ use chat_protocol::{subjects, RoomName, UserName};
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
+use crate::call::{self, RequestError};
 use crate::command::Moderation;
 use crate::event::{Event, State};
 use crate::pacing::Pacer;
 use crate::render::time_of;
-use crate::call::{self, RequestError};
 
 /// The service name in errors.
 const SERVICE: &str = "moderation";

@@ -115,6 +115,7 @@ impl ModerationWorker {
                 ),
             ],
             concurrency: config.concurrency,
+            queue: config.concurrency * hosting::QUEUE_PER_SLOT,
             drain_timeout: config.drain_timeout,
         };
         let (shared, served) = (config.clone(), outbox.clone());

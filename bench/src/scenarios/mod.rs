@@ -6,9 +6,9 @@
 pub mod chaos;
 pub mod fanout;
 pub mod flood;
-pub mod overload;
 pub mod footprint;
 pub mod history;
 pub mod login;
+pub mod overload;
 pub mod presence;
 pub mod publish;

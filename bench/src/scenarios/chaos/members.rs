@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chat_client::call::RequestError;
 use chat_client::history::Page;
 use chat_client::login::{self, AccountError};
-use chat_client::service::RequestError;
 use chat_client::{Chat, Event, Options};
 use chat_protocol::body::{MessageKind, SystemKind};
 use chat_protocol::{RoomName, UserName};
