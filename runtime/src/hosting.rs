@@ -120,6 +120,7 @@ pub struct Spec<K> {
 ///     description: "says back what it is sent",
 ///     endpoints: vec![("echo", "chat.echo".to_string(), ())],
 ///     concurrency: 64,
+///     queue: 64 * hosting::QUEUE_PER_SLOT,
 ///     drain_timeout: Duration::from_secs(10),
 /// };
 /// let hosted = hosting::host(&client, spec, None, |(), message: async_nats::Message| async move {
