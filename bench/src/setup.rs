@@ -38,6 +38,10 @@ const REGISTER_CONCURRENCY: usize = 8;
 /// none waits in the auth worker's queue longer than the server's callout timeout (3 s).
 const LOGIN_CONCURRENCY: usize = 16;
 
+/// The registrations per client host the bench's own auth worker allows at once: more
+/// than any run registers, all from this host.
+const BENCH_REGISTER_BURST: &str = "1000000";
+
 /// The `auth-worker`'s log filter: warnings, and one line per accepted login with its
 /// verdict (`Password` or `Resumed`), which the login scenario counts.
 pub const AUTH_LOG_LEVEL: &str = "warn,auth_worker::callout=debug";
@@ -219,7 +223,14 @@ impl Stage {
                 "auth-worker",
                 &bins.auth,
                 static_users::AUTH,
-                &["--issuer-seed-file", &seed],
+                // The bench registers its users (up to thousands) from one host:
+                // its own auth worker does not throttle them (docs/limits.md).
+                &[
+                    "--issuer-seed-file",
+                    &seed,
+                    "--register-burst",
+                    BENCH_REGISTER_BURST,
+                ],
                 AUTH_LOG_LEVEL,
             )?)
         } else {

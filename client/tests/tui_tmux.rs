@@ -115,7 +115,7 @@ impl Tmux {
                 start.elapsed() < PATIENCE,
                 "{user}'s screen never showed {what}:\n{screen}"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
@@ -324,15 +324,21 @@ async fn pacing_and_moderation_in_tmux() {
     assert!(!screen.contains("bob: let me speak"), "{screen}");
 }
 
-/// The plain line editor (`--plain`) under the contract's allowance: 40 lines typed at
-/// once are paced with a few `** sending` lines (not one per message) and arrive in
-/// order; a mute is said, a line typed meanwhile is refused and given back at the
+/// The plain line editor (`--plain`), with a small allowance (5 at once, then 1 per
+/// second) so that typing outruns it: 12 lines typed quickly are paced with a few
+/// `** sending` lines (not one per message) and arrive in order; a mute is said, a line typed meanwhile is refused and given back at the
 /// prompt; a deleted message is noted (printed lines cannot be taken back).
 #[tokio::test]
 async fn pacing_and_moderation_in_the_plain_editor() {
     use chat_client::command::Moderation;
     let server = test_support::run_server_with(test_support::StackOptions {
-        moderation: moderation_worker::Config::default(),
+        moderation: moderation_worker::Config {
+            rate: chat_protocol::body::Rate {
+                burst: 5,
+                per_second: 1.0,
+            },
+            ..Default::default()
+        },
         ..Default::default()
     });
     let _presence = presence(&server).await;
@@ -351,29 +357,36 @@ async fn pacing_and_moderation_in_the_plain_editor() {
         .await;
 
     // The line editor drops what is typed while it is not reading (before its next
-    // prompt), so each line waits for the prompt; they still come faster than 5/s.
-    let prompt = |s: &str| {
+    // prompt), so each line is seen in the editor before Enter, and the next waits for
+    // the empty prompt that follows once the line is handled.
+    let last = |s: &str| {
         s.lines()
             .rev()
             .find(|l| !l.trim().is_empty())
-            .map(str::trim)
-            == Some("[general] bob>")
+            .unwrap_or("")
+            .trim()
+            .to_string()
     };
-    for i in 1..=40 {
-        tmux.type_line("bob", &format!("line {i}"));
-        tmux.wait("bob", "the prompt again", prompt).await;
+    for i in 1..=12 {
+        let typed = format!("[general] bob> line {i}");
+        tmux.keys("bob", &[&format!("line {i}")], true);
+        tmux.wait("bob", "the line in the editor", |s| last(s) == typed)
+            .await;
+        tmux.keys("bob", &["Enter"], false);
+        tmux.wait("bob", "the prompt again", |s| last(s) == "[general] bob>")
+            .await;
     }
-    let texts: Vec<(u64, String)> = messages(&mut alice_events, &general, 40)
+    let texts: Vec<(u64, String)> = messages(&mut alice_events, &general, 12)
         .await
         .into_iter()
         .map(|(seq, text, _)| (seq, text))
         .collect();
     let in_order: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
-    let expected: Vec<String> = (1..=40).map(|i| format!("line {i}")).collect();
+    let expected: Vec<String> = (1..=12).map(|i| format!("line {i}")).collect();
     assert_eq!(in_order, expected);
     let screen = tmux
         .wait("bob", "the pacing said in a few lines", |s| {
-            s.contains("** sending ") && s.contains("bob: line 40")
+            s.contains("** sending ") && s.contains("** sent ") && s.contains("bob: line 12")
         })
         .await;
     let progress = screen.lines().filter(|l| l.contains("** sent")).count()
@@ -396,9 +409,7 @@ async fn pacing_and_moderation_in_the_plain_editor() {
     tmux.type_line("bob", "let me speak");
     tmux.wait("bob", "the line refused and given back", |s| {
         s.contains("error: not sent: you are muted until")
-            && s.lines()
-                .last()
-                .is_some_and(|l| l.contains("bob> let me speak"))
+            && last(s) == "[general] bob> let me speak"
     })
     .await;
     let (seq, _) = texts[0].clone();

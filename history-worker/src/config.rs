@@ -105,10 +105,11 @@ mod tests {
             ConfigError::PageTooSmall(1000)
         );
         let config = Config::default();
-        assert_eq!(config.validate_for_server(1024 * 1024), Ok(()));
+        // The project's max_payload (nats/nats-server.conf.template) fits the default.
+        assert_eq!(config.validate_for_server(128 * 1024), Ok(()));
         assert_eq!(config.validate_for_server(0), Ok(()));
         assert!(matches!(
-            config.validate_for_server(128 * 1024),
+            config.validate_for_server(64 * 1024),
             Err(ConfigError::PageOverPayload { .. })
         ));
     }
