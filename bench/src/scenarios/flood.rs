@@ -297,13 +297,15 @@ async fn count_flooder(
     flooder: &str,
 ) -> Result<(usize, usize), BenchError> {
     let js = jetstream::new(stage.raw().await?);
-    let stream = js
-        .get_stream(streams::stream_name(room))
-        .await
-        .map_err(BenchError::nats)?;
+    // The JetStream API may be busy for a while with the excess's deletions: every
+    // read is retried until the muted event (written after them) is there.
     let read = |filter: String| {
-        let stream = stream.clone();
+        let js = js.clone();
         async move {
+            let stream = js
+                .get_stream(streams::stream_name(room))
+                .await
+                .map_err(BenchError::nats)?;
             let mut bodies = Vec::new();
             let config = jetstream::consumer::pull::OrderedConfig {
                 filter_subject: filter,
