@@ -6,7 +6,7 @@
 use async_nats::jetstream::{self, kv};
 use chat_protocol::body::moderation::in_force;
 use chat_protocol::body::{rfc3339, Role, SystemEvent};
-use chat_protocol::streams::{role_key, standing_key, MODERATION_BUCKET};
+use chat_protocol::streams::{role_key, standing_key};
 use chat_protocol::{RoomName, UserName};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -110,14 +110,7 @@ impl Store {
     /// Creates the bucket if it does not exist (idempotent, retried while a fresh
     /// cluster elects its leader) and opens it.
     pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, async_nats::Error> {
-        let config = kv::Config {
-            bucket: MODERATION_BUCKET.to_string(),
-            description: "chat moderation: role.<user>, standing.<user>".to_string(),
-            history: 1,
-            storage: jetstream::stream::StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
-        };
+        let config = chat_runtime::storage::moderation_bucket_config(replicas);
         let kv = chat_runtime::replicas::create_with_retries(
             "the moderation bucket",
             chat_runtime::replicas::CREATE_PATIENCE,

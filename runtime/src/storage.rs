@@ -1,10 +1,12 @@
-//! How the chat's JetStream storage is created: the room streams' and the presence
-//! bucket's configuration (names and keys are `chat_protocol::streams`). Only the
-//! presence worker creates them; tests and the bench create them the same way.
+//! How the chat's JetStream storage is created: the room streams', the presence
+//! buckets' and the moderation bucket's configuration (names and keys are
+//! `chat_protocol::streams`). The presence worker creates the rooms and presence
+//! buckets, the moderation worker its bucket; tests and the bench do the same.
 //!
 //! Every stream of the `CHAT` account has a byte cap, so that no room can fill the
 //! store: a room stream keeps its newest [`DEFAULT_ROOM_MAX_BYTES`] (discarding the
-//! oldest), the presence buckets at most [`PRESENCE_BUCKET_MAX_BYTES`] each. nats-server
+//! oldest), the presence buckets at most [`PRESENCE_BUCKET_MAX_BYTES`] each, the
+//! moderation bucket [`MODERATION_BUCKET_MAX_BYTES`]. nats-server
 //! reserves each cap against the account's `max_file` (and the server's
 //! `max_file_store`) when a stream is created, so the caps' sum, not what is stored,
 //! decides how many rooms fit: docs/limits.md says how to size them.
@@ -12,7 +14,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{kv, stream};
-use chat_protocol::streams::{stream_name, MAX_MESSAGE_BYTES, PRESENCE_BUCKET};
+use chat_protocol::streams::{stream_name, MAX_MESSAGE_BYTES, MODERATION_BUCKET, PRESENCE_BUCKET};
 use chat_protocol::{subjects, RoomName};
 
 /// A room stream's default byte cap: 4 MiB, some 10,000 chat messages of a usual size
@@ -23,6 +25,10 @@ pub const DEFAULT_ROOM_MAX_BYTES: i64 = 4 * 1024 * 1024;
 /// Each presence bucket's byte cap, reserved in the `CHAT` account's budget: one small
 /// entry per session online (or per room and user), so 64 MiB holds some 100,000.
 pub const PRESENCE_BUCKET_MAX_BYTES: i64 = 64 * 1024 * 1024;
+
+/// The moderation bucket's byte cap, reserved in the `CHAT` account's budget: a role
+/// and a standing record per moderated user, a few hundred bytes each.
+pub const MODERATION_BUCKET_MAX_BYTES: i64 = 64 * 1024 * 1024;
 
 /// How the presence worker creates room streams; flags of the worker set these.
 #[derive(Debug, Clone)]
@@ -86,6 +92,20 @@ pub fn presence_bucket_config(replicas: usize, marker_ttl: Duration) -> kv::Conf
         num_replicas: replicas,
         limit_markers: Some(marker_ttl),
         max_bytes: PRESENCE_BUCKET_MAX_BYTES,
+        ..Default::default()
+    }
+}
+
+/// The moderation worker's bucket: roles (`role.<user>`) and standing records
+/// (`standing.<user>`), the newest value of each key only.
+pub fn moderation_bucket_config(replicas: usize) -> kv::Config {
+    kv::Config {
+        bucket: MODERATION_BUCKET.to_string(),
+        description: "chat moderation: role.<user>, standing.<user>".to_string(),
+        history: 1,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        max_bytes: MODERATION_BUCKET_MAX_BYTES,
         ..Default::default()
     }
 }
