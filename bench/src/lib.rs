@@ -22,7 +22,8 @@
 //! - [`progress`]: the progress line on stderr.
 //! - [`scenarios`]: publish, fan-out, history, footprint, presence, login (logins
 //!   through the callout, with the password and with a resume token, and the
-//!   reconnect storm after a server restart).
+//!   reconnect storm after a server restart), rooms (what a room, a stream, costs
+//!   the server; only when named).
 //!
 //! Nothing here asserts a timing: the benchmark reports, people judge.
 
@@ -96,6 +97,7 @@ pub async fn run(settings: Settings, progress: Progress) -> Result<Report, Bench
             Scenario::Presence => scenarios::presence::run(&stage).await?,
             Scenario::Footprint => scenarios::footprint::run(&stage, under_load).await?,
             Scenario::Login => scenarios::login::run(&mut stage).await?,
+            Scenario::Rooms => scenarios::rooms::run(&mut stage).await?,
         };
         scenarios.insert(scenario, rows);
     }

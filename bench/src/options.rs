@@ -27,10 +27,13 @@ pub enum Scenario {
     /// Logins through the auth callout (password, resume token) and the reconnect
     /// storm after a nats-server restart (last: it restarts the server).
     Login,
+    /// What a room (a stream) costs the server: memory, descriptors, CPU, restart
+    /// and join time with many rooms. Runs only when named (`--only rooms`).
+    Rooms,
 }
 
 impl Scenario {
-    /// Every scenario, in running order.
+    /// The scenarios run by default, in running order (rooms runs only when named).
     pub const ALL: [Scenario; 6] = [
         Scenario::Publish,
         Scenario::Fanout,
@@ -49,6 +52,7 @@ impl Scenario {
             Scenario::Presence => "presence",
             Scenario::Footprint => "footprint",
             Scenario::Login => "login",
+            Scenario::Rooms => "rooms",
         }
     }
 }
@@ -100,6 +104,10 @@ pub struct Sizes {
     pub login_concurrency: usize,
     /// Login: chat sessions connected when the server restarts (the reconnect storm).
     pub storm_clients: usize,
+    /// Rooms: rooms made (each a stream).
+    pub rooms: usize,
+    /// Rooms: sessions making them, each joining its share one after another.
+    pub rooms_sessions: usize,
 }
 
 impl Sizes {
@@ -123,6 +131,8 @@ impl Sizes {
             logins: 200,
             login_concurrency: 8,
             storm_clients: 1_000,
+            rooms: 1_000,
+            rooms_sessions: 20,
         }
     }
 
@@ -146,6 +156,8 @@ impl Sizes {
             logins: 20,
             login_concurrency: 4,
             storm_clients: 100,
+            rooms: 50,
+            rooms_sessions: 5,
         }
     }
 

@@ -1,4 +1,4 @@
-//! The six scenarios, one file each; every one measures the chat through its real
+//! The scenarios, one file each; every one measures the chat through its real
 //! client and workers and, in the same run, raw NATS of the same shape. They run in
 //! the order of [`crate::Scenario`].
 
@@ -8,3 +8,4 @@ pub mod history;
 pub mod login;
 pub mod presence;
 pub mod publish;
+pub mod rooms;
