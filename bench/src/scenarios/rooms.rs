@@ -26,7 +26,7 @@ use chat_protocol::{streams::stream_name, RoomName};
 use futures::TryStreamExt;
 
 use crate::procfs::{self, Sample};
-use crate::report::{latency_rows, Row};
+use crate::report::Row;
 use crate::setup::{self, poll_until, BenchError, Stage};
 use crate::stats::{rate, Samples};
 
@@ -110,7 +110,7 @@ pub async fn run(stage: &mut Stage) -> Result<Vec<Row>, BenchError> {
         let ours = reply
             .rooms
             .iter()
-            .filter(|r| wanted.contains(&stream_name(&r.name)));
+            .filter(|r| wanted.contains(&stream_name(&r.room)));
         ours.count() as f64
     });
 
@@ -143,20 +143,15 @@ pub async fn run(stage: &mut Stage) -> Result<Vec<Row>, BenchError> {
         )
         .note("first join (the presence worker creates the stream) and leave"),
     ];
-    rows.extend(latency_rows(
-        "first join of a room",
-        first.percentiles(),
-        "",
-        None,
-        None,
-    ));
-    rows.extend(latency_rows(
-        "join of an existing room",
-        existing.percentiles(),
-        "",
-        None,
-        None,
-    ));
+    for (what, samples) in [
+        ("first join of a room", &first),
+        ("join of an existing room", &existing),
+    ] {
+        let p = samples.percentiles();
+        for (name, value) in [("p50", p.map(|p| p.p50)), ("p99", p.map(|p| p.p99))] {
+            rows.push(Row::new(format!("{what} {name}"), "ms", value));
+        }
+    }
     rows.push(
         Row::new("/rooms listing every room", "ms", Some(list_ms))
             .note("one request to the presence worker"),
