@@ -27,7 +27,7 @@
 //!   limit while two members chat), overload (every worker flooded with hostile
 //!   requests: its replies and its memory), and, only when named, chaos (a 3-node TLS
 //!   cluster whose nodes and workers are killed under traffic: what is lost,
-//!   duplicated or reordered).
+//!   duplicated or reordered) and rooms (what a room, a stream, costs the server).
 //!
 //! Nothing here asserts a timing: the benchmark reports, people judge.
 
@@ -108,6 +108,7 @@ pub async fn run(settings: Settings, progress: Progress) -> Result<Report, Bench
                 Scenario::Flood => scenarios::flood::run(&stage).await?,
                 Scenario::Login => scenarios::login::run(&mut stage).await?,
                 Scenario::Overload => scenarios::overload::run(&stage).await?,
+                Scenario::Rooms => scenarios::rooms::run(&mut stage).await?,
                 Scenario::Chaos => unreachable!("run apart below"),
             };
             scenarios.insert(scenario, rows);

@@ -25,7 +25,7 @@ struct Args {
     /// Small sizes: finishes in well under a minute on 2 cores.
     #[arg(long)]
     quick: bool,
-    /// Scenarios to run (comma-separated); all by default.
+    /// Scenarios to run (comma-separated); all but rooms by default.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Scenario>,
     /// Write every figure, the sizes and the machine to this JSON file.
@@ -112,6 +112,12 @@ struct Args {
     /// Flood: seconds the flooder sends.
     #[arg(long)]
     flood_secs: Option<f64>,
+    /// Rooms: rooms made (each a stream; run with --only rooms).
+    #[arg(long)]
+    rooms: Option<usize>,
+    /// Rooms: sessions making the rooms at once.
+    #[arg(long)]
+    rooms_sessions: Option<usize>,
     /// Internal: run as the idle raw async-nats client of the footprint scenario.
     #[arg(long, hide = true)]
     idle_raw_client: Option<String>,
@@ -159,6 +165,8 @@ impl Args {
             chaos_ttl_secs <- chaos_ttl,
             chaos_instances <- chaos_instances,
             flood_secs <- flood_secs,
+            rooms <- rooms,
+            rooms_sessions <- rooms_sessions,
         );
         s
     }

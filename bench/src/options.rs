@@ -38,11 +38,14 @@ pub enum Scenario {
     /// killed and restarted: what is lost, duplicated or reordered (only when named:
     /// `--only chaos`; it runs for `--chaos-secs`).
     Chaos,
+    /// What a room (a stream) costs the server: memory, descriptors, CPU, restart
+    /// and join time with many rooms. Runs only when named (`--only rooms`).
+    Rooms,
 }
 
 impl Scenario {
     /// Every measured scenario, in running order (the default; [`Scenario::Chaos`]
-    /// runs only when named).
+    /// and [`Scenario::Rooms`] run only when named).
     pub const ALL: [Scenario; 8] = [
         Scenario::Publish,
         Scenario::Fanout,
@@ -66,6 +69,7 @@ impl Scenario {
             Scenario::Login => "login",
             Scenario::Overload => "overload",
             Scenario::Chaos => "chaos",
+            Scenario::Rooms => "rooms",
         }
     }
 }
@@ -135,6 +139,10 @@ pub struct Sizes {
     pub chaos_instances: usize,
     /// Flood: seconds the flooder sends.
     pub flood_secs: f64,
+    /// Rooms: rooms made (each a stream).
+    pub rooms: usize,
+    /// Rooms: sessions making them, each joining its share one after another.
+    pub rooms_sessions: usize,
 }
 
 impl Sizes {
@@ -167,6 +175,8 @@ impl Sizes {
             chaos_ttl_secs: 30,
             chaos_instances: 2,
             flood_secs: 5.0,
+            rooms: 1_000,
+            rooms_sessions: 20,
         }
     }
 
@@ -199,6 +209,8 @@ impl Sizes {
             chaos_ttl_secs: 10,
             chaos_instances: 2,
             flood_secs: 1.0,
+            rooms: 50,
+            rooms_sessions: 5,
         }
     }
 

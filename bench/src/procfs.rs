@@ -42,6 +42,12 @@ impl Sample {
     }
 }
 
+/// How many file descriptors process `pid` holds open (entries of `/proc/<pid>/fd`;
+/// readable for our own children).
+pub fn open_files(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
 /// A `kB` field of `/proc/<pid>/status`.
 fn status_kb(status: &str, field: &str) -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
@@ -106,6 +112,7 @@ mod tests {
         assert!(a.rss_mb > 0.0 && a.hwm_mb >= a.rss_mb);
         let b = Sample::of(std::process::id()).unwrap();
         assert!(b.cpu_percent_since(&a) >= 0.0);
+        assert!(open_files(std::process::id()).unwrap() >= 3);
     }
 
     #[test]
