@@ -208,7 +208,7 @@ impl Sizes {
             chaos_rate: 2.0,
             chaos_ttl_secs: 10,
             chaos_instances: 2,
-            flood_secs: 1.0,
+            flood_secs: 2.0,
             rooms: 50,
             rooms_sessions: 5,
         }

@@ -25,8 +25,9 @@
 //! library instead of once per test file: [`presence`] (workers with short TTLs,
 //! requests, the room streams' events), [`history`] (rooms filled straight into
 //! their streams, page requests), [`client`] (chats, events awaited, workers
-//! in-process, the `chat-client` binary in `--json` mode) and [`tui`] (a full-screen
-//! UI state with a fixed clock and known events).
+//! in-process, the `chat-client` binary in `--json` mode), [`tui`] (a full-screen
+//! UI state with a fixed clock and known events) and [`moderation`] (the contract's
+//! allowance, a raw flooder, standings and commands).
 //!
 //! The nats-server binary is found by `scripts/nats-server-path`, the same script the
 //! README's commands use, so tests and people run the same pinned server.
@@ -46,6 +47,7 @@ pub mod client;
 pub mod cluster;
 pub mod flood;
 pub mod history;
+pub mod moderation;
 pub mod presence;
 pub mod tui;
 pub use cluster::{run_cluster, run_cluster_with, Cluster};

@@ -170,11 +170,16 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
     drop(strict);
 
     let samples = samples.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // A message belongs to the window it was sent in (arrival minus its age), so that
+    // one sent during the flood and delayed past its end still counts against it.
     let window = |from: Duration, to: Duration| {
         Percentiles::of(
             samples
                 .iter()
-                .filter(|(at, _)| *at >= from && *at < to)
+                .filter(|(at, micros)| {
+                    let sent = at.saturating_sub(Duration::from_micros(*micros));
+                    sent >= from && sent < to
+                })
                 .map(|(_, micros)| *micros)
                 .collect(),
         )
