@@ -23,7 +23,7 @@
 //! - [`progress`]: the progress line on stderr.
 //! - [`scenarios`]: publish, fan-out, history, footprint, presence, login (logins
 //!   through the callout, with the password and with a resume token, and the
-//!   reconnect storm after a server restart), flood (a raw flooder against the rate
+//!   reconnect storm after a server restart), flood (only when named: a raw flooder against the rate
 //!   limit while two members chat), overload (every worker flooded with hostile
 //!   requests: its replies and its memory), and, only when named, chaos (a 3-node TLS
 //!   cluster whose nodes and workers are killed under traffic: what is lost,

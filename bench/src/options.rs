@@ -44,15 +44,16 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    /// Every measured scenario, in running order (the default; [`Scenario::Chaos`]
-    /// and [`Scenario::Rooms`] run only when named).
-    pub const ALL: [Scenario; 8] = [
+    /// Every measured scenario, in running order (the default; [`Scenario::Flood`],
+    /// [`Scenario::Chaos`] and [`Scenario::Rooms`] run only when named: the flood's
+    /// thousands of deletions keep JetStream's API busy for seconds, which would
+    /// disturb whatever runs next on the shared stage).
+    pub const ALL: [Scenario; 7] = [
         Scenario::Publish,
         Scenario::Fanout,
         Scenario::History,
         Scenario::Footprint,
         Scenario::Presence,
-        Scenario::Flood,
         Scenario::Login,
         Scenario::Overload,
     ];
@@ -208,7 +209,7 @@ impl Sizes {
             chaos_rate: 2.0,
             chaos_ttl_secs: 10,
             chaos_instances: 2,
-            flood_secs: 2.0,
+            flood_secs: 1.0,
             rooms: 50,
             rooms_sessions: 5,
         }

@@ -9,13 +9,12 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 7] = [
     "publish",
     "fanout",
     "history",
     "presence",
     "footprint",
-    "flood",
     "login",
     "overload",
 ];

@@ -1,5 +1,5 @@
-//! Scenario 7, flood: one raw flooder at full speed, two members chatting. The flooder
-//! is a registered chat user on a raw async-nats connection publishing chat messages
+//! Scenario flood (only when named: `--only flood`): one raw flooder at full speed,
+//! two members chatting. The flooder is a registered chat user on a raw async-nats connection publishing chat messages
 //! into the room as fast as the connection takes them (no pacing, no
 //! acknowledgements); the members are [`chat_client::Chat`] sessions sending stamped
 //! messages to each other at 4 per second each (under the allowance) before, during
