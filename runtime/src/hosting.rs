@@ -350,10 +350,33 @@ impl Hosted {
                 serving.abort();
             }
         }
-        if let Err(error) = self.client.flush().await {
-            tracing::warn!(service = self.name, %error, "cannot flush the last replies");
+        // The serving task dropped the endpoints' subscriptions, which queued their
+        // UNSUBs. A round trip through the server after them means the server has
+        // processed them: from here on, every request goes to the other instances.
+        // (It also sends the last replies; `flush` alone waits for nothing.)
+        let round_trip = tokio::time::timeout(self.drain_timeout, round_trip(&self.client));
+        match round_trip.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(service = self.name, %error, "cannot flush the last replies")
+            }
+            Err(_) => tracing::warn!(service = self.name, "the server did not confirm the stop"),
         }
     }
+}
+
+/// A message to itself through the server on `client`'s connection: the server
+/// handles a connection's operations in order, so once it comes back, everything
+/// sent before it (replies, UNSUBs) has reached the server and been processed.
+async fn round_trip(client: &async_nats::Client) -> Result<(), async_nats::Error> {
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await?;
+    client.publish(inbox, Bytes::new()).await?;
+    client.flush().await?;
+    echo.next()
+        .await
+        .map(|_| ())
+        .ok_or_else(|| "the connection closed".into())
 }
 
 impl Drop for Hosted {
