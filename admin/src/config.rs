@@ -283,6 +283,39 @@ mod tests {
         );
     }
 
+    /// The `NN` of `key: NNGB` in `text` (nats-server reads GB as GiB), in bytes.
+    fn gib_after(text: &str, key: &str) -> i64 {
+        let at = text
+            .find(key)
+            .unwrap_or_else(|| panic!("{key} in the template"));
+        let value = text[at + key.len()..].trim_start();
+        let (gib, _) = value.split_once("GB").expect("a size in GB");
+        gib.parse::<i64>().expect("a whole number of GB") << 30
+    }
+
+    /// The sizing of docs/limits.md holds for the defaults: every cap the chat reserves
+    /// in the `CHAT` budget leaves room for 10,000 rooms of the presence worker's
+    /// default cap on one server, and the budgets fit the server's store.
+    #[test]
+    fn the_default_storage_holds_ten_thousand_rooms() {
+        use chat_runtime::storage::{
+            DEFAULT_ROOM_MAX_BYTES, MODERATION_BUCKET_MAX_BYTES, PRESENCE_BUCKET_MAX_BYTES,
+        };
+        let chat_account = &TEMPLATE[TEMPLATE.find("  CHAT {").expect("the CHAT account")..];
+        let auth_account = &TEMPLATE[TEMPLATE.find("  AUTH {").expect("the AUTH account")..];
+        let chat = gib_after(chat_account, "max_file:");
+        let auth = gib_after(auth_account, "max_file:");
+        let store = gib_after(TEMPLATE, "max_file_store:");
+        // Both presence buckets (sessions, announced state) and the moderation bucket.
+        let buckets = 2 * PRESENCE_BUCKET_MAX_BYTES + MODERATION_BUCKET_MAX_BYTES;
+        let rooms = (chat - buckets) / DEFAULT_ROOM_MAX_BYTES;
+        assert!(rooms >= 10_000, "the CHAT budget holds {rooms} rooms");
+        assert!(
+            chat + auth <= store,
+            "the accounts' budgets exceed max_file_store"
+        );
+    }
+
     #[test]
     fn renders_a_node_of_a_cluster_with_tls() {
         let dir = tempfile::tempdir().unwrap();

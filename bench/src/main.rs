@@ -179,6 +179,11 @@ fn main() {
         std::env::set_var("LOG_LEVEL", "warn");
     }
     chat_runtime::init_logging(LogFormat::Pretty);
+    if let Err(err) = chat_bench::processes::raise_open_files_limit() {
+        eprintln!(
+            "chat-bench: cannot raise the open files limit (sessions may fail beyond it): {err}"
+        );
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -212,6 +217,10 @@ async fn run(args: Args) -> i32 {
     }
     if sizes.chaos_members == 0 || sizes.chaos_instances == 0 || sizes.chaos_rate <= 0.0 {
         eprintln!("chat-bench: chaos members, instances and rate must be above 0");
+        return exit::USAGE;
+    }
+    if args.only.contains(&Scenario::Rooms) && args.only.contains(&Scenario::History) {
+        eprintln!("chat-bench: run the rooms scenario without the history scenario: the history room needs a larger byte cap than the rooms' default, and thousands of rooms of that cap do not fit the storage budget (docs/limits.md)");
         return exit::USAGE;
     }
     if args.only.contains(&Scenario::Chaos) && args.nats_url.is_some() {

@@ -13,6 +13,32 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::procfs::Sample;
 
+/// Raises this process's soft limit of open files to its hard limit, for the bench and
+/// the workers it starts (children inherit it), and returns the limit now in force: a
+/// run holds a connection per session (1,000 in the presence scenario, the reconnect
+/// storm's clients) beyond the usual soft limit of 1,024. nats-server, a Go program,
+/// raises its own; its hard limit caps the rooms it holds (one descriptor per recently
+/// written room stream, BENCHMARKS.md "Scale of rooms").
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
 /// Where the binaries are.
 #[derive(Debug, Clone)]
 pub struct Binaries {

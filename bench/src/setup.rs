@@ -25,7 +25,7 @@ use futures::{StreamExt, TryStreamExt};
 use test_support::{password_of, NatsServer, StackOptions};
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::options::Sizes;
+use crate::options::{Scenario, Sizes};
 use crate::processes::{Binaries, LocateError, Process};
 use crate::progress::Progress;
 use crate::Settings;
@@ -150,6 +150,23 @@ pub struct Stage {
     logins: Semaphore,
 }
 
+/// The byte cap of the rooms the bench's presence worker creates: the default (1 MiB,
+/// sized so that a server holds 10,000 rooms, which the rooms scenario makes), or, when
+/// the history scenario runs, enough for its room of `history_messages`: a room at its
+/// cap discards its oldest messages, which the replay would then miss.
+pub fn room_max_bytes(settings: &Settings) -> i64 {
+    const MIB: i64 = 1024 * 1024;
+    let default = chat_runtime::storage::DEFAULT_ROOM_MAX_BYTES;
+    if !settings.scenarios.contains(&Scenario::History) {
+        return default;
+    }
+    // A stored chat message: its text (escaped, at most 6 bytes a character), the JSON
+    // fields, subject and headers, and the store's framing: well under 1 KiB more.
+    let per_message = 6 * settings.sizes.text_chars as i64 + 1024;
+    let room = settings.sizes.history_messages as i64 * per_message;
+    default.max((room + MIB - 1) / MIB * MIB)
+}
+
 impl Stage {
     /// Starts the server (unless `settings.nats_url` is given) and the workers (the
     /// auth worker only on the bench's own server or when asked), and waits until every
@@ -238,11 +255,12 @@ impl Stage {
         };
         progress.phase("starting the presence and history workers");
         let ttl = sizes.presence_ttl_secs.to_string();
+        let cap = room_max_bytes(settings).to_string();
         let presence = worker(
             "presence-worker",
             &bins.presence,
             static_users::PRESENCE,
-            &["--ttl", &ttl],
+            &["--ttl", &ttl, "--stream-max-bytes", &cap],
             "warn",
         )?;
         let history = worker(

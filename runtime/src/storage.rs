@@ -17,10 +17,11 @@ use async_nats::jetstream::{kv, stream};
 use chat_protocol::streams::{stream_name, MAX_MESSAGE_BYTES, MODERATION_BUCKET, PRESENCE_BUCKET};
 use chat_protocol::{subjects, RoomName};
 
-/// A room stream's default byte cap: 4 MiB, some 10,000 chat messages of a usual size
-/// (or 128 of the largest). With the `CHAT` account's 8 GiB budget that is about 2,000
-/// rooms on one server (docs/limits.md).
-pub const DEFAULT_ROOM_MAX_BYTES: i64 = 4 * 1024 * 1024;
+/// A room stream's default byte cap: 1 MiB, some 3,000 chat messages of a usual size
+/// (or 32 of the largest). nats-server reserves the cap of every room in the `CHAT`
+/// account's 11 GiB budget, so one server holds about 11,000 rooms by default
+/// (docs/limits.md says how to size it for more, or for longer histories).
+pub const DEFAULT_ROOM_MAX_BYTES: i64 = 1024 * 1024;
 
 /// Each presence bucket's byte cap, reserved in the `CHAT` account's budget: one small
 /// entry per session online (or per room and user), so 64 MiB holds some 100,000.

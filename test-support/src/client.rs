@@ -142,6 +142,7 @@ pub async fn no_more_messages(events: &mut mpsc::Receiver<Event>, room: &RoomNam
 pub async fn presence(server: &NatsServer) -> presence_worker::PresenceWorker {
     let config = presence_worker::Config {
         ttl: Duration::from_secs(3),
+        streams: crate::room_settings(),
         ..Default::default()
     };
     presence_worker::PresenceWorker::start(server.presence_client().await, config)

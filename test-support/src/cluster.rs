@@ -132,8 +132,8 @@ impl Cluster {
             .stderr(if log { Stdio::inherit() } else { Stdio::null() })
             .spawn()
             .expect("start nats-server");
-        n.child = Some(child);
-        crate::wait_until_accepting(n.port);
+        let child = n.child.insert(child);
+        crate::wait_until_accepting(n.port, child);
     }
 
     /// Kills node `node` with SIGKILL (a crash or a power cut, as far as the others
@@ -294,7 +294,9 @@ impl Cluster {
     }
 
     async fn jetstream_answers(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // As long as a single server may take to start: a node recovers its streams
+        // before it takes part.
+        let deadline = Instant::now() + crate::SERVER_START_PATIENCE;
         for node in 0..self.nodes.len() {
             let client = self
                 .client_as(static_users::ADMIN, &self.node_url(node))

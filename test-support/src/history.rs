@@ -11,7 +11,7 @@ use chat_protocol::body::{
     SystemKind,
 };
 use chat_protocol::{subjects, RoomName, UserName};
-use chat_runtime::storage::{room_stream_config, RoomStreamSettings};
+use chat_runtime::storage::room_stream_config;
 use history_worker::{Config, HistoryWorker};
 
 /// Generous bound for one reply: waiting, not asserting a duration.
@@ -51,7 +51,7 @@ pub fn user(name: &str) -> UserName {
 
 /// Creates the room's stream the way the presence worker does.
 pub async fn create_room(js: &jetstream::Context, room: &RoomName) -> Stream {
-    js.create_stream(room_stream_config(room, &RoomStreamSettings::default()))
+    js.create_stream(room_stream_config(room, &crate::room_settings()))
         .await
         .expect("create room stream")
 }

@@ -53,6 +53,22 @@ pub mod tui;
 pub use cluster::{run_cluster, run_cluster_with, Cluster};
 pub use flood::{flood, padded, Flood};
 
+/// The byte cap of the room streams tests make (through the in-process presence workers
+/// of [`presence`] and [`client`], and the rooms filled by [`history`] and
+/// [`moderation`]): 16 MiB, above the default of 1 MiB
+/// ([`chat_runtime::storage::DEFAULT_ROOM_MAX_BYTES`], sized so that one server holds
+/// 10,000 rooms), because tests replay rooms of up to 20,000 messages in full and a
+/// room at its cap discards its oldest. The storage tests set a small cap of their own.
+pub const TEST_ROOM_MAX_BYTES: i64 = 16 * 1024 * 1024;
+
+/// The room stream settings of tests: the defaults with [`TEST_ROOM_MAX_BYTES`].
+pub fn room_settings() -> chat_runtime::storage::RoomStreamSettings {
+    chat_runtime::storage::RoomStreamSettings {
+        max_bytes: TEST_ROOM_MAX_BYTES,
+        ..Default::default()
+    }
+}
+
 /// The nats-server binary, found (and if needed installed) once per test process.
 pub fn nats_server_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -206,8 +222,9 @@ impl NatsServer {
             .spawn()
             .expect("start nats-server");
         self.child = Some(child);
-        (self.port, self.ws_port) = wait_for_ports(&ports_dir);
-        wait_until_accepting(self.port);
+        let child = self.child.as_mut().expect("just started");
+        (self.port, self.ws_port) = wait_for_ports(&ports_dir, child);
+        wait_until_accepting(self.port, child);
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -529,12 +546,28 @@ impl Drop for WorkerHandle {
     }
 }
 
-/// The client and WebSocket ports nats-server wrote into its ports file.
-fn wait_for_ports(dir: &Path) -> (u16, u16) {
+/// How long a starting nats-server may take to listen: generous, because the server
+/// opens its client port only once JetStream has recovered every stream in its store
+/// (each stream's configuration and the state of its last block), so the start-up of a
+/// server holding many rooms grows with them: 10,000 rooms took over 20 s on the
+/// loaded 2-core development machine (BENCHMARKS.md, "Scale of rooms"). A server that
+/// fails to start is still seen at once: the wait ends when the process exits.
+pub const SERVER_START_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Panics if `child` (a nats-server being waited for) has exited: its start failed.
+fn still_running(child: &mut Child) {
+    if let Ok(Some(status)) = child.try_wait() {
+        panic!("nats-server exited while starting ({status}); NATS_SERVER_LOG=1 shows its log");
+    }
+}
+
+/// The client and WebSocket ports nats-server wrote into its ports file (once it
+/// listens), waiting at most [`SERVER_START_PATIENCE`].
+fn wait_for_ports(dir: &Path, child: &mut Child) -> (u16, u16) {
     let port = |v: &serde_json::Value, key: &str| -> Option<u16> {
         v[key][0].as_str()?.rsplit(':').next()?.parse().ok()
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + SERVER_START_PATIENCE;
     while Instant::now() < deadline {
         if let Some(ports) = std::fs::read_dir(dir)
             .into_iter()
@@ -547,17 +580,21 @@ fn wait_for_ports(dir: &Path) -> (u16, u16) {
         {
             return ports;
         }
+        still_running(child);
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("nats-server did not report its port within 20 s");
+    panic!("nats-server did not report its port within {SERVER_START_PATIENCE:?}");
 }
 
-fn wait_until_accepting(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+/// Waits (at most [`SERVER_START_PATIENCE`]) until nats-server `child` accepts
+/// connections on `port`.
+fn wait_until_accepting(port: u16, child: &mut Child) {
+    let deadline = Instant::now() + SERVER_START_PATIENCE;
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return;
         }
+        still_running(child);
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("nats-server is not accepting connections on port {port}");

@@ -11,7 +11,7 @@ use chat_protocol::body::{
     Standing, SystemEvent,
 };
 use chat_protocol::{streams, subjects, RoomName, UserName};
-use chat_runtime::storage::{room_stream_config, RoomStreamSettings};
+use chat_runtime::storage::room_stream_config;
 
 pub fn room(s: &str) -> RoomName {
     RoomName::new(s).unwrap()
@@ -42,10 +42,7 @@ pub async fn create_room(server: &NatsServer, name: &str) -> jetstream::stream::
     server
         .jetstream()
         .await
-        .create_stream(room_stream_config(
-            &room(name),
-            &RoomStreamSettings::default(),
-        ))
+        .create_stream(room_stream_config(&room(name), &crate::room_settings()))
         .await
         .unwrap()
 }

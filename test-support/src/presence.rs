@@ -24,6 +24,7 @@ pub fn test_config() -> Config {
         ttl: TTL,
         ack_wait: Duration::from_secs(2),
         marker_ttl: Duration::from_secs(60),
+        streams: crate::room_settings(),
         ..Config::default()
     }
 }
