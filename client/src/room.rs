@@ -38,7 +38,6 @@ use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::stream::Stream;
 use async_nats::jetstream::Context;
-use chat_protocol::body::decode_room_payload;
 use chat_protocol::{streams, subjects, RoomName};
 use chat_runtime::reading::{read_backward, Limits};
 use chat_runtime::Backoff;
@@ -367,12 +366,6 @@ impl Feed {
         time: DateTime<Utc>,
         replay: bool,
     ) -> Option<Event> {
-        match decode_room_payload(subject, payload) {
-            Ok(payload) => Some(event::from_payload(&self.room, payload, seq, time, replay)),
-            Err(err) => {
-                tracing::warn!(room = %self.room, seq, "skipped message: {err}");
-                None
-            }
-        }
+        event::from_stored(&self.room, subject, payload, seq, time, replay)
     }
 }
