@@ -120,9 +120,10 @@ async fn nobody_can_have_another_inbox_fed_or_read_what_it_may_not() {
     let mut bob_inbox = bob.subscribe("_INBOX_bob.>").await.unwrap();
     bob.flush().await.unwrap();
 
-    // Mallory asks for a replay with bob's inbox as the reply subject: whatever the
-    // server lets through, the worker answers one small plan and sets up no delivery,
-    // so no message of the room ever reaches bob.
+    // Mallory asks for a replay with bob's inbox as the reply subject (nats-server
+    // 2.15 does not check reply subjects against publish permissions): the worker
+    // answers one small plan and sets up no delivery, so no message of the room ever
+    // reaches bob.
     let mallory = server.user_client("mallory").await;
     mallory
         .publish_with_reply("chat.replay.general", "_INBOX_bob.stolen", "".into())
