@@ -146,6 +146,11 @@ impl Replay {
             let info = message
                 .info()
                 .map_err(|e| failed(reading::ReadError::Metadata(e)))?;
+            if info.consumer != name.as_str() {
+                // The library created the consumer again (after a gap or its loss):
+                // the one to delete at the end is the one delivering now.
+                *name = info.consumer.to_string();
+            }
             let seq = info.stream_sequence;
             if seq < self.next {
                 continue;

@@ -35,7 +35,11 @@ async fn consumers_back_to(stream: &Stream, expected: &[String]) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(consumers(stream).await, expected, "a replay left its consumer");
+    assert_eq!(
+        consumers(stream).await,
+        expected,
+        "a replay left its consumer"
+    );
 }
 
 /// The texts of the replayed messages up to `history_end`, and its count.
@@ -151,7 +155,11 @@ async fn nobody_can_have_another_inbox_fed_or_read_what_it_may_not() {
         .create_consumer(OrderedConfig::default())
         .await
         .expect("a chat user reads room streams");
-    assert_eq!(consumer.cached_info().num_pending, 51, "50 messages, a join");
+    assert_eq!(
+        consumer.cached_info().num_pending,
+        51,
+        "50 messages, a join"
+    );
     for private in ["KV_chat_presence", "KV_chat_presence_users"] {
         let private = js.get_stream_no_info(private).await.unwrap();
         assert!(
@@ -162,4 +170,70 @@ async fn nobody_can_have_another_inbox_fed_or_read_what_it_may_not() {
             "mallory read a private stream"
         );
     }
+}
+
+/// The replay's consumer disappears mid-way (deleted by an operator here; a server
+/// restart or a lost leader does the same): the client notices the quiet consumer,
+/// follows again from the first sequence not shown, and the replay ends with every
+/// message once, in order.
+#[tokio::test]
+async fn a_replay_whose_consumer_vanishes_resumes_without_gap_or_duplicate() {
+    const TOTAL: usize = 20_000;
+    let server = test_support::run_server();
+    let _presence = presence(&server).await;
+    let _history = history(&server).await;
+    let general = room("general");
+    let (alice, mut events) = joined(&server, "alice", &general, 0).await;
+    let js = server.jetstream().await;
+    let subject = chat_protocol::subjects::room_message(&general, &user("dave"));
+    let mut acks = Vec::new();
+    for i in 0..TOTAL {
+        let body = format!(r#"{{"text":"m{i}"}}"#);
+        acks.push(js.publish(subject.clone(), body.into()).await.unwrap());
+        if acks.len() == 1000 {
+            for ack in acks.drain(..) {
+                ack.await.unwrap();
+            }
+        }
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+    while tokio::time::timeout(Duration::from_millis(300), events.recv())
+        .await
+        .is_ok()
+    {}
+    let stream = js.get_stream("CHAT_general").await.unwrap();
+    let feeds = consumers(&stream).await;
+
+    let replay = {
+        let alice = alice.clone();
+        let general = general.clone();
+        tokio::spawn(async move { alice.all_messages(&general).await })
+    };
+    let mut next = 0;
+    let count = tokio::time::timeout(PATIENCE * 3, async {
+        loop {
+            match events.recv().await.unwrap() {
+                Event::Message { text, replay, .. } if replay => {
+                    assert_eq!(text, format!("m{next}"), "in order, none missing or twice");
+                    next += 1;
+                    if next == 3000 {
+                        for name in consumers(&stream).await {
+                            if !feeds.contains(&name) {
+                                stream.delete_consumer(&name).await.unwrap();
+                            }
+                        }
+                    }
+                }
+                Event::HistoryEnd { count, .. } => return count,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the replay ends");
+    assert_eq!((count as usize, next), (TOTAL, TOTAL));
+    assert_eq!(replay.await.unwrap(), Ok(TOTAL as u64));
+    consumers_back_to(&stream, &feeds).await;
 }

@@ -114,7 +114,10 @@ async fn plans_are_read_by_the_user_exactly_and_leave_nothing_behind() {
 
     // The worker created no consumer for any of these plans, and the readers deleted
     // theirs: a worker killed at any time leaves nothing behind.
-    assert_eq!(stream.cached_info().config.name, streams::stream_name(&general));
+    assert_eq!(
+        stream.cached_info().config.name,
+        streams::stream_name(&general)
+    );
     let mut names = stream.consumer_names();
     let mut consumers = Vec::new();
     while let Some(name) = names.next().await {
@@ -128,9 +131,19 @@ async fn bad_replay_requests_get_clear_errors() {
     let s = setup(Config::default()).await;
     create_room(&s.js, &room("general")).await;
     let cases = [
-        ("chat.replay.nosuch", "", "404", "room 'nosuch' does not exist"),
+        (
+            "chat.replay.nosuch",
+            "",
+            "404",
+            "room 'nosuch' does not exist",
+        ),
         ("chat.replay.general", "not json", "400", "malformed"),
-        ("chat.replay.general", r#"{"user":"no spaces"}"#, "400", "user name"),
+        (
+            "chat.replay.general",
+            r#"{"user":"no spaces"}"#,
+            "400",
+            "user name",
+        ),
         ("chat.replay.general", r#"{"after":-1}"#, "400", "malformed"),
         // Not a room: the worker never plans a read of another stream.
         ("chat.replay.KV_chat_moderation", "", "400", "room"),
@@ -139,7 +152,11 @@ async fn bad_replay_requests_get_clear_errors() {
         let reply = request_raw(&s.client, subject.to_string(), body).await;
         let error: ErrorReply = serde_json::from_slice(&reply.payload).expect("an error body");
         assert!(!error.ok);
-        assert!(error.error.contains(says), "{subject} {body}: {}", error.error);
+        assert!(
+            error.error.contains(says),
+            "{subject} {body}: {}",
+            error.error
+        );
         let headers = reply.headers.expect("error headers");
         assert_eq!(headers.get(NATS_SERVICE_ERROR_CODE).unwrap().as_str(), code);
     }
