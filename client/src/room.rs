@@ -41,7 +41,7 @@ use async_nats::jetstream::Context;
 use chat_protocol::{streams, subjects, RoomName};
 use chat_runtime::reading::{read_backward, Limits};
 use chat_runtime::Backoff;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
@@ -139,7 +139,9 @@ impl Feed {
             backoff.wait().await;
         };
         for m in messages {
-            if let Some(event) = self.decode(&m.subject, &m.payload, m.seq, m.time, true) {
+            if let Some(event) =
+                event::from_stored(&self.room, &m.subject, &m.payload, m.seq, m.time, true)
+            {
                 if self.events.send(event).await.is_err() {
                     return false;
                 }
@@ -278,9 +280,14 @@ impl Feed {
                     info.published.nanosecond(),
                 )
                 .unwrap_or_default();
-                if let Some(event) =
-                    self.decode(message.subject.as_str(), &message.payload, seq, time, false)
-                {
+                if let Some(event) = event::from_stored(
+                    &self.room,
+                    message.subject.as_str(),
+                    &message.payload,
+                    seq,
+                    time,
+                    false,
+                ) {
                     self.own.on_event(&event).await;
                     if self.events.send(event).await.is_err() {
                         return;
@@ -356,16 +363,5 @@ impl Feed {
             }
             backoff.wait().await;
         }
-    }
-
-    fn decode(
-        &self,
-        subject: &str,
-        payload: &[u8],
-        seq: u64,
-        time: DateTime<Utc>,
-        replay: bool,
-    ) -> Option<Event> {
-        event::from_stored(&self.room, subject, payload, seq, time, replay)
     }
 }

@@ -68,13 +68,7 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
     let stored = stream.cached_info().state.messages;
     let started = Instant::now();
     let mut messages = setup::raw_room_feed(&stream, DeliverPolicy::All).await?;
-    let mut read = 0u64;
-    while read < stored {
-        match tokio::time::timeout(PATIENCE, messages.next()).await {
-            Ok(Some(Ok(_))) => read += 1,
-            _ => return Err(BenchError::Timeout("the raw replay".into())),
-        }
-    }
+    let read = read_raw(&mut messages, stored, "the raw replay").await?;
     let raw_time = started.elapsed();
     drop(messages);
 
@@ -123,13 +117,7 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         .map_err(BenchError::nats)?;
     let own_stored = consumer.cached_info().num_pending;
     let mut messages = consumer.messages().await.map_err(BenchError::nats)?;
-    let mut own_read = 0u64;
-    while own_read < own_stored {
-        match tokio::time::timeout(PATIENCE, messages.next()).await {
-            Ok(Some(Ok(_))) => own_read += 1,
-            _ => return Err(BenchError::Timeout("the raw filtered replay".into())),
-        }
-    }
+    let own_read = read_raw(&mut messages, own_stored, "the raw filtered replay").await?;
     let own_raw_time = started.elapsed();
     drop(messages);
 
@@ -183,4 +171,17 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         .note("chat messages written but not shown by #all_messages; 0 expected"),
     );
     Ok(rows)
+}
+
+/// Reads `count` messages from a raw consumer (each within [`PATIENCE`]); `what` names
+/// the read in the timeout error.
+async fn read_raw(messages: &mut pull::Ordered, count: u64, what: &str) -> Result<u64, BenchError> {
+    let mut read = 0u64;
+    while read < count {
+        match tokio::time::timeout(PATIENCE, messages.next()).await {
+            Ok(Some(Ok(_))) => read += 1,
+            _ => return Err(BenchError::Timeout(what.into())),
+        }
+    }
+    Ok(read)
 }
