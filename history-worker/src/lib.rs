@@ -50,6 +50,10 @@
 //!   stream lookup first (a missing stream shows when the consumer is created); the
 //!   consumer is deleted in the background. Backward pages read windows through
 //!   short-lived ordered consumers.
+//! - A replay plan ends at the stream's last sequence when it is made (`end`, `null`
+//!   when there is nothing to read); the worker never creates a consumer for it, so a
+//!   request whose reply subject names someone else's inbox gets that inbox one small
+//!   plan at most, never the room.
 //! - Each stored body is decoded once, to check it, and spliced into the page verbatim
 //!   (a `RawValue`): nothing is re-encoded.
 
