@@ -48,6 +48,7 @@ pub fn chat_user(user: &UserName) -> Permissions {
             subjects::endpoints::USERS.to_string(),
             subjects::endpoints::ROOMS.to_string(),
             subjects::endpoints::HISTORY.to_string(),
+            subjects::endpoints::REPLAY.to_string(),
             auth::PASSWD.to_string(),
             auth::RESUME.to_string(),
             // Moderation commands only as itself; anyone's standing (public).

@@ -179,6 +179,26 @@ impl Event {
     }
 }
 
+/// Checks a message stored in room `room`'s stream (under `subject`, at sequence `seq`
+/// and time `time`) the way every message from the wire is checked, and turns it into
+/// the event that shows it; `None`, with a warn log line, when it is not valid.
+pub fn from_stored(
+    room: &RoomName,
+    subject: &str,
+    payload: &[u8],
+    seq: u64,
+    time: DateTime<Utc>,
+    replay: bool,
+) -> Option<Event> {
+    match chat_protocol::body::decode_room_payload(subject, payload) {
+        Ok(payload) => Some(from_payload(room, payload, seq, time, replay)),
+        Err(err) => {
+            tracing::warn!(%room, seq, "skipped message: {err}");
+            None
+        }
+    }
+}
+
 /// Turns a checked message of room `room` into the event that shows it.
 pub fn from_payload(
     room: &RoomName,

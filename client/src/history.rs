@@ -1,14 +1,13 @@
-//! `#all_messages` and `#my_messages`: paging the history worker's `chat.history.<room>`
-//! forwards until the room is exhausted.
+//! `#all_messages` and `#my_messages` (the history worker plans them, the client reads
+//! them from the room streams: [`crate::replay`]), and the pages of scrollback
+//! (`chat.history.<room>`).
 //!
-//! Pages are shown as they arrive, so a room of any size replays in bounded memory. A
-//! page that does not come (its worker died, none runs for a moment) is asked for again
-//! from the same cursor, which another instance answers: the replay goes on from the
-//! last sequence shown, with no duplicate.
-//! `#my_messages` merges the rooms by time holding at most two pages per room (the one
-//! being merged and the next, already asked for).
+//! Messages are shown as they arrive, so a room of any size replays in bounded memory.
+//! A request that gets no answer (its worker died, none runs for a moment) is asked for
+//! again, which another instance answers: a page comes from the same cursor, so
+//! scrolling goes on from the last sequence shown, with no duplicate.
+//! `#my_messages` merges the rooms by time holding at most one batch per room.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +20,9 @@ use tokio::task::JoinHandle;
 
 use crate::call::{self, Malformed, RequestError};
 use crate::event::{self, Event};
+use crate::replay::Replay;
 
-const SERVICE: &str = "history";
+pub(crate) const SERVICE: &str = "history";
 
 /// Messages asked for per page (the worker caps it to its own maximum, and bounds
 /// the page in bytes whatever the message sizes): big pages make long replays fast.
@@ -34,14 +34,48 @@ const PAGE_ATTEMPTS: u32 = 4;
 /// Pause before asking for a page again; doubled for each further attempt.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
-/// Walks the pages of one room's history forwards, oldest first.
+/// Awaits the request `first` (sent by `ask`, for the page at `after` of `room`),
+/// asking again after a pause when no worker answered, up to [`PAGE_ATTEMPTS`] in all.
+/// The worker that had the request died, or none runs right now: another instance (or
+/// a restarted one) gets the same request again, so a replay goes on from the last
+/// sequence shown, with no duplicate.
+pub(crate) async fn retrying<T>(
+    room: &RoomName,
+    after: u64,
+    first: JoinHandle<Result<T, RequestError>>,
+    ask: impl Fn() -> JoinHandle<Result<T, RequestError>>,
+) -> Result<T, RequestError> {
+    let mut ahead = first;
+    let mut attempt = 1;
+    let mut backoff = Backoff::new(RETRY_BACKOFF, RETRY_BACKOFF * 2u32.pow(PAGE_ATTEMPTS));
+    loop {
+        let result = ahead
+            .await
+            .map_err(|e| RequestError::Nats(SERVICE, Arc::new(e)))?;
+        match result {
+            Ok(answer) => return Ok(answer),
+            Err(
+                err @ (RequestError::TimedOut(..)
+                | RequestError::Unavailable(_)
+                | RequestError::Nats(..)),
+            ) if attempt < PAGE_ATTEMPTS => {
+                tracing::warn!(%room, after, attempt, "history request failed ({err}); asking again");
+                backoff.wait().await;
+                attempt += 1;
+                ahead = ask();
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Walks the pages of one room's history, a page at a time (scrollback).
 ///
 /// The request for the following page goes out as soon as a page arrives, so the
 /// worker reads it while this one is shown: at most two pages are held at a time.
 struct Pages<'a> {
     client: &'a async_nats::Client,
     room: &'a RoomName,
-    user: Option<&'a UserName>,
     timeout: Duration,
     /// Messages asked for per page.
     limit: u32,
@@ -55,16 +89,10 @@ struct Pages<'a> {
 }
 
 impl<'a> Pages<'a> {
-    fn new(
-        client: &'a async_nats::Client,
-        room: &'a RoomName,
-        user: Option<&'a UserName>,
-        timeout: Duration,
-    ) -> Self {
+    fn new(client: &'a async_nats::Client, room: &'a RoomName, timeout: Duration) -> Self {
         Self {
             client,
             room,
-            user,
             timeout,
             limit: PAGE_LIMIT,
             backwards: false,
@@ -83,7 +111,7 @@ impl<'a> Pages<'a> {
             limit: Some(self.limit),
             before,
             after,
-            user: self.user.cloned(),
+            user: None,
         };
         let client = self.client.clone();
         let subject = subjects::history(self.room);
@@ -98,34 +126,11 @@ impl<'a> Pages<'a> {
         let Some(after) = self.after else {
             return Ok(None);
         };
-        let mut ahead = match self.ahead.take() {
+        let ahead = match self.ahead.take() {
             Some(ahead) => ahead,
             None => self.ask(after),
         };
-        let mut attempt = 1;
-        let mut backoff = Backoff::new(RETRY_BACKOFF, RETRY_BACKOFF * 2u32.pow(PAGE_ATTEMPTS));
-        let page = loop {
-            let result = ahead
-                .await
-                .map_err(|e| RequestError::Nats(SERVICE, Arc::new(e)))?;
-            match result {
-                Ok(page) => break page,
-                // The worker that had the request died, or none runs right now:
-                // another instance (or a restarted one) gets the same page again, so
-                // the replay goes on from the last sequence shown, with no duplicate.
-                Err(
-                    err @ (RequestError::TimedOut(..)
-                    | RequestError::Unavailable(_)
-                    | RequestError::Nats(..)),
-                ) if attempt < PAGE_ATTEMPTS => {
-                    tracing::warn!(room = %self.room, after, attempt, "history page failed ({err}); asking again");
-                    backoff.wait().await;
-                    attempt += 1;
-                    ahead = self.ask(after);
-                }
-                Err(err) => return Err(err),
-            }
-        };
+        let page = retrying(self.room, after, ahead, || self.ask(after)).await?;
         self.after = match page.next {
             Some(next) if (next > after) != self.backwards && next != after => Some(next),
             Some(next) => {
@@ -169,7 +174,7 @@ pub(crate) async fn page(
     limit: u32,
     timeout: Duration,
 ) -> Result<(Vec<Event>, Option<u64>), RequestError> {
-    let mut pages = Pages::new(client, room, None, timeout);
+    let mut pages = Pages::new(client, room, timeout);
     pages.limit = limit;
     (pages.backwards, pages.after) = match page {
         Page::Before(before) => (true, Some(before)),
@@ -196,8 +201,18 @@ fn to_event(room: &RoomName, entry: &HistoryEntry) -> Option<Event> {
     }
 }
 
+/// Messages shown between two `history_progress` events of `#all_messages`.
+const PROGRESS_EVERY: u64 = 1000;
+
+/// Most messages in flight per room while `#my_messages` reads several rooms at once
+/// (each room's consumer holds at most one batch).
+const MERGE_BATCH: i64 = chat_runtime::reading::MAX_BATCH as i64;
+
 /// Shows the complete history of `room` in order, then a `history_end` event.
 /// Returns how many chat messages were shown.
+///
+/// The history worker plans the replay and the client reads it from the room's
+/// stream itself ([`Replay`]).
 pub(crate) async fn all_messages(
     client: &async_nats::Client,
     room: &RoomName,
@@ -205,21 +220,21 @@ pub(crate) async fn all_messages(
     events: &mpsc::Sender<Event>,
 ) -> Result<u64, RequestError> {
     let mut count = 0;
-    let mut pages = Pages::new(client, room, None, timeout);
-    while let Some(entries) = pages.next().await? {
-        for event in entries.iter().filter_map(|entry| to_event(room, entry)) {
-            if matches!(event, Event::Message { .. }) {
-                count += 1;
-            }
-            if events.send(event).await.is_err() {
-                return Ok(count);
+    let mut replay = Replay::open(client, room, None, None, timeout).await?;
+    while let Some(event) = replay.next().await? {
+        if matches!(event, Event::Message { .. }) {
+            count += 1;
+            if count % PROGRESS_EVERY == 0 {
+                let progress = Event::HistoryProgress {
+                    room: room.clone(),
+                    count,
+                };
+                let _ = events.send(progress).await;
             }
         }
-        let progress = Event::HistoryProgress {
-            room: room.clone(),
-            count,
-        };
-        let _ = events.send(progress).await;
+        if events.send(event).await.is_err() {
+            return Ok(count);
+        }
     }
     let end = Event::HistoryEnd {
         room: room.clone(),
@@ -230,28 +245,24 @@ pub(crate) async fn all_messages(
     Ok(count)
 }
 
-/// One room's chat messages by `user`, oldest first, a page at a time.
-struct OwnMessages<'a> {
-    room: &'a RoomName,
-    pages: Pages<'a>,
-    buffered: VecDeque<Event>,
+/// One room's chat messages by a user, oldest first, with the next one looked at.
+struct OwnMessages {
+    replay: Replay,
+    peeked: Option<Event>,
 }
 
-impl OwnMessages<'_> {
-    /// Sort key of the next message, fetching a page when the buffer is empty; none
-    /// once the room is exhausted.
+impl OwnMessages {
+    /// Sort key of the next message, reading it when none is looked at yet; none once
+    /// the room is exhausted.
     async fn peek(&mut self) -> Result<Option<(DateTime<Utc>, RoomName, u64)>, RequestError> {
-        while self.buffered.is_empty() {
-            let Some(entries) = self.pages.next().await? else {
-                return Ok(None);
-            };
-            let messages = entries
-                .iter()
-                .filter_map(|entry| to_event(self.room, entry));
-            self.buffered
-                .extend(messages.filter(|e| matches!(e, Event::Message { .. })));
+        while self.peeked.is_none() {
+            match self.replay.next().await? {
+                None => return Ok(None),
+                Some(event @ Event::Message { .. }) => self.peeked = Some(event),
+                Some(_) => {}
+            }
         }
-        Ok(match self.buffered.front() {
+        Ok(match &self.peeked {
             Some(Event::Message { ts, room, seq, .. }) => Some((*ts, room.clone(), *seq)),
             _ => None,
         })
@@ -259,7 +270,7 @@ impl OwnMessages<'_> {
 }
 
 /// Shows `user`'s messages in every room of `rooms`, merged by time (a streaming
-/// merge: at most two pages per room in memory), then a `history_end` event naming
+/// merge: at most one batch in flight per room), then a `history_end` event naming
 /// `current`.
 /// Returns how many were shown.
 pub(crate) async fn my_messages(
@@ -270,14 +281,14 @@ pub(crate) async fn my_messages(
     timeout: Duration,
     events: &mpsc::Sender<Event>,
 ) -> Result<u64, RequestError> {
-    let mut sources: Vec<OwnMessages> = rooms
-        .iter()
-        .map(|room| OwnMessages {
-            room,
-            pages: Pages::new(client, room, Some(user), timeout),
-            buffered: VecDeque::new(),
-        })
-        .collect();
+    let mut sources = Vec::with_capacity(rooms.len());
+    for room in rooms {
+        let replay = Replay::open(client, room, Some(user), Some(MERGE_BATCH), timeout).await?;
+        sources.push(OwnMessages {
+            replay,
+            peeked: None,
+        });
+    }
     let mut count = 0;
     loop {
         let mut earliest = None;
@@ -289,7 +300,7 @@ pub(crate) async fn my_messages(
             }
         }
         let Some((i, _)) = earliest else { break };
-        let Some(event) = sources[i].buffered.pop_front() else {
+        let Some(event) = sources[i].peeked.take() else {
             break;
         };
         count += 1;

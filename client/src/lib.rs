@@ -23,8 +23,10 @@
 //!   for them, or names them).
 //! - `room` (private): one room's feed, replay then live, no gap and no duplicate.
 //! - `presence` (private): join with retry, heartbeats, leave.
-//! - [`history`]: paging the history worker for `#all_messages`, `#my_messages` and
-//!   the full-screen UI's scrollback.
+//! - [`history`]: `#all_messages`, `#my_messages` and the full-screen UI's scrollback
+//!   (pages of the history worker).
+//! - `replay` (private): a whole replay as the history worker plans it, read straight
+//!   from the room's stream with the client's own ordered consumer.
 //! - [`call`]: calling the workers (one request, its reply) and the errors.
 //! - [`render`]: events as terminal text, always sanitized.
 //! - [`ui`]: the front ends: line mode (stdin not a terminal), the full-screen
@@ -64,6 +66,7 @@ pub mod pacing;
 mod presence;
 pub mod publish;
 pub mod render;
+mod replay;
 mod room;
 pub mod ui;
 

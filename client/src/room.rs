@@ -38,11 +38,10 @@ use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::stream::Stream;
 use async_nats::jetstream::Context;
-use chat_protocol::body::decode_room_payload;
 use chat_protocol::{streams, subjects, RoomName};
 use chat_runtime::reading::{read_backward, Limits};
 use chat_runtime::Backoff;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
@@ -140,7 +139,9 @@ impl Feed {
             backoff.wait().await;
         };
         for m in messages {
-            if let Some(event) = self.decode(&m.subject, &m.payload, m.seq, m.time, true) {
+            if let Some(event) =
+                event::from_stored(&self.room, &m.subject, &m.payload, m.seq, m.time, true)
+            {
                 if self.events.send(event).await.is_err() {
                     return false;
                 }
@@ -279,9 +280,14 @@ impl Feed {
                     info.published.nanosecond(),
                 )
                 .unwrap_or_default();
-                if let Some(event) =
-                    self.decode(message.subject.as_str(), &message.payload, seq, time, false)
-                {
+                if let Some(event) = event::from_stored(
+                    &self.room,
+                    message.subject.as_str(),
+                    &message.payload,
+                    seq,
+                    time,
+                    false,
+                ) {
                     self.own.on_event(&event).await;
                     if self.events.send(event).await.is_err() {
                         return;
@@ -356,23 +362,6 @@ impl Feed {
                 }
             }
             backoff.wait().await;
-        }
-    }
-
-    fn decode(
-        &self,
-        subject: &str,
-        payload: &[u8],
-        seq: u64,
-        time: DateTime<Utc>,
-        replay: bool,
-    ) -> Option<Event> {
-        match decode_room_payload(subject, payload) {
-            Ok(payload) => Some(event::from_payload(&self.room, payload, seq, time, replay)),
-            Err(err) => {
-                tracing::warn!(room = %self.room, seq, "skipped message: {err}");
-                None
-            }
         }
     }
 }

@@ -433,9 +433,9 @@ async fn a_recreated_room_stream_is_noticed_and_followed() {
     );
 }
 
-/// Point 6: the history worker serving `#all_messages` dies mid-replay; the page is
-/// asked for again, another instance answers, and the replay goes on from the last
-/// sequence shown: every message once, in order.
+/// Point 6: the history worker that planned `#all_messages` dies mid-replay (a second
+/// instance starts afterwards); the client reads the stream itself, so the replay goes
+/// on untouched: every message once, in order.
 #[tokio::test]
 async fn history_replay_survives_its_worker_dying() {
     const TOTAL: usize = 20_000;
@@ -481,8 +481,8 @@ async fn history_replay_survives_its_worker_dying() {
                     assert_eq!(text, format!("m{next}"), "in order, none missing or twice");
                     next += 1;
                     if next == 3000 {
-                        // Killed with a page request in flight (the next page is always
-                        // asked for ahead); a second instance starts afterwards.
+                        // Killed while the client reads the plan it gave; a second
+                        // instance starts afterwards.
                         drop(first.take());
                         second = Some(history(&server).await);
                     }

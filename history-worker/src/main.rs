@@ -16,8 +16,9 @@ use history_worker::{Config, HistoryWorker, StartError};
 /// How long to keep trying to reach NATS at start before exiting with 69.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
 
-/// Serves pages of chat rooms' stored messages on chat.history.<room> (NATS service
-/// `chat-history`). Run any number of instances side by side.
+/// Serves pages of chat rooms' stored messages on chat.history.<room> and replay plans
+/// on chat.replay.<room> (NATS service `chat-history`). Run any number of instances
+/// side by side.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {

@@ -15,7 +15,7 @@ use chat_runtime::reading::{self, Limits, ReadError, StoredMessage};
 
 use crate::Config;
 
-/// Why a request got an error reply instead of a page.
+/// Why a request got an error reply instead of a page (or a replay plan).
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {
     /// The subject does not name a valid room.
@@ -94,11 +94,7 @@ impl Query {
     /// bounds. An empty body asks for the defaults.
     fn parse(subject: &str, body: &[u8], max_limit: u32) -> Result<Self, PageError> {
         let room = subjects::parse_history(subject)?;
-        let request: HistoryRequest = if body.iter().all(u8::is_ascii_whitespace) {
-            HistoryRequest::default()
-        } else {
-            serde_json::from_slice(body)?
-        };
+        let request: HistoryRequest = decode(body)?;
         let limit = match request.limit {
             Some(0) => return Err(PageError::ZeroLimit { max: max_limit }),
             Some(limit) => limit.min(max_limit),
@@ -176,8 +172,19 @@ pub async fn serve(
     ))
 }
 
-/// The room's stream, or [`PageError::NoRoom`].
-async fn open(js: &jetstream::Context, room: &RoomName) -> Result<Stream, PageError> {
+/// A request's body: JSON, or empty (only whitespace) for the defaults.
+pub(crate) fn decode<T: Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<T, serde_json::Error> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        serde_json::from_slice(body)
+    }
+}
+
+/// The room's stream with its info, or [`PageError::NoRoom`].
+pub(crate) async fn open(js: &jetstream::Context, room: &RoomName) -> Result<Stream, PageError> {
     js.get_stream(streams::stream_name(room))
         .await
         .map_err(|source| match source.kind() {

@@ -56,6 +56,12 @@ pub fn history(room: &RoomName) -> String {
     format!("{ROOT}.history.{room}")
 }
 
+/// `chat.replay.<room>`: the plan for reading a room's stored messages straight from
+/// its stream (a whole replay, `#all_messages` and `#my_messages`).
+pub fn replay(room: &RoomName) -> String {
+    format!("{ROOT}.replay.{room}")
+}
+
 /// `chat.room.*.msg.*`: every chat message of every room (what the rate limit counts).
 pub const ALL_ROOM_MESSAGES: &str = "chat.room.*.msg.*";
 
@@ -90,6 +96,8 @@ pub mod endpoints {
     pub const ROOMS: &str = super::ROOMS;
     /// History requests for any room.
     pub const HISTORY: &str = "chat.history.*";
+    /// Replay plans for any room.
+    pub const REPLAY: &str = "chat.replay.*";
     /// Moderation commands for any room and user.
     pub const MODERATE: &str = "chat.moderate.*.*";
     /// Standing requests for any user.
@@ -161,6 +169,14 @@ pub fn parse_history(subject: &str) -> Result<RoomName, SubjectError> {
     }
 }
 
+/// Parses `chat.replay.<room>`.
+pub fn parse_replay(subject: &str) -> Result<RoomName, SubjectError> {
+    match subject.split('.').collect::<Vec<_>>().as_slice() {
+        [ROOT, "replay", room] => Ok(RoomName::new(*room)?),
+        _ => Err(shape(subject)),
+    }
+}
+
 /// Parses `chat.moderate.<room>.<user>`.
 pub fn parse_moderate(subject: &str) -> Result<(RoomName, UserName), SubjectError> {
     match subject.split('.').collect::<Vec<_>>().as_slice() {
@@ -209,6 +225,8 @@ mod tests {
         );
         assert_eq!(parse_users(&users(&r)).unwrap(), r);
         assert_eq!(parse_history(&history(&r)).unwrap(), r);
+        assert_eq!(parse_replay(&replay(&r)).unwrap(), r);
+        assert!(parse_replay("chat.replay.general.x").is_err());
         assert_eq!(room_all(&r), "chat.room.general.>");
         assert_eq!(moderate(&r, &u), "chat.moderate.general.alice");
         assert_eq!(

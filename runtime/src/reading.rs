@@ -115,8 +115,8 @@ async fn scan(
     Ok(())
 }
 
-/// A stream message as a [`StoredMessage`].
-fn stored(message: &async_nats::jetstream::Message, info: &Info<'_>) -> StoredMessage {
+/// A stream message as a [`StoredMessage`] (its metadata `info` already parsed).
+pub fn stored(message: &async_nats::jetstream::Message, info: &Info<'_>) -> StoredMessage {
     let published = info.published;
     StoredMessage {
         seq: info.stream_sequence,

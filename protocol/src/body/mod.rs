@@ -8,7 +8,7 @@
 //! - [`room`]: what a room stream holds (chat messages, joined/left events) and
 //!   [`decode_room_payload`], the single decoder for it.
 //! - [`presence`]: presence requests and replies, `/users`, `/rooms`, session records.
-//! - [`history`]: history requests and pages.
+//! - [`history`]: history requests and pages, replay requests and plans.
 //! - [`moderation`]: moderation commands, a user's standing and role, the rate
 //!   allowance.
 //! - [`reply`]: the error reply every request may get, and [`decode_reply`].
@@ -21,7 +21,7 @@ pub mod reply;
 pub mod rfc3339;
 pub mod room;
 
-pub use history::{HistoryEntry, HistoryPage, HistoryRequest};
+pub use history::{HistoryEntry, HistoryPage, HistoryRequest, ReplayPlan, ReplayRequest};
 pub use moderation::{
     Action, ModerationReply, ModerationRequest, Rate, RequestError, Role, RoleRequest, Standing,
 };
