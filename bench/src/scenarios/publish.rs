@@ -259,11 +259,7 @@ async fn raw_publish(
         }
     });
     for i in 0..n {
-        let permit = window
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
+        let permit = window.clone().acquire_owned().await.expect("never closed");
         let message = PublishMessage::build().payload(stamp::body(len));
         let message = match ids {
             Some(prefix) => message.message_id(format!("{prefix}{i}")),
