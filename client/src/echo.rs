@@ -11,6 +11,15 @@ use std::sync::Mutex;
 
 use chat_protocol::RoomName;
 
+/// `name`'s entry, made if missing; the name is copied only then (this runs for
+/// every message sent and every message shown).
+fn room_of<'a>(rooms: &'a mut HashMap<RoomName, Room>, name: &RoomName) -> &'a mut Room {
+    if !rooms.contains_key(name) {
+        rooms.insert(name.clone(), Room::default());
+    }
+    rooms.get_mut(name).expect("just made")
+}
+
 /// Per room: how far its feed has shown, and the own messages above that.
 #[derive(Debug, Default)]
 pub struct Echoes(Mutex<HashMap<RoomName, Room>>);
@@ -31,18 +40,18 @@ impl Echoes {
 
     /// A message of `room` was stored at `seq` (the feed may have shown it already:
     /// the ack and the delivery race).
-    pub(crate) fn acked(&self, room: &RoomName, seq: u64, preview: &str) {
+    pub(crate) fn acked(&self, room: &RoomName, seq: u64, preview: String) {
         let mut rooms = self.rooms();
-        let room = rooms.entry(room.clone()).or_default();
+        let room = room_of(&mut rooms, room);
         if seq > room.shown {
-            room.waiting.insert(seq, preview.to_string());
+            room.waiting.insert(seq, preview);
         }
     }
 
     /// `room`'s feed has shown everything up to `seq`.
     pub(crate) fn shown(&self, room: &RoomName, seq: u64) {
         let mut rooms = self.rooms();
-        let room = rooms.entry(room.clone()).or_default();
+        let room = room_of(&mut rooms, room);
         room.shown = room.shown.max(seq);
         if room
             .waiting

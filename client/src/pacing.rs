@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::event::{Event, State};
-use crate::publish::{preview, Publisher, SendError, SendHandle};
+use crate::publish::{Prepared, Publisher, SendError, SendHandle};
 
 /// Messages waiting for a token at most; beyond it [`Pacer::send`] waits.
 const MAX_QUEUED: usize = 1000;
@@ -119,9 +119,7 @@ pub struct Progress {
 /// What the pacing task is handed, in order.
 enum Job {
     Send {
-        room: RoomName,
-        subject: String,
-        message: ChatMessage,
+        message: Prepared,
         done: oneshot::Sender<Result<u64, SendError>>,
     },
     /// Answered once everything queued before it went to the publisher (or was
@@ -175,14 +173,11 @@ impl Pacer {
     /// when JetStream acknowledged it (or it was given up on).
     pub async fn send(&self, room: &RoomName, subject: String, message: ChatMessage) -> SendHandle {
         let (done, rx) = oneshot::channel();
+        // Encoded here, once, in the caller's task: every later stage only moves it.
+        let message = Prepared::new(room, subject, &message);
         let id = message.id.clone();
         self.progress.send_modify(|p| p.total += 1);
-        let job = Job::Send {
-            room: room.clone(),
-            subject,
-            message,
-            done,
-        };
+        let job = Job::Send { message, done };
         if self.jobs.send(job).await.is_err() {
             self.progress.send_modify(settle);
         }
@@ -243,6 +238,44 @@ fn settle(progress: &mut Progress) {
     }
 }
 
+/// What happens when JetStream settled a paced message: the batch counts it, a
+/// `sending` status event says so every [`REPORT_EVERY`] messages of a paced batch,
+/// and the caller's handle gets the result. Runs in the publishing task: no task per
+/// message waits for the ack.
+fn settled(
+    progress: Arc<watch::Sender<Progress>>,
+    events: mpsc::Sender<Event>,
+    done: oneshot::Sender<Result<u64, SendError>>,
+) -> crate::publish::Settled {
+    Box::new(move |result| {
+        let mut report = None;
+        progress.send_modify(|p| {
+            let (sent, total, paced) = (p.sent + 1, p.total, p.paced);
+            settle(p);
+            if paced && (sent == total || sent % REPORT_EVERY == 0) {
+                report = Some((sent, total));
+            }
+        });
+        if let Some((sent, total)) = report {
+            let message = match sent == total {
+                true => format!("sent {sent}/{total}"),
+                false => format!("sending {sent}/{total}"),
+            };
+            // Before the result, as a UI waiting on the handle expects; a full queue
+            // of events gets the report from a task of its own.
+            match events.try_send(Event::status(State::Sending, None, message)) {
+                Err(mpsc::error::TrySendError::Full(event)) => {
+                    tokio::spawn(async move {
+                        let _ = events.send(event).await;
+                    });
+                }
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        let _ = done.send(result);
+    })
+}
+
 struct Task {
     publisher: Publisher,
     client: async_nats::Client,
@@ -257,22 +290,17 @@ impl Task {
     async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         let mut bucket = (*self.allowance.borrow()).map(|a| Bucket::new(a, Instant::now()));
         while let Some(job) = jobs.recv().await {
-            let (room, subject, message, done) = match job {
+            let (message, done) = match job {
                 Job::Drain(reply) => {
                     let _ = reply.send(());
                     continue;
                 }
-                Job::Send {
-                    room,
-                    subject,
-                    message,
-                    done,
-                } => (room, subject, message, done),
+                Job::Send { message, done } => (message, done),
             };
             if !self.wait_turn(&mut bucket).await {
                 let err = SendError::NotSent {
-                    text: preview(&message.text),
-                    room,
+                    text: message.preview,
+                    room: message.room,
                     reason: "the client quit before it could be sent within the allowed rate"
                         .into(),
                 };
@@ -285,29 +313,8 @@ impl Task {
                 self.progress.send_modify(settle);
                 continue;
             }
-            let handle = self.publisher.send(&room, subject, &message).await;
-            let (progress, events) = (self.progress.clone(), self.events.clone());
-            tokio::spawn(async move {
-                let result = handle.acked().await;
-                let mut report = None;
-                progress.send_modify(|p| {
-                    let (sent, total, paced) = (p.sent + 1, p.total, p.paced);
-                    settle(p);
-                    if paced && (sent == total || sent % REPORT_EVERY == 0) {
-                        report = Some((sent, total));
-                    }
-                });
-                if let Some((sent, total)) = report {
-                    let message = match sent == total {
-                        true => format!("sent {sent}/{total}"),
-                        false => format!("sending {sent}/{total}"),
-                    };
-                    let _ = events
-                        .send(Event::status(State::Sending, None, message))
-                        .await;
-                }
-                let _ = done.send(result);
-            });
+            let settled = settled(self.progress.clone(), self.events.clone(), done);
+            self.publisher.submit(message, settled).await;
         }
     }
 

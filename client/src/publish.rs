@@ -176,14 +176,48 @@ pub fn preview(text: &str) -> String {
     out
 }
 
-struct Outgoing {
-    room: RoomName,
+/// A chat message ready to publish: checked and encoded once, when it was made,
+/// with the start of its text that reports name it by.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub room: RoomName,
     /// Cheap to clone for each attempt (shared bytes).
-    subject: Subject,
-    id: String,
-    payload: Bytes,
-    preview: String,
-    done: oneshot::Sender<Result<u64, SendError>>,
+    pub subject: Subject,
+    pub id: String,
+    /// The JSON body, shared by every attempt.
+    pub payload: Bytes,
+    pub preview: String,
+}
+
+impl Prepared {
+    /// Encodes `message` (already checked by [`ChatMessage::new`]) for `subject`.
+    pub fn new(room: &RoomName, subject: String, message: &ChatMessage) -> Self {
+        Self {
+            room: room.clone(),
+            subject: subject.into(),
+            id: message.id.clone(),
+            payload: encode(message),
+            preview: preview(&message.text),
+        }
+    }
+}
+
+/// `message` as JSON, in a buffer sized for it at once: the fields around the text
+/// take under 200 bytes (a growing buffer was reallocated a few times per message).
+fn encode(message: &ChatMessage) -> Bytes {
+    let mut json = Vec::with_capacity(message.text.len() + 200);
+    serde_json::to_writer(&mut json, message).expect("a ChatMessage serializes");
+    json.into()
+}
+
+/// Told a message's fate once it is settled (acknowledged, or given up on). A
+/// callback rather than a channel, so that a stage in front of the publisher (pacing)
+/// learns it without a task of its own per message waiting for it.
+pub(crate) type Settled = Box<dyn FnOnce(Result<u64, SendError>) + Send>;
+
+struct Outgoing {
+    message: Prepared,
+    settled: Settled,
     /// Counts the message as unconfirmed for as long as it lives.
     _unconfirmed: Unconfirmed,
 }
@@ -291,20 +325,30 @@ impl Publisher {
         message: &ChatMessage,
     ) -> SendHandle {
         let (done, rx) = oneshot::channel();
+        let message = Prepared::new(room, subject, message);
         let id = message.id.clone();
-        let payload = Bytes::from(serde_json::to_vec(message).expect("a ChatMessage serializes"));
+        self.submit(
+            message,
+            Box::new(move |result| {
+                let _ = done.send(result);
+            }),
+        )
+        .await;
+        SendHandle { id, done: rx }
+    }
+
+    /// Queues a prepared message, behind every message queued before it; `settled`
+    /// is told its fate (called once, from the publishing task: it must not block).
+    /// Waits while the queue is full.
+    pub(crate) async fn submit(&self, message: Prepared, settled: Settled) {
         let out = Outgoing {
-            room: room.clone(),
-            subject: subject.into(),
-            id: id.clone(),
-            payload,
-            preview: preview(&message.text),
-            done,
+            message,
+            settled,
             _unconfirmed: Unconfirmed::new(&self.unconfirmed),
         };
-        // If the task is gone, `done` is dropped and `acked` reports Closed.
-        let _ = self.jobs.send(Job::Send(out)).await;
-        SendHandle { id, done: rx }
+        if let Err(mpsc::error::SendError(Job::Send(out))) = self.jobs.send(Job::Send(out)).await {
+            (out.settled)(Err(SendError::Closed)); // the task is gone
+        }
     }
 
     /// Waits until every message queued so far is acknowledged or given up on, and
@@ -475,11 +519,12 @@ impl Task {
             self.cursor = key + 1;
             self.in_flight += 1;
             let round = self.round;
+            let message = &entry.out.message;
             let attempt = publish::send(
                 &self.js,
-                entry.out.subject.clone(),
-                entry.out.payload.clone(),
-                &entry.out.id,
+                message.subject.clone(),
+                message.payload.clone(),
+                &message.id,
             );
             match attempt.await {
                 Ok(ack) => {
@@ -530,12 +575,15 @@ impl Task {
                 let Some(entry) = self.remove(key) else {
                     return; // settled by another attempt's ack
                 };
+                let Outgoing {
+                    message, settled, ..
+                } = entry.out;
                 if ack.duplicate {
-                    tracing::debug!(id = %entry.out.id, seq = ack.sequence, "retry was a duplicate; stored once");
+                    tracing::debug!(id = %message.id, seq = ack.sequence, "retry was a duplicate; stored once");
                 }
                 self.echoes
-                    .acked(&entry.out.room, ack.sequence, &entry.out.preview);
-                let _ = entry.out.done.send(Ok(ack.sequence));
+                    .acked(&message.room, ack.sequence, message.preview);
+                settled(Ok(ack.sequence));
             }
             Err(err) => {
                 let Some(entry) = self.entries.get_mut(&key) else {
@@ -557,7 +605,7 @@ impl Task {
                     self.give_up(entry, err.to_string()).await;
                     return;
                 }
-                tracing::info!(id = %entry.out.id, "publish not confirmed ({err}); republishing in order from the oldest unacknowledged message");
+                tracing::info!(id = %entry.out.message.id, "publish not confirmed ({err}); republishing in order from the oldest unacknowledged message");
                 self.start_over(true);
             }
         }
@@ -574,7 +622,7 @@ impl Task {
 
     async fn give_up(&mut self, entry: Entry, reason: String) {
         let out = entry.out;
-        let (text, room) = (out.preview, out.room);
+        let (id, text, room) = (out.message.id, out.message.preview, out.message.room);
         let err = if entry.unknown > 0 {
             SendError::Unconfirmed { text, room, reason }
         } else if entry.first.is_none() {
@@ -586,10 +634,10 @@ impl Task {
         } else {
             SendError::NotSent { text, room, reason }
         };
-        tracing::warn!(id = %out.id, "{err}");
+        tracing::warn!(%id, "{err}");
         let _ = self.events.send(Event::error(&err)).await;
         self.failed.push(err.clone());
-        let _ = out.done.send(Err(err));
+        (out.settled)(Err(err));
     }
 }
 
