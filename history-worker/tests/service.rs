@@ -59,7 +59,8 @@ async fn bad_requests_get_error_replies_not_timeouts() {
     assert!(page.messages.is_empty() && page.next.is_none());
 }
 
-/// `num_requests` of each of `instances` instances of the service, by instance id.
+/// `num_requests` of the page endpoint of each of `instances` instances of the
+/// service, by instance id.
 async fn requests_per_instance(
     client: &async_nats::Client,
     instances: usize,
@@ -69,7 +70,10 @@ async fn requests_per_instance(
         .iter()
         .map(|stats| {
             let id = stats["id"].as_str().expect("id").to_string();
-            let count = stats["endpoints"][0]["num_requests"].as_u64();
+            // The page endpoint (the service also has `replay`).
+            let endpoints = stats["endpoints"].as_array().expect("endpoints");
+            let history = endpoints.iter().find(|e| e["name"] == "history");
+            let count = history.and_then(|e| e["num_requests"].as_u64());
             (id, count.expect("num_requests"))
         })
         .collect()

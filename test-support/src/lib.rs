@@ -30,7 +30,10 @@
 //! allowance, a raw flooder, standings and commands).
 //!
 //! The nats-server binary is found by `scripts/nats-server-path`, the same script the
-//! README's commands use, so tests and people run the same pinned server.
+//! README's commands use, so tests and people run the same pinned server. A starting
+//! server is waited for up to [`SERVER_START_PATIENCE`] (it listens only once it has
+//! recovered its streams), and the rooms the helpers make keep
+//! [`TEST_ROOM_MAX_BYTES`], more than the default cap, so that long replays stay whole.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
