@@ -230,7 +230,7 @@ impl Announcer {
             let event = SystemEvent {
                 v: VERSION,
                 kind,
-                id: own_id(ticket.batch(), user),
+                id: uuid::Uuid::new_v4().to_string(),
                 room: room.clone(),
                 user: user.clone(),
                 reason,
@@ -321,11 +321,6 @@ impl Announcer {
             Err(err) => Err(err.into()),
         }
     }
-}
-
-/// The id of `user`'s own event in `batch`, published when the batch is given up.
-fn own_id(batch: &str, user: &UserName) -> String {
-    format!("{batch}.{user}")
 }
 
 impl Shared {
