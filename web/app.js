@@ -46,12 +46,22 @@ function messageItem(m) {
   return li;
 }
 
+/** Who a joined/left event names: "alice", "alice and bob", "alice, bob and carol",
+ * "alice, bob and 37 others" (as the terminal client says it). */
+function names(m) {
+  const others = m.others ?? [];
+  if (others.length === 0) return m.user;
+  if (others.length === 1) return `${m.user} and ${others[0]}`;
+  if (others.length === 2) return `${m.user}, ${others[0]} and ${others[1]}`;
+  return `${m.user}, ${others[0]} and ${others.length - 1} others`;
+}
+
 /** What a system event says, as the terminal client says it (textContent only). */
 function systemText(m) {
   if (m.type === "joined" || m.type === "left") {
     const count = m.users == null ? "" : ` (${m.users} online)`;
     const why = m.reason === "timeout" ? ", timed out" : "";
-    return `${m.user} ${m.type}${why}${count}`;
+    return `${names(m)} ${m.type}${why}${count}`;
   }
   const by = m.by ? ` by ${m.by}` : "";
   const until = m.until ? ` until ${time(m.until) || m.until}` : "";

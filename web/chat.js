@@ -434,6 +434,12 @@ const SYSTEM_TYPES = new Set(["joined", "left", "muted", "unmuted", "kicked", "b
 /** Most sequences one tombstone hides. */
 const MAX_TOMBSTONE = 10000;
 
+/** Most names kept of one joined/left event's `others` (a burst of arrivals). */
+const MAX_OTHERS = 1000;
+
+/** A user name as the protocol allows it (docs/protocol.md "Names"). */
+const USER_NAME = /^[A-Za-z0-9_-]{1,32}$/;
+
 function decode(subject, body, seq) {
   if (typeof body !== "object" || body === null || typeof subject !== "string") return [];
   const parts = subject.split(".");
@@ -470,6 +476,11 @@ function decode(subject, body, seq) {
         // hostile event cannot make the page loop for long).
         seqs: Array.isArray(body.seqs)
           ? body.seqs.filter((n) => Number.isSafeInteger(n) && n > 0).slice(0, MAX_TOMBSTONE)
+          : [],
+        // joined/left of a burst: the other users the same happened to (only valid
+        // names, bounded).
+        others: Array.isArray(body.others)
+          ? body.others.filter((n) => typeof n === "string" && USER_NAME.test(n)).slice(0, MAX_OTHERS)
           : [],
       },
     ];

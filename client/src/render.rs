@@ -77,6 +77,21 @@ pub fn time_of(ts: &chrono::DateTime<chrono::Utc>) -> String {
     }
 }
 
+/// Who a joined/left event names: `alice`, `alice and bob`, `alice, bob and carol`,
+/// or for a burst `alice, bob and 37 others` (each name shown by `show`).
+pub fn names_of(
+    user: &UserName,
+    others: &[UserName],
+    show: impl Fn(&UserName) -> String,
+) -> String {
+    match others {
+        [] => show(user),
+        [one] => format!("{} and {}", show(user), show(one)),
+        [one, two] => format!("{}, {} and {}", show(user), show(one), show(two)),
+        [one, rest @ ..] => format!("{}, {} and {} others", show(user), show(one), rest.len()),
+    }
+}
+
 /// What a joined/left event says happened.
 pub fn what_happened(kind: SystemKind, reason: Reason) -> &'static str {
     match (kind, reason) {
@@ -207,7 +222,7 @@ pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<S
                 Some(text) => format!("* {tag}{text}{}", tombstone_note(&detail.seqs)),
                 None => format!(
                     "-- {tag}{} {} {room} ({users} online)",
-                    name(user, style),
+                    names_of(user, &detail.others, |u| name(u, style)),
                     what_happened(*kind, *reason)
                 ),
             }
@@ -349,6 +364,7 @@ mod tests {
                     until: None,
                     note: note.map(str::to_string),
                     seqs,
+                    others: Vec::new(),
                 },
             };
         let show = |e: &Event| line(e, Some(&general), PLAIN).unwrap();
@@ -404,6 +420,42 @@ mod tests {
             show(&excess),
             "* 30 messages from bob removed (flooding: over the allowed rate) \
              [30 messages above, #1 to #30, are deleted]"
+        );
+    }
+
+    #[test]
+    fn a_burst_of_joins_is_one_line_naming_a_few() {
+        let general = RoomName::new("general").unwrap();
+        let names = |n: usize| -> Vec<UserName> {
+            (0..n)
+                .map(|i| UserName::new(format!("u{i}")).unwrap())
+                .collect()
+        };
+        let joined = |others: Vec<UserName>| Event::System {
+            room: general.clone(),
+            user: UserName::new("alice").unwrap(),
+            kind: SystemKind::Joined,
+            reason: Reason::Join,
+            users: 40,
+            seq: 3,
+            detail: EventDetail {
+                others,
+                ..Default::default()
+            },
+        };
+        let show = |e: &Event| line(e, Some(&general), PLAIN).unwrap();
+        assert_eq!(show(&joined(vec![])), "-- alice joined general (40 online)");
+        assert_eq!(
+            show(&joined(names(1))),
+            "-- alice and u0 joined general (40 online)"
+        );
+        assert_eq!(
+            show(&joined(names(2))),
+            "-- alice, u0 and u1 joined general (40 online)"
+        );
+        assert_eq!(
+            show(&joined(names(38))),
+            "-- alice, u0 and 37 others joined general (40 online)"
         );
     }
 

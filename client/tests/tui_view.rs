@@ -117,6 +117,7 @@ fn moderation_events_tombstones_sequences_and_pacing_80x24() {
             until: None,
             note: note.map(str::to_string),
             seqs,
+            others: Vec::new(),
         },
     };
     app.on_event(system(

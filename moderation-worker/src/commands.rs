@@ -278,6 +278,7 @@ async fn delete(
         until: None,
         note,
         seqs: vec![seq],
+        others: Vec::new(),
     };
     let id = format!("{}.deleted.{seq}", uuid::Uuid::new_v4().simple());
     let tombstone = event::moderation(id, SystemKind::Deleted, reason, room, &author, detail);

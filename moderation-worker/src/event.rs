@@ -42,6 +42,7 @@ pub fn by_moderator(
         until,
         note,
         seqs: Vec::new(),
+        others: Vec::new(),
     };
     moderation(id, kind, Reason::Moderator, room, user, detail)
 }

@@ -40,16 +40,20 @@ use async_nats::jetstream::{
     context::{CreateKeyValueError, CreateStreamError, PublishError},
     kv,
 };
-use chat_protocol::body::{rfc3339, SystemEvent, VERSION};
+use chat_protocol::body::{rfc3339, EventDetail, SystemEvent, VERSION};
 use chat_protocol::streams::stream_name;
 use chat_protocol::{subjects, RoomName, UserName};
 use chat_runtime::publish;
 use chat_runtime::scan::{scan, ScanError};
 use chrono::Utc;
 
+use crate::batch::{Batch, Batcher, Outcome};
 use crate::decision::{decide, must_know_through, Decision, Prompt};
 use crate::listing::{self, ListError};
-use crate::outbox::{presence_users_bucket_config, presence_users_key, AnnouncedState};
+use crate::outbox::{
+    batch_key, presence_users_bucket_config, presence_users_key, AnnouncedState, BatchRecord,
+    BATCH_RECORD_TTL,
+};
 use crate::rooms::RoomStreams;
 use crate::sessions::Sessions;
 use crate::stats::Stats;
@@ -61,6 +65,15 @@ const STORED_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// How long the search waits for the next stored event.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most users one event names (`user` and `others`): about 11 KiB of names at most,
+/// far below a room stream's 32 KiB message limit.
+pub(crate) const MAX_NAMES: usize = 300;
+
+/// A batch older than this when its commit starts is given up (every participant
+/// publishes its own event), so that a commit never races a settlement that searched
+/// the stream for it long after.
+const MAX_BATCH_AGE: Duration = Duration::from_secs(30);
 
 /// How an event's publish is retried (same `Nats-Msg-Id`) before the reconcile gives up
 /// for now (a later one finishes it).
@@ -102,13 +115,22 @@ pub enum ReconcileError {
     /// Encoding failed (never expected).
     #[error("cannot encode: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A batch record could not be read or created.
+    #[error("cannot settle a batch: {0}")]
+    Batch(String),
 }
 
 /// Announces presence transitions on the room streams.
 pub(crate) struct Announcer {
+    shared: Arc<Shared>,
+    sessions: Sessions,
+    batcher: Arc<Batcher>,
+}
+
+/// What the reconciles and the batches' commits share.
+struct Shared {
     js: jetstream::Context,
     store: kv::Store,
-    sessions: Sessions,
     rooms: Arc<RoomStreams>,
     stats: Arc<Stats>,
 }
@@ -127,18 +149,27 @@ impl Announcer {
             js.create_or_update_key_value(config.clone())
         })
         .await?;
-        Ok(Self {
+        let shared = Arc::new(Shared {
             js,
             store,
-            sessions,
             rooms,
             stats,
+        });
+        let committer = shared.clone();
+        let batcher = Batcher::new(Box::new(move |batch, claimed| {
+            let shared = committer.clone();
+            Box::pin(async move { shared.commit(&batch, claimed).await })
+        }));
+        Ok(Self {
+            shared,
+            sessions,
+            batcher,
         })
     }
 
     /// The internal bucket (read by the start-up sweep).
     pub fn store(&self) -> &kv::Store {
-        &self.store
+        &self.shared.store
     }
 
     /// Brings what was announced for `user` in `room` in line with their sessions, as
@@ -157,9 +188,15 @@ impl Announcer {
         loop {
             let (state, revision) = self.read(&key).await?;
             if let Some(event) = &state.pending {
-                self.finish(event).await?;
+                match &state.batch {
+                    // Still being committed here: wait for it, then look again.
+                    Some(batch) if self.batcher.wait_local(room, batch).await => continue,
+                    Some(batch) => self.shared.settle(batch, event).await?,
+                    None => self.shared.finish(event).await?,
+                }
                 let cleared = AnnouncedState {
                     pending: None,
+                    batch: None,
                     ..state.clone()
                 };
                 self.cas(&key, &cleared, revision).await?;
@@ -173,7 +210,7 @@ impl Announcer {
                 .sessions
                 .confirmed_online(room, user, must_know_through(&state, revision, written))
                 .await?;
-            self.stats.listing(listing.from_view);
+            self.shared.stats.listing(listing.from_view);
             let online = listing.online;
             let (kind, reason) = match decide(&state, online, prompt) {
                 Decision::Unchanged => {
@@ -189,6 +226,7 @@ impl Announcer {
                 Decision::Announce { kind, reason } => (kind, reason),
             };
             let users = self.shown(room, user, online).await?;
+            let ticket = self.batcher.enter(room);
             let event = SystemEvent {
                 v: VERSION,
                 kind,
@@ -204,18 +242,25 @@ impl Announcer {
                 online,
                 pending: Some(event.clone()),
                 listed_through: Some(listing.through),
+                batch: Some(ticket.batch().to_string()),
             };
+            // Losing the race drops the ticket, which withdraws from the batch.
             let Some(revision) = self.cas(&key, &claimed, revision).await? else {
                 continue;
             };
-            self.publish(&event).await?;
-            self.stats.event(event.kind);
+            match ticket.claimed(event.clone()).await {
+                Outcome::Published => {}
+                Outcome::Aborted => self.shared.finish(&event).await?,
+                Outcome::Failed(err) => return Err(ReconcileError::Batch(err)),
+            }
+            self.shared.stats.event(event.kind);
             tracing::info!(
                 room = %room, user = %user, event = ?event.kind, reason = ?event.reason,
                 users = event.users, id = %event.id, "announced"
             );
             let published = AnnouncedState {
                 pending: None,
+                batch: None,
                 ..claimed
             };
             // Losing this race is fine: whoever changed the entry saw the event.
@@ -248,7 +293,7 @@ impl Announcer {
     /// is not an [`AnnouncedState`] (written by someone else) counts as nothing
     /// announced and is overwritten by the next CAS.
     async fn read(&self, key: &str) -> Result<(AnnouncedState, u64), ReconcileError> {
-        let Some(entry) = self.store.entry(key).await? else {
+        let Some(entry) = self.shared.store.entry(key).await? else {
             return Ok((AnnouncedState::default(), 0));
         };
         if listing::is_removal(entry.operation) {
@@ -270,13 +315,15 @@ impl Announcer {
         revision: u64,
     ) -> Result<Option<u64>, ReconcileError> {
         let value = serde_json::to_vec(state)?;
-        match self.store.update(key, value.into(), revision).await {
+        match self.shared.store.update(key, value.into(), revision).await {
             Ok(revision) => Ok(Some(revision)),
             Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
             Err(err) => Err(err.into()),
         }
     }
+}
 
+impl Shared {
     /// Publishes an event left pending by an earlier reconcile (maybe by a worker that
     /// died). Within the stream's duplicate window the stream itself drops a repeat;
     /// an older event is first looked for in the stream, so that even a worker that
@@ -296,6 +343,29 @@ impl Announcer {
     /// Whether the room stream already holds `event` (by its `Nats-Msg-Id`), looking
     /// at system events stored since shortly before the event was created.
     async fn stored(&self, event: &SystemEvent) -> Result<bool, ReconcileError> {
+        self.search(event, true, |id, _| id == event.id).await
+    }
+
+    /// Whether the room stream holds an event of `batch` that names `event`'s user
+    /// (the batch was published and its record is gone).
+    async fn stored_in(&self, batch: &str, event: &SystemEvent) -> Result<bool, ReconcileError> {
+        let prefix = format!("{batch}-");
+        self.search(event, false, |id, payload| {
+            id.starts_with(&prefix)
+                && serde_json::from_slice::<SystemEvent>(payload)
+                    .is_ok_and(|stored| names(&stored).any(|u| *u == event.user))
+        })
+        .await
+    }
+
+    /// Looks at the system events of `event`'s room stored since shortly before
+    /// `event` was created, until `found(id, payload)` says yes.
+    async fn search(
+        &self,
+        event: &SystemEvent,
+        headers_only: bool,
+        mut found: impl FnMut(&str, &[u8]) -> bool,
+    ) -> Result<bool, ReconcileError> {
         let stream = match self.js.get_stream(stream_name(&event.room)).await {
             Ok(stream) => stream,
             Err(err)
@@ -312,20 +382,121 @@ impl Announcer {
         let config = pull::OrderedConfig {
             filter_subject: subjects::room_system(&event.room),
             deliver_policy: DeliverPolicy::ByStartTime { start_time },
-            headers_only: true,
+            headers_only,
             ..Default::default()
         };
-        let mut found = false;
+        let mut hit = false;
         scan(&stream, config, LOOKUP_TIMEOUT, |message, _| {
-            found = message
+            hit = message
                 .headers
                 .as_ref()
                 .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-                .is_some_and(|id| id.as_str() == event.id);
-            !found
+                .is_some_and(|id| found(id.as_str(), &message.payload));
+            !hit
         })
         .await?;
-        Ok(found)
+        Ok(hit)
+    }
+
+    /// Publishes `event`, claimed in `batch` by a reconcile that did not finish (maybe
+    /// on a worker that died), exactly once: as the batch's record says, or, when
+    /// there is none, after giving the batch up by creating its record empty.
+    async fn settle(&self, batch: &str, event: &SystemEvent) -> Result<(), ReconcileError> {
+        let key = batch_key(batch);
+        loop {
+            let record = self
+                .store
+                .entry(&key)
+                .await?
+                .filter(|entry| !listing::is_removal(entry.operation))
+                .map(|entry| {
+                    serde_json::from_slice::<BatchRecord>(&entry.value).unwrap_or_default()
+                });
+            match record {
+                Some(record) if record.events.is_empty() => {
+                    // Given up: by a settlement before the commit (which then
+                    // published nothing), or after its published record expired.
+                    if self.stored_in(batch, event).await? {
+                        return Ok(());
+                    }
+                    return self.finish(event).await;
+                }
+                Some(record) => {
+                    let carried: Vec<&SystemEvent> = record
+                        .events
+                        .iter()
+                        .filter(|e| names(e).any(|u| *u == event.user))
+                        .collect();
+                    if carried.is_empty() {
+                        // This claim did not make it into the batch (its report failed).
+                        return self.finish(event).await;
+                    }
+                    for carrier in carried {
+                        self.finish(carrier).await?;
+                    }
+                    return Ok(());
+                }
+                None => {
+                    let given_up = serde_json::to_vec(&BatchRecord::default())?;
+                    match self
+                        .store
+                        .create_with_ttl(&key, given_up.into(), BATCH_RECORD_TTL)
+                        .await
+                    {
+                        Ok(_) => {
+                            tracing::info!(batch, user = %event.user, "gave up a batch left unfinished");
+                        }
+                        Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                        Err(err) => return Err(ReconcileError::Batch(err.to_string())),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores a batch's claimed transitions: one transition as its own event; more as
+    /// events naming several users each, after creating the batch's record (which
+    /// fails when a settlement gave the batch up first).
+    async fn commit(&self, batch: &Batch, claimed: Vec<SystemEvent>) -> Outcome {
+        if claimed.is_empty() {
+            return Outcome::Published;
+        }
+        if batch.opened.elapsed() > MAX_BATCH_AGE {
+            return Outcome::Aborted;
+        }
+        let alone = claimed.len() == 1;
+        let events = if alone {
+            claimed
+        } else {
+            coalesce(&batch.id, claimed)
+        };
+        if !alone {
+            let record = BatchRecord {
+                events: events.clone(),
+            };
+            let record = match serde_json::to_vec(&record) {
+                Ok(record) => record,
+                Err(err) => return Outcome::Failed(err.to_string()),
+            };
+            match self
+                .store
+                .create_with_ttl(batch_key(&batch.id), record.into(), BATCH_RECORD_TTL)
+                .await
+            {
+                Ok(_) => {}
+                Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    tracing::info!(batch = %batch.id, room = %batch.room, "batch given up by another worker; publishing each event alone");
+                    return Outcome::Aborted;
+                }
+                Err(err) => return Outcome::Failed(format!("cannot record the batch: {err}")),
+            }
+        }
+        for event in &events {
+            if let Err(err) = self.publish(event).await {
+                return Outcome::Failed(err.to_string());
+            }
+        }
+        Outcome::Published
     }
 
     /// Stores the event in its room stream, retrying with the same `Nats-Msg-Id` so
@@ -355,4 +526,45 @@ impl Announcer {
         .await?;
         Ok(())
     }
+}
+
+/// Everyone an event names: `user`, then `others`.
+fn names(event: &SystemEvent) -> impl Iterator<Item = &UserName> {
+    std::iter::once(&event.user).chain(&event.detail.others)
+}
+
+/// The events that carry a batch's transitions: one per kind and reason (in the
+/// order of their first claim), each naming at most [`MAX_NAMES`] users, with ids
+/// `<batch>-<n>` and the latest count of users online.
+fn coalesce(batch: &str, claimed: Vec<SystemEvent>) -> Vec<SystemEvent> {
+    let mut groups: Vec<Vec<SystemEvent>> = Vec::new();
+    for event in claimed {
+        let group = groups.iter_mut().find(|g| {
+            g[0].kind == event.kind && g[0].reason == event.reason && g.len() < MAX_NAMES
+        });
+        match group {
+            Some(group) => group.push(event),
+            None => groups.push(vec![event]),
+        }
+    }
+    let now = Utc::now();
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(n, group)| {
+            let users = group.last().map_or(0, |e| e.users);
+            let others = group.iter().skip(1).map(|e| e.user.clone()).collect();
+            let first = group.into_iter().next().expect("a group is never empty");
+            SystemEvent {
+                id: format!("{batch}-{n}"),
+                users,
+                ts: Some(now),
+                detail: EventDetail {
+                    others,
+                    ..Default::default()
+                },
+                ..first
+            }
+        })
+        .collect()
 }

@@ -94,6 +94,7 @@ mod tests {
             online,
             pending: None,
             listed_through,
+            batch: None,
         }
     }
 

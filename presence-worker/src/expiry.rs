@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::decision::Prompt;
 use crate::listing::{self, ListError, Removal};
-use crate::outbox::{parse_presence_users_key, AnnouncedState};
+use crate::outbox::{is_batch_key, parse_presence_users_key, AnnouncedState};
 use crate::sessions::Sessions;
 use chat_runtime::replicas::{create_with_retries, CREATE_PATIENCE};
 use chat_runtime::Shutdown;
@@ -193,9 +193,9 @@ pub(crate) async fn sweep(ctx: &Context) -> Result<usize, ListError> {
         .map(|s| (s.room, s.user))
         .collect();
     let mut reconciled = 0;
-    let entries = entries
-        .into_iter()
-        .filter(|e| e.removal().is_none() && e.key != availability::CLOCK_KEY);
+    let entries = entries.into_iter().filter(|e| {
+        e.removal().is_none() && e.key != availability::CLOCK_KEY && !is_batch_key(&e.key)
+    });
     for entry in entries {
         let (room, user) = match parse_presence_users_key(&entry.key) {
             Ok(names) => names,

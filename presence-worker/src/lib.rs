@@ -34,7 +34,9 @@
 //!   decision out), and how much of the sessions a decision must know.
 //! - `announce.rs`: exactly-once joined/left: reads the state, applies the decision,
 //!   publishes the event through the compare-and-set outbox (with
-//!   `chat_runtime::publish`); the display count.
+//!   `chat_runtime::publish`); the display count; commits and settles batches.
+//! - `batch.rs`: group commit: the transitions of a room claimed while its previous
+//!   batch is being stored share one publish (one event naming several users).
 //! - `outbox.rs`: that outbox's bucket, keys (and `KeyError`) and state (internal,
 //!   not the contract).
 //! - `availability.rs`: the workers' clock (when the stack was last down) and
@@ -58,6 +60,7 @@
 
 mod announce;
 mod availability;
+mod batch;
 mod config;
 mod context;
 mod decision;

@@ -34,6 +34,41 @@ pub struct AnnouncedState {
     /// the next decision then reads the sessions as of now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listed_through: Option<u64>,
+    /// The batch `pending` was claimed in (see [`crate::batch`]): its record, under
+    /// [`batch_key`], says whether the batch was published, and as which events.
+    /// `None`: `pending` is published as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
+}
+
+/// What a batch's commit decided, stored under [`batch_key`] before anything of the
+/// batch is published (create-only, so the first writer wins): the events that carry
+/// the batch's transitions, or none when the batch was given up (another worker found
+/// one of its claims first, and every participant publishes its own event).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    /// The batch's events, each listing several users; empty: given up.
+    #[serde(default)]
+    pub events: Vec<SystemEvent>,
+}
+
+/// How long a batch record is kept (a per-message TTL): far longer than any commit
+/// takes. A claim still naming a batch whose record is gone is settled by searching
+/// the room stream.
+pub(crate) const BATCH_RECORD_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Prefix of the batch records' keys; never a room name (those start with a letter
+/// or digit).
+const BATCH_PREFIX: &str = "_batch.";
+
+/// Key of a batch's record in [`PRESENCE_USERS_BUCKET`].
+pub(crate) fn batch_key(batch: &str) -> String {
+    format!("{BATCH_PREFIX}{batch}")
+}
+
+/// Whether `key` is a batch record's (skipped by the start-up sweep).
+pub(crate) fn is_batch_key(key: &str) -> bool {
+    key.starts_with(BATCH_PREFIX)
 }
 
 /// Key of a user's announced state in [`PRESENCE_USERS_BUCKET`]: `<room>.<user>`.
@@ -78,7 +113,8 @@ pub(crate) fn parse_presence_users_key(key: &str) -> Result<(RoomName, UserName)
 }
 
 /// The internal announced-state bucket: one value per key, kept until overwritten
-/// (a user's entry is small and is reused on every later transition).
+/// (a user's entry is small and is reused on every later transition); batch records
+/// expire by themselves (per-message TTL, their markers after a minute).
 pub fn presence_users_bucket_config(replicas: usize) -> kv::Config {
     kv::Config {
         bucket: PRESENCE_USERS_BUCKET.to_string(),
@@ -88,6 +124,7 @@ pub fn presence_users_bucket_config(replicas: usize) -> kv::Config {
         storage: stream::StorageType::File,
         num_replicas: replicas,
         max_bytes: chat_runtime::storage::PRESENCE_BUCKET_MAX_BYTES,
+        limit_markers: Some(std::time::Duration::from_secs(60)),
         ..Default::default()
     }
 }
@@ -122,6 +159,7 @@ mod tests {
                 detail: Default::default(),
             }),
             listed_through: Some(42),
+            batch: Some("b1".into()),
         };
         let bytes = serde_json::to_vec(&state).unwrap();
         assert_eq!(
@@ -145,5 +183,8 @@ mod tests {
             parse_presence_users_key("general.a.b"),
             Err(KeyError::Name { .. })
         ));
+        assert!(is_batch_key(&batch_key("0123abcd")));
+        assert!(!is_batch_key(&key));
+        assert!(parse_presence_users_key(&batch_key("0123abcd")).is_err());
     }
 }

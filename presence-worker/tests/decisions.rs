@@ -133,6 +133,7 @@ async fn a_decision_the_view_cannot_reach_is_listed_from_the_server() {
         online: false,
         pending: None,
         listed_through: Some(1_000_000_000),
+        batch: None,
     };
     announced
         .put(&key, serde_json::to_vec(&future).unwrap().into())

@@ -53,6 +53,7 @@ async fn crash_during_leave(server: &test_support::NatsServer, published: bool) 
         online: false,
         pending: Some(event.clone()),
         listed_through: None,
+        batch: None,
     };
     announced
         .update(&key, serde_json::to_vec(&claimed).unwrap().into(), revision)

@@ -102,8 +102,30 @@ pub async fn users(client: &async_nats::Client, room: &RoomName) -> Vec<String> 
     serde_json::from_value(reply["users"].clone()).expect("users list")
 }
 
-/// Every system event stored in the room's stream, oldest first.
+/// Every system event stored in the room's stream, oldest first, one per user named:
+/// an event naming several users (`others`, a burst of joins) counts as one event
+/// per user, each with the event's id, so that every transition can be counted.
 pub async fn events(js: &jetstream::Context, room: &RoomName) -> Vec<SystemEvent> {
+    stored_events(js, room)
+        .await
+        .into_iter()
+        .flat_map(|event| {
+            let others = event.detail.others.clone();
+            let alone = |user| {
+                let mut e = event.clone();
+                e.user = user;
+                e.detail.others = Vec::new();
+                e
+            };
+            std::iter::once(alone(event.user.clone()))
+                .chain(others.into_iter().map(alone))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Every system event stored in the room's stream, oldest first, as stored.
+pub async fn stored_events(js: &jetstream::Context, room: &RoomName) -> Vec<SystemEvent> {
     let Ok(stream) = js.get_stream(stream_name(room)).await else {
         return Vec::new();
     };

@@ -3,7 +3,9 @@
 //! join rate: S sessions across rooms), then all of them one big room (the rate of
 //! filling one room of S users, timed apart: each `joined` event goes to the feed of
 //! every member already there, so filling it costs the server S²/2 deliveries, whatever
-//! the presence worker does); then `/users` of the big room is timed; then C sessions
+//! the presence worker does, unless it announces several arrivals in one event); a
+//! member who was there first counts every `joined` it sees, each user named (as
+//! `user` or in `others`) exactly once; then `/users` of the big room is timed; then C sessions
 //! crash (dropped without leaving) and the time until `/users` no longer lists them is
 //! measured.
 //!
@@ -12,12 +14,14 @@
 //! request answered with a reply of the same size from memory; for the crash, the
 //! session TTL itself.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
-use chat_client::Chat;
+use chat_client::{Chat, Event};
+use chat_protocol::body::SystemKind;
 use chat_protocol::RoomName;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
@@ -75,6 +79,11 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         .await?;
     let spread_time = started.elapsed();
 
+    let (watcher, mut watched) = stage.chat("pwatch").await?;
+    setup::join(&watcher, &mut watched, &big).await?;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let watching = watch(watched, seen.clone());
+
     stage.progress.phase(format!(
         "presence: {} joins of one room, {} at a time",
         s.presence_sessions, s.join_concurrency
@@ -93,6 +102,18 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         .await?;
     let fill_time = started.elapsed();
     let joins = sessions.len() as u64;
+    stage.progress.phase("presence: the member's joined events");
+    let expected = sessions.len();
+    let all_seen = setup::poll_until(Duration::from_millis(50), "every joined event", || {
+        let seen = seen.clone();
+        async move { lock(&seen).named.len() >= expected }
+    })
+    .await;
+    if all_seen.is_err() {
+        tracing::warn!("the watching member did not see every joiner");
+    }
+    watching.abort();
+    let seen = std::mem::take(&mut *lock(&seen));
     let raw = RawPresence::start(stage).await?;
     stage
         .progress
@@ -119,6 +140,7 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
     let crash = crash(stage).await?;
 
     stage.progress.phase("presence: leaving");
+    watcher.close().await;
     futures::stream::iter(sessions)
         .for_each_concurrent(s.join_concurrency.max(1), |(chat, drained)| async move {
             chat.close().await;
@@ -144,9 +166,31 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         )
         .baseline("request + KV put", raw_rate)
         .note(format!(
-            "the same sessions then join one room; each joined event reaches every member already there ({} deliveries in all)",
+            "the same sessions then join one room; each joined event reaches every member already there ({} joins, {} deliveries if each had its own event)",
+            joins,
             joins * joins.saturating_sub(1) / 2
         )),
+        Row::new(
+            "joined events while filling the room",
+            "events",
+            Some(seen.events as f64),
+        )
+        .note(format!(
+            "seen by a member who was there first: {} users named, each arrival once (user or others)",
+            seen.named.len()
+        )),
+        Row::new(
+            "joiners a member missed",
+            "users",
+            Some(joins.saturating_sub(seen.named.len() as u64) as f64),
+        )
+        .target(Target::Exactly(0.0)),
+        Row::new(
+            "joiners a member saw twice",
+            "users",
+            Some(seen.named.values().filter(|&&n| n > 1).count() as f64),
+        )
+        .target(Target::Exactly(0.0)),
     ];
     let users = Percentiles::of(users);
     rows.extend(
@@ -236,6 +280,39 @@ async fn crash(stage: &Stage) -> Result<Option<f64>, BenchError> {
     )
     .await;
     Ok(gone.ok().map(|()| started.elapsed().as_secs_f64()))
+}
+
+/// What a member saw of the room filling: each user named by a `joined` event and
+/// how often, and how many such events.
+#[derive(Default)]
+struct Seen {
+    named: HashMap<String, u32>,
+    events: u64,
+}
+
+fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
+    seen.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counts the `joined` events of `events` (live only) into `seen`, every user named.
+fn watch(mut events: mpsc::Receiver<Event>, seen: Arc<Mutex<Seen>>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let Event::System {
+                user,
+                kind: SystemKind::Joined,
+                detail,
+                ..
+            } = event
+            {
+                let mut seen = lock(&seen);
+                seen.events += 1;
+                for who in std::iter::once(user).chain(detail.others) {
+                    *seen.named.entry(who.to_string()).or_default() += 1;
+                }
+            }
+        }
+    })
 }
 
 fn micros(d: Duration) -> u64 {

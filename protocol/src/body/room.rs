@@ -170,7 +170,7 @@ pub struct SystemEvent {
         skip_serializing_if = "Option::is_none"
     )]
     pub ts: Option<DateTime<Utc>>,
-    /// The optional fields of moderation events (all absent for joined/left).
+    /// The optional fields of moderation events, and the `others` of joined/left.
     #[serde(flatten)]
     pub detail: EventDetail,
 }
@@ -193,6 +193,12 @@ pub struct EventDetail {
     /// For `deleted`: the stream sequences removed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub seqs: Vec<u64>,
+    /// For `joined` and `left`: more users than `user` to whom the same happened at
+    /// about the same time, for the same reason (the presence worker announces a
+    /// burst of arrivals as few events). Each is named by exactly one event per
+    /// transition, whether as `user` or here.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<UserName>,
 }
 
 /// What one message of a room stream turned out to be, once checked.

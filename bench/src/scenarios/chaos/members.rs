@@ -106,7 +106,15 @@ pub(super) async fn receive(
                     lock(&received).message(user.as_str(), n, Instant::now());
                 }
             }
-            Event::System { user, kind, .. } => lock(&received).presence(user.as_str(), kind),
+            // A burst of arrivals is one event naming several users: each counts.
+            Event::System {
+                user, kind, detail, ..
+            } => {
+                let mut received = lock(&received);
+                for who in std::iter::once(&user).chain(&detail.others) {
+                    received.presence(who.as_str(), kind);
+                }
+            }
             _ => {}
         }
     }

@@ -18,7 +18,7 @@ use crate::event::{Event, State};
 use crate::history::Page;
 use crate::moderation::Mute;
 use crate::pacing::Progress;
-use crate::render::{moderation_text, text_lines, what_happened};
+use crate::render::{moderation_text, names_of, text_lines, what_happened};
 
 /// Entries kept per room. Beyond it, the end far from the view is dropped (and fetched
 /// again from the history worker when scrolled to), so memory stays bounded.
@@ -732,7 +732,8 @@ fn entry_of(event: Event, me: &UserName) -> Option<Entry> {
             ..
         } => {
             let text = moderation_text(&user, kind, reason, &detail).unwrap_or_else(|| {
-                format!("{user} {} ({users} online)", what_happened(kind, reason))
+                let who = names_of(&user, &detail.others, UserName::to_string);
+                format!("{who} {} ({users} online)", what_happened(kind, reason))
             });
             Some(Entry::System { seq, text })
         }
