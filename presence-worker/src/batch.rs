@@ -269,8 +269,11 @@ mod tests {
         }
     }
 
+    /// The users of each commit, in commit order.
+    type Commits = Arc<Mutex<Vec<Vec<String>>>>;
+
     /// A batcher whose commits take a while and record what they got.
-    fn recording() -> (Arc<Batcher>, Arc<Mutex<Vec<Vec<String>>>>) {
+    fn recording() -> (Arc<Batcher>, Commits) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let commits = seen.clone();
         let batcher = Batcher::new(Box::new(move |_, claimed: Vec<SystemEvent>| {
