@@ -424,20 +424,40 @@ async fn two_replicas_on_a_cluster_of_two() {
     assert_eq!(replicas::choose(&client, Some(1), "test"), 1);
 }
 
-/// The node of the newest consumer of `room`'s stream (a member's feed, just made).
-async fn newest_consumer_node(
+/// The consumers of `room`'s stream (none before it exists): name and the node it is
+/// placed on.
+async fn consumers(
     js: &async_nats::jetstream::Context,
     room: &chat_protocol::RoomName,
-) -> usize {
+) -> Result<Vec<(String, Option<String>)>, String> {
     use futures::TryStreamExt;
-    let stream = js.get_stream(streams::stream_name(room)).await.unwrap();
+    let Ok(stream) = js.get_stream(streams::stream_name(room)).await else {
+        return Ok(Vec::new());
+    };
     let consumers: Vec<async_nats::jetstream::consumer::Info> =
-        stream.consumers().try_collect().await.unwrap();
-    let newest = consumers
+        (stream.consumers().try_collect().await).map_err(|e| e.to_string())?;
+    Ok(consumers
         .into_iter()
-        .max_by_key(|c| c.created)
-        .expect("the member's feed has a consumer");
-    node_index(&newest.cluster.and_then(|c| c.leader).expect("placed"))
+        .map(|c| (c.name, c.cluster.and_then(|c| c.leader)))
+        .collect())
+}
+
+/// The node of the consumer of `room`'s stream that is not among `before` (a member's
+/// feed, being made: the welcome comes before its live consumer exists).
+async fn new_consumer_node(
+    js: &async_nats::jetstream::Context,
+    room: &chat_protocol::RoomName,
+    before: &[(String, Option<String>)],
+) -> usize {
+    let leader = answered(|| async {
+        let now = consumers(js, room).await?;
+        now.into_iter()
+            .find(|(name, _)| !before.iter().any(|(old, _)| old == name))
+            .and_then(|(_, leader)| leader)
+            .ok_or_else(|| "the member's feed has no placed consumer yet".to_string())
+    })
+    .await;
+    node_index(&leader)
 }
 
 /// The node leading stream `name`, as `js` sees it (none during an election).
@@ -463,9 +483,10 @@ async fn a_feed_whose_consumer_node_dies_follows_again() {
     // ann's feed consumer must be on another node than ann's connection.
     let mut placed = None;
     for node in 0..cluster.len() {
+        let before = answered(|| consumers(&js, &general)).await;
         let (ann, mut events) = chat_on(&cluster, node, "ann").await;
         common::join(&ann, &mut events, &general, 0).await;
-        let consumer = newest_consumer_node(&js, &general).await;
+        let consumer = new_consumer_node(&js, &general, &before).await;
         if consumer != node {
             placed = Some((ann, events, node, consumer));
             break;
