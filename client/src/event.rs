@@ -119,8 +119,10 @@ pub enum Event {
     },
     /// Answer to `/rooms`.
     Rooms {
-        /// Every room.
+        /// The rooms listed (the busiest when there are too many for one reply).
         rooms: Vec<RoomSummary>,
+        /// How many more rooms exist.
+        unlisted: u64,
     },
     /// Answer to `/help`: one line per command.
     Help {

@@ -237,7 +237,7 @@ pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<S
             let names: Vec<String> = users.iter().map(|u| name(u, style)).collect();
             format!("users in {room} ({}): {}", users.len(), names.join(", "))
         }
-        Event::Rooms { rooms } => {
+        Event::Rooms { rooms, unlisted } => {
             if rooms.is_empty() {
                 "no rooms yet".to_string()
             } else {
@@ -245,7 +245,7 @@ pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<S
                     .iter()
                     .map(|r| format!("{} ({} online, {} messages)", r.room, r.users, r.messages))
                     .collect();
-                format!("rooms: {}", list.join(", "))
+                format!("rooms: {}{}", list.join(", "), more_rooms(*unlisted))
             }
         }
         Event::Help { commands } if style.interactive => commands.join("\n"),
@@ -261,6 +261,14 @@ pub fn line(event: &Event, current: Option<&RoomName>, style: Style) -> Option<S
             None => format!("== end of the history of {room}: {count} messages"),
         },
     })
+}
+
+/// The note after a `/rooms` list that could not name every room.
+pub fn more_rooms(unlisted: u64) -> String {
+    match unlisted {
+        0 => String::new(),
+        n => format!(" (and {n} quieter rooms not listed)"),
+    }
 }
 
 #[cfg(test)]

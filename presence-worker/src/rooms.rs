@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
 
 use async_nats::jetstream::{self, context::CreateStreamError};
-use chat_protocol::body::{RoomSummary, RoomsReply};
+use chat_protocol::body::{RoomSummary, RoomsReply, MAX_LISTED_ROOMS};
 use chat_protocol::streams::room_of_stream;
 use chat_protocol::{RoomName, UserName};
 use chat_runtime::storage::{room_stream_config, RoomStreamSettings};
@@ -103,15 +103,76 @@ impl RoomStreams {
             online.entry(session.room).or_default().insert(session.user);
         }
         let rooms: BTreeSet<RoomName> = stored.keys().chain(online.keys()).cloned().collect();
-        Ok(RoomsReply {
-            rooms: rooms
-                .into_iter()
-                .map(|room| RoomSummary {
-                    users: online.get(&room).map_or(0, |u| u.len() as u64),
-                    messages: stored.get(&room).copied().unwrap_or(0),
-                    room,
-                })
-                .collect(),
-        })
+        let rooms = rooms
+            .into_iter()
+            .map(|room| RoomSummary {
+                users: online.get(&room).map_or(0, |u| u.len() as u64),
+                messages: stored.get(&room).copied().unwrap_or(0),
+                room,
+            })
+            .collect();
+        Ok(busiest(rooms, MAX_LISTED_ROOMS))
+    }
+}
+
+/// At most `max` of `rooms` (sorted by name): the ones with most users online, then
+/// most messages, so that the reply fits in one NATS message whatever the number of
+/// rooms; the rest are counted in `unlisted`.
+fn busiest(mut rooms: Vec<RoomSummary>, max: usize) -> RoomsReply {
+    let unlisted = rooms.len().saturating_sub(max) as u64;
+    if unlisted > 0 {
+        rooms.sort_by(|a, b| {
+            (b.users, b.messages)
+                .cmp(&(a.users, a.messages))
+                .then_with(|| a.room.cmp(&b.room))
+        });
+        rooms.truncate(max);
+        rooms.sort_by(|a, b| a.room.cmp(&b.room));
+    }
+    RoomsReply { rooms, unlisted }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(room: &str, users: u64, messages: u64) -> RoomSummary {
+        RoomSummary {
+            room: RoomName::new(room).unwrap(),
+            users,
+            messages,
+        }
+    }
+
+    #[test]
+    fn lists_every_room_up_to_the_bound() {
+        let rooms = vec![summary("a", 0, 1), summary("b", 2, 0)];
+        let reply = busiest(rooms.clone(), 2);
+        assert_eq!((reply.rooms, reply.unlisted), (rooms, 0));
+    }
+
+    #[test]
+    fn beyond_the_bound_keeps_the_busiest_sorted_by_name() {
+        let rooms = vec![
+            summary("a", 0, 5),
+            summary("b", 3, 0),
+            summary("c", 0, 9),
+            summary("d", 1, 0),
+        ];
+        let reply = busiest(rooms, 3);
+        let names: Vec<&str> = reply.rooms.iter().map(|r| r.room.as_str()).collect();
+        assert_eq!(names, ["b", "c", "d"]);
+        assert_eq!(reply.unlisted, 1);
+    }
+
+    #[test]
+    fn a_full_reply_fits_in_a_nats_message() {
+        let long = |i: usize| format!("{i:0>64}");
+        let rooms = (0..2 * MAX_LISTED_ROOMS)
+            .map(|i| summary(&long(i), u64::MAX, u64::MAX))
+            .collect();
+        let reply = busiest(rooms, MAX_LISTED_ROOMS);
+        let bytes = serde_json::to_vec(&reply).unwrap().len();
+        assert!(bytes < 64 * 1024, "{bytes} bytes");
     }
 }

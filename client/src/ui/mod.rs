@@ -198,7 +198,11 @@ impl Session {
             },
             Command::Rooms => match chat.list_rooms().await {
                 Ok(reply) => {
-                    chat.notify(Event::Rooms { rooms: reply.rooms }).await;
+                    chat.notify(Event::Rooms {
+                        rooms: reply.rooms,
+                        unlisted: reply.unlisted,
+                    })
+                    .await;
                     Ok(())
                 }
                 Err(err) => Err(err.to_string()),

@@ -27,7 +27,7 @@ pub use moderation::{
 };
 pub use presence::{
     PresenceAction, PresenceRecord, PresenceReply, PresenceRequest, RoomSummary, RoomsReply,
-    UsersReply,
+    UsersReply, MAX_LISTED_ROOMS,
 };
 pub use reply::{decode_reply, ErrorReply, ReplyError};
 pub use room::{

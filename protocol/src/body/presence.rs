@@ -76,8 +76,21 @@ pub struct RoomSummary {
 /// Reply on `chat.rooms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomsReply {
-    /// Every room, sorted by name.
+    /// The rooms listed, sorted by name: every room, or the
+    /// [`MAX_LISTED_ROOMS`] busiest when there are more.
     pub rooms: Vec<RoomSummary>,
+    /// How many rooms exist but are not listed (0, and absent on the wire, when every
+    /// room is).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unlisted: u64,
+}
+
+/// Most rooms in one [`RoomsReply`]: with room names of up to 64 bytes the reply stays
+/// under 64 KiB, well within the server's maximum payload, however many rooms exist.
+pub const MAX_LISTED_ROOMS: usize = 500;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A session's record in the `chat_presence` bucket.

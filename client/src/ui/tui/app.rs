@@ -427,7 +427,7 @@ impl App {
                 }
                 self.note(text, false);
             }
-            Event::Rooms { rooms } => {
+            Event::Rooms { rooms, unlisted } => {
                 let text = if rooms.is_empty() {
                     "no rooms yet".to_string()
                 } else {
@@ -437,7 +437,11 @@ impl App {
                             format!("  {} ({} online, {} messages)", r.room, r.users, r.messages)
                         })
                         .collect();
-                    format!("rooms:\n{}", list.join("\n"))
+                    format!(
+                        "rooms:\n{}{}",
+                        list.join("\n"),
+                        crate::render::more_rooms(unlisted)
+                    )
                 };
                 self.note(text, false);
             }
