@@ -86,7 +86,7 @@ pub struct RoomsReply {
 }
 
 /// Most rooms in one [`RoomsReply`]: with room names of up to 64 bytes the reply stays
-/// under 64 KiB, well within the server's maximum payload, however many rooms exist.
+/// under 80 KiB, within the server's maximum payload (128 KiB), however many rooms exist.
 pub const MAX_LISTED_ROOMS: usize = 500;
 
 fn is_zero(n: &u64) -> bool {
