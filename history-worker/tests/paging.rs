@@ -245,3 +245,87 @@ async fn pages_stay_under_the_byte_bound_with_large_messages() {
         assert_eq!(seen, stored);
     }
 }
+
+/// A forward page whose messages fill the byte bound exactly. The server then ends the
+/// pull silently (it sends the 409 "Message Size Exceeds MaxBytes" only when a message
+/// does not fit), so a reader waiting for the end of the batch waited until its
+/// timeout, after the client had given up, and again on every retry: the bench's
+/// history replay stalled this way on whichever page happened to fill its bound.
+#[tokio::test]
+async fn a_page_filling_the_byte_bound_exactly_comes_back() {
+    let server = test_support::run_server();
+    let client = server.client().await;
+    let js = async_nats::jetstream::new(client.clone());
+    let general = room("general");
+    let (alice, bob) = (user("alice"), user("bob"));
+    let stream = create_room(&js, &general).await;
+    let texts = (0..400).map(|i| format!("{i} {}", "y".repeat(100 + i % 7)));
+    let items = texts
+        .enumerate()
+        .map(|(i, text)| Item::Chat(if i % 2 == 0 { &alice } else { &bob }, text))
+        .collect();
+    let stored = store(&js, &general, items).await;
+
+    // What the server counts against a pull's byte bound for each message, read with
+    // a consumer like the worker's: subject, reply subject, headers and body, which is
+    // what the client library reports as a message's length.
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: 1,
+            },
+            memory_storage: true,
+            num_replicas: 1,
+            inactive_threshold: std::time::Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(stored.len())
+        .messages()
+        .await
+        .unwrap();
+    let mut exact = 0;
+    let mut fitting = 0;
+    while exact < MIN_PAGE_BYTES {
+        let message = futures::StreamExt::next(&mut batch).await.unwrap().unwrap();
+        exact += message.length;
+        fitting += 1;
+    }
+    assert!(fitting < stored.len(), "the room fills more than one page");
+
+    let config = Config {
+        max_page_bytes: exact,
+        ..Config::default()
+    };
+    let _worker = history_worker::HistoryWorker::start(server.history_client().await, config)
+        .await
+        .expect("worker starts");
+    let mut request = forward(1000);
+    let mut seen = Vec::new();
+    loop {
+        // Within the client's own patience (10 s), which the worker's read timeout
+        // matches: a stalled read answers too late.
+        let reply = tokio::time::timeout(
+            std::time::Duration::from_secs(8),
+            client.request(
+                subjects::history(&general),
+                serde_json::to_vec(&request).unwrap().into(),
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("no page after {:?} in time", request.after))
+        .expect("a reply");
+        let page: HistoryPage = chat_protocol::body::decode_reply(&reply.payload).unwrap();
+        assert!(page.messages.len() <= fitting);
+        seen.extend(seqs(&page.messages));
+        match page.next {
+            Some(next) => request.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, stored);
+}

@@ -277,6 +277,9 @@ async fn fetch(
         .await
         .map_err(|e| ReadError::Messages(e.into()))?;
     let mut out = Vec::with_capacity(messages);
+    // What the server has counted against `bytes` so far: for each message its
+    // subject, reply subject, headers and body, which is the client's `length`.
+    let mut used = 0;
     loop {
         let next = tokio::time::timeout(READ_TIMEOUT, batch.next())
             .await
@@ -291,8 +294,12 @@ async fn fetch(
         };
         let info = message.info().map_err(ReadError::Metadata)?;
         let left = info.pending;
+        used += message.length;
         out.push(stored(&message, &info));
-        if left == 0 || out.len() == messages {
+        // A message that fills the byte bound exactly ends the pull without a word
+        // from the server (the 409 comes only when the next message does not fit):
+        // waiting for more would wait until the read timeout.
+        if left == 0 || out.len() == messages || used >= bytes {
             return Ok((out, left > 0));
         }
     }
