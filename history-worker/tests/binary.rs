@@ -53,11 +53,17 @@ async fn answers_ping_and_exits_cleanly_on_sigterm() {
         .await
         .unwrap();
     let info: serde_json::Value = serde_json::from_slice(&info.payload).unwrap();
+    // Found by name: the service has two endpoints, listed in no set order.
+    let endpoints = info["endpoints"].as_array().expect("endpoints");
+    let history = endpoints
+        .iter()
+        .find(|e| e["name"] == "history")
+        .expect("the history endpoint");
     assert_eq!(
-        info["endpoints"][0]["subject"],
+        history["subject"],
         chat_protocol::subjects::endpoints::HISTORY
     );
-    assert_eq!(info["endpoints"][0]["queue_group"], "q");
+    assert_eq!(history["queue_group"], "q");
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
