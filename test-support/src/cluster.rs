@@ -19,11 +19,13 @@ use chat_runtime::Credentials;
 
 use crate::{password_of, AuthWorkerHandle, StackOptions};
 
-/// One node: its process while it runs, its fixed ports and configuration.
+/// One node: its process while it runs, its fixed ports, configuration and log.
 struct Node {
     child: Option<Child>,
     port: u16,
+    route_port: u16,
     conf: PathBuf,
+    log: PathBuf,
 }
 
 /// A running cluster; every node killed, and the stores deleted, on drop.
@@ -43,13 +45,21 @@ pub struct Cluster {
 /// released, so clusters started side by side could take each other's ports.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// A free loopback port (bound, then freed: another process could take it meanwhile,
-/// which on a test machine is rare enough).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port")
-        .port()
+/// How many times a new cluster is tried on fresh ports: a port picked free can be
+/// taken by another process (a test's server on a random port) before the node binds
+/// it, and the node then exits at once.
+const START_ATTEMPTS: usize = 3;
+
+/// `count` distinct free loopback ports (bound together, then freed: another process
+/// could take one meanwhile, which [`START_ATTEMPTS`] covers).
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("a bound port").port())
+        .collect()
 }
 
 /// Starts `nodes` nats-servers as one cluster with TLS on every listener, waits until
@@ -69,37 +79,10 @@ pub fn run_cluster_with(nodes: usize, mut options: StackOptions) -> Cluster {
     let dir = tempfile::tempdir().expect("temporary folder");
     let secrets = Secrets::load_or_create(&dir.path().join("secrets")).expect("secrets");
     let tls = tls::load_or_create(&dir.path().join("tls"), &[]).expect("certificates");
-    let ports: Vec<(u16, u16)> = (0..nodes).map(|_| (free_port(), free_port())).collect();
-    let routes: Vec<String> = ports
-        .iter()
-        .map(|(_, route)| format!("127.0.0.1:{route}"))
-        .collect();
-    let mut base = ServerConfig::local(dir.path(), 0, -1, -1);
-    base.tls = Some(tls.clone());
-    let nodes: Vec<Node> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (port, route))| {
-            let mut server = ServerConfig::local_node(&base, dir.path(), nodes, i + 1, 0);
-            server.port = i32::from(*port);
-            if let Some(cluster) = server.cluster.as_mut() {
-                cluster.route_port = i32::from(*route);
-                cluster.routes = routes.clone();
-            }
-            let conf = dir.path().join(format!("nats-{}.conf", i + 1));
-            let text = server.render(&secrets).expect("the template renders");
-            config::write(&conf, &text).expect("write the node's configuration");
-            Node {
-                child: None,
-                port: *port,
-                conf,
-            }
-        })
-        .collect();
     // As the auth worker process chooses on a cluster: the user table survives a node.
-    options.auth.kv_replicas = chat_runtime::replicas::CLUSTER_REPLICAS.min(nodes.len());
+    options.auth.kv_replicas = chat_runtime::replicas::CLUSTER_REPLICAS.min(nodes);
     let mut cluster = Cluster {
-        nodes,
+        nodes: Vec::new(),
         dir,
         secrets,
         tls,
@@ -107,8 +90,16 @@ pub fn run_cluster_with(nodes: usize, mut options: StackOptions) -> Cluster {
         auth_workers: Vec::new(),
         _turn: turn,
     };
-    for node in 0..cluster.nodes.len() {
-        cluster.start(node);
+    for attempt in 1..=START_ATTEMPTS {
+        cluster.nodes = cluster.configure(nodes, attempt);
+        match (0..nodes).try_for_each(|node| cluster.try_start(node)) {
+            Ok(()) => break,
+            Err(failed) if attempt < START_ATTEMPTS => {
+                eprintln!("cluster start {attempt} failed, trying fresh ports: {failed}");
+                (0..nodes).for_each(|node| cluster.kill(node));
+            }
+            Err(failed) => panic!("{failed}"),
+        }
     }
     cluster.wait_for_jetstream();
     for _ in 0..cluster.options.auth_workers {
@@ -119,21 +110,64 @@ pub fn run_cluster_with(nodes: usize, mut options: StackOptions) -> Cluster {
 }
 
 impl Cluster {
+    /// Configurations for `nodes` nodes on fresh ports, with stores and logs in a
+    /// folder of their own for start `attempt`.
+    fn configure(&self, nodes: usize, attempt: usize) -> Vec<Node> {
+        let run_dir = self.dir.path().join(format!("start-{attempt}"));
+        let ports = free_ports(2 * nodes);
+        let (ports, route_ports) = ports.split_at(nodes);
+        let routes: Vec<String> = route_ports
+            .iter()
+            .map(|route| format!("127.0.0.1:{route}"))
+            .collect();
+        let mut base = ServerConfig::local(&run_dir, 0, -1, -1);
+        base.tls = Some(self.tls.clone());
+        (0..nodes)
+            .map(|i| {
+                let mut server = ServerConfig::local_node(&base, &run_dir, nodes, i + 1, 0);
+                server.port = i32::from(ports[i]);
+                if let Some(cluster) = server.cluster.as_mut() {
+                    cluster.route_port = i32::from(route_ports[i]);
+                    cluster.routes = routes.clone();
+                }
+                std::fs::create_dir_all(&run_dir).expect("the start's folder");
+                let conf = run_dir.join(format!("nats-{}.conf", i + 1));
+                let text = server.render(&self.secrets).expect("the template renders");
+                config::write(&conf, &text).expect("write the node's configuration");
+                Node {
+                    child: None,
+                    port: ports[i],
+                    route_port: route_ports[i],
+                    conf,
+                    log: run_dir.join(format!("nats-{}.log", i + 1)),
+                }
+            })
+            .collect()
+    }
+
     /// Starts node `node` (0-based), which must not run, and waits until it accepts
-    /// connections.
+    /// connections from clients and other nodes.
     pub fn start(&mut self, node: usize) {
-        let log = std::env::var_os("NATS_SERVER_LOG").is_some();
+        if let Err(failed) = self.try_start(node) {
+            panic!("{failed}");
+        }
+    }
+
+    fn try_start(&mut self, node: usize) -> Result<(), crate::StartFailed> {
         let n = &mut self.nodes[node];
         assert!(n.child.is_none(), "node {node} already runs");
         let child = Command::new(crate::nats_server_bin())
             .arg("-c")
             .arg(&n.conf)
             .stdout(Stdio::null())
-            .stderr(if log { Stdio::inherit() } else { Stdio::null() })
+            .stderr(crate::server_log(&n.log))
             .spawn()
             .expect("start nats-server");
         let child = n.child.insert(child);
-        crate::wait_until_accepting(n.port, child);
+        // The route port last: a node listens for clients before it binds it, and
+        // exits if that port is taken.
+        crate::wait_until_accepting(n.port, child, &n.log)?;
+        crate::wait_until_accepting(n.route_port, child, &n.log)
     }
 
     /// Kills node `node` with SIGKILL (a crash or a power cut, as far as the others

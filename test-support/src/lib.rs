@@ -200,6 +200,7 @@ impl NatsServer {
         std::fs::create_dir_all(&ports_dir).expect("ports dir");
         let port = if self.port == 0 { -1 } else { self.port as i32 };
         let conf = self.store.path().join("nats-server.conf");
+        let log = self.store.path().join("nats-server.log");
         let ws_port = if self.ws_port == 0 {
             -1
         } else {
@@ -217,17 +218,15 @@ impl NatsServer {
             .arg("--ports_file_dir")
             .arg(&ports_dir)
             .stdout(Stdio::null())
-            .stderr(if std::env::var_os("NATS_SERVER_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
+            .stderr(server_log(&log))
             .spawn()
             .expect("start nats-server");
         self.child = Some(child);
         let child = self.child.as_mut().expect("just started");
-        (self.port, self.ws_port) = wait_for_ports(&ports_dir, child);
-        wait_until_accepting(self.port, child);
+        (self.port, self.ws_port) = wait_for_ports(&ports_dir, child, &log);
+        if let Err(failed) = wait_until_accepting(self.port, child, &log) {
+            panic!("{failed}");
+        }
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -557,16 +556,50 @@ impl Drop for WorkerHandle {
 /// fails to start is still seen at once: the wait ends when the process exits.
 pub const SERVER_START_PATIENCE: Duration = Duration::from_secs(300);
 
-/// Panics if `child` (a nats-server being waited for) has exited: its start failed.
-fn still_running(child: &mut Child) {
-    if let Ok(Some(status)) = child.try_wait() {
-        panic!("nats-server exited while starting ({status}); NATS_SERVER_LOG=1 shows its log");
+/// Where a test's nats-server writes its log: the test's own output with
+/// `NATS_SERVER_LOG=1`, otherwise the file `log` (appended to across restarts), whose
+/// end is shown if the server fails to start.
+pub(crate) fn server_log(log: &Path) -> Stdio {
+    if std::env::var_os("NATS_SERVER_LOG").is_some() {
+        return Stdio::inherit();
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
+}
+
+/// A nats-server that exited while it was being waited for: why, from its log.
+#[derive(Debug)]
+pub(crate) struct StartFailed(String);
+
+impl std::fmt::Display for StartFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An error if `child` (a nats-server being waited for) has exited: its start failed,
+/// and the end of its log (`log`) says why.
+fn still_running(child: &mut Child, log: &Path) -> Result<(), StartFailed> {
+    match child.try_wait() {
+        Ok(Some(status)) => {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(10)..].join("\n");
+            Err(StartFailed(format!(
+                "nats-server exited while starting ({status}); the end of its log:\n{tail}"
+            )))
+        }
+        _ => Ok(()),
     }
 }
 
 /// The client and WebSocket ports nats-server wrote into its ports file (once it
 /// listens), waiting at most [`SERVER_START_PATIENCE`].
-fn wait_for_ports(dir: &Path, child: &mut Child) -> (u16, u16) {
+fn wait_for_ports(dir: &Path, child: &mut Child, log: &Path) -> (u16, u16) {
     let port = |v: &serde_json::Value, key: &str| -> Option<u16> {
         v[key][0].as_str()?.rsplit(':').next()?.parse().ok()
     };
@@ -583,21 +616,27 @@ fn wait_for_ports(dir: &Path, child: &mut Child) -> (u16, u16) {
         {
             return ports;
         }
-        still_running(child);
+        if let Err(failed) = still_running(child, log) {
+            panic!("{failed}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("nats-server did not report its port within {SERVER_START_PATIENCE:?}");
 }
 
 /// Waits (at most [`SERVER_START_PATIENCE`]) until nats-server `child` accepts
-/// connections on `port`.
-fn wait_until_accepting(port: u16, child: &mut Child) {
+/// connections on `port`; an error if it exits first.
+pub(crate) fn wait_until_accepting(
+    port: u16,
+    child: &mut Child,
+    log: &Path,
+) -> Result<(), StartFailed> {
     let deadline = Instant::now() + SERVER_START_PATIENCE;
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+            return Ok(());
         }
-        still_running(child);
+        still_running(child, log)?;
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("nats-server is not accepting connections on port {port}");
