@@ -12,11 +12,8 @@ use std::time::Duration;
 use auth_worker::{AuthWorker, Config};
 use chat_protocol::auth::static_users;
 use chat_runtime::replicas;
-use chat_runtime::{exit, LogFormat, NatsArgs};
+use chat_runtime::{exit, process, LogFormat, NatsArgs};
 use clap::Parser;
-
-/// How long to keep trying to reach NATS at start before exiting with 69.
-const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Answers nats-server's auth callout (logins), registrations and password changes
 /// (NATS service `chat-auth`). Run any number of instances side by side.
@@ -56,10 +53,7 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let mut args = Args::parse();
-    chat_runtime::init_logging(args.log_format);
-    args.nats
-        .nats_user
-        .get_or_insert_with(|| static_users::AUTH.to_string());
+    process::begin(args.log_format, &mut args.nats, static_users::AUTH);
     std::process::exit(run(args).await);
 }
 
@@ -74,8 +68,7 @@ async fn run(args: Args) -> i32 {
             return exit::USAGE;
         }
     };
-    let client = match chat_runtime::connect_with(&args.nats, "auth-worker", CONNECT_PATIENCE).await
-    {
+    let client = match process::connect(&args.nats, "auth-worker").await {
         Ok(client) => client,
         Err(code) => return code,
     };
@@ -87,15 +80,10 @@ async fn run(args: Args) -> i32 {
         kv_replicas: replicas::choose(&client, args.kv_replicas.map(usize::from), "user table"),
         ..Config::default()
     };
-    let worker = match AuthWorker::start(client, issuer, config).await {
-        Ok(worker) => worker,
-        Err(error) => {
-            tracing::error!(%error, "cannot start");
-            return exit::UNAVAILABLE;
-        }
-    };
-    chat_runtime::shutdown_signal().await;
-    tracing::info!("stopping");
-    worker.stop().await;
-    exit::OK
+    process::serve(
+        AuthWorker::start(client, issuer, config).await,
+        |_| exit::UNAVAILABLE,
+        AuthWorker::stop,
+    )
+    .await
 }

@@ -6,15 +6,10 @@
 //! login, 78 when the server's TLS certificate cannot be verified (`--tls-ca`), 1 for
 //! any other failure.
 
-use std::time::Duration;
-
 use chat_protocol::auth::static_users;
-use chat_runtime::{exit, LogFormat, NatsArgs};
+use chat_runtime::{exit, process, LogFormat, NatsArgs};
 use clap::Parser;
 use history_worker::{Config, HistoryWorker, StartError};
-
-/// How long to keep trying to reach NATS at start before exiting with 69.
-const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Serves pages of chat rooms' stored messages on chat.history.<room> and replay plans
 /// on chat.replay.<room> (NATS service `chat-history`). Run any number of instances
@@ -41,10 +36,7 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let mut args = Args::parse();
-    chat_runtime::init_logging(args.log_format);
-    args.nats
-        .nats_user
-        .get_or_insert_with(|| static_users::HISTORY.to_string());
+    process::begin(args.log_format, &mut args.nats, static_users::HISTORY);
     std::process::exit(run(args).await);
 }
 
@@ -59,23 +51,17 @@ async fn run(args: Args) -> i32 {
         tracing::error!(%error, "invalid arguments");
         return exit::USAGE;
     }
-    let client =
-        match chat_runtime::connect_with(&args.nats, "history-worker", CONNECT_PATIENCE).await {
-            Ok(client) => client,
-            Err(code) => return code,
-        };
-    let worker = match HistoryWorker::start(client, config).await {
-        Ok(worker) => worker,
-        Err(error) => {
-            tracing::error!(%error, "cannot start");
-            return match error {
-                StartError::Config(_) => exit::USAGE,
-                _ => exit::FAILURE,
-            };
-        }
+    let client = match process::connect(&args.nats, "history-worker").await {
+        Ok(client) => client,
+        Err(code) => return code,
     };
-    chat_runtime::shutdown_signal().await;
-    tracing::info!("stopping");
-    worker.stop().await;
-    exit::OK
+    process::serve(
+        HistoryWorker::start(client, config).await,
+        |error| match error {
+            StartError::Config(_) => exit::USAGE,
+            _ => exit::FAILURE,
+        },
+        HistoryWorker::stop,
+    )
+    .await
 }

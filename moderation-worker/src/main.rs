@@ -10,12 +10,9 @@ use std::time::Duration;
 
 use chat_protocol::auth::static_users;
 use chat_protocol::body::Rate;
-use chat_runtime::{exit, LogFormat, NatsArgs};
+use chat_runtime::{exit, process, LogFormat, NatsArgs};
 use clap::Parser;
 use moderation_worker::{Config, Links, ModerationWorker, StartError};
-
-/// How long to keep trying to reach NATS at start before exiting with 69.
-const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Enforces the message-rate allowance and serves moderation commands, standings and
 /// roles (NATS service `chat-moderation`). Run any number of instances side by side.
@@ -56,10 +53,7 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let mut args = Args::parse();
-    chat_runtime::init_logging(args.log_format);
-    args.nats
-        .nats_user
-        .get_or_insert_with(|| static_users::MODERATION.to_string());
+    process::begin(args.log_format, &mut args.nats, static_users::MODERATION);
     std::process::exit(run(args).await);
 }
 
@@ -84,11 +78,10 @@ async fn run(args: Args) -> i32 {
         nats_password_file: args.sys_password_file.clone(),
         ..args.nats.clone()
     };
-    let connect = |args, name| chat_runtime::connect_with(args, name, CONNECT_PATIENCE);
     let links = match tokio::try_join!(
-        connect(&args.nats, "moderation-worker"),
-        connect(&args.nats, "moderation-worker counting"),
-        connect(&sys_args, "moderation-worker system"),
+        process::connect(&args.nats, "moderation-worker"),
+        process::connect(&args.nats, "moderation-worker counting"),
+        process::connect(&sys_args, "moderation-worker system"),
     ) {
         Ok((chat, counting, system)) => Links {
             chat,
@@ -97,18 +90,13 @@ async fn run(args: Args) -> i32 {
         },
         Err(code) => return code,
     };
-    let worker = match ModerationWorker::start(links, config).await {
-        Ok(worker) => worker,
-        Err(error) => {
-            tracing::error!(%error, "cannot start");
-            return match error {
-                StartError::Config(_) => exit::USAGE,
-                _ => exit::FAILURE,
-            };
-        }
-    };
-    chat_runtime::shutdown_signal().await;
-    tracing::info!("stopping");
-    worker.stop().await;
-    exit::OK
+    process::serve(
+        ModerationWorker::start(links, config).await,
+        |error| match error {
+            StartError::Config(_) => exit::USAGE,
+            _ => exit::FAILURE,
+        },
+        ModerationWorker::stop,
+    )
+    .await
 }

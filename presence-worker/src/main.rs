@@ -1,19 +1,19 @@
-//! `presence-worker`: the presence service as a process. All the work is in the
-//! library; this parses flags, connects (retrying briefly), runs until SIGTERM or
-//! Ctrl-C, and drains.
+//! `presence-worker`: the presence service as a process.
+//!
+//! Parses flags (with environment fallbacks), sets up logging, connects, serves until
+//! SIGTERM or Ctrl-C, then stops gracefully (finishing the requests in flight). Exit
+//! codes: 0 after a normal stop, 2 for bad arguments, 69 when NATS cannot be reached
+//! at start or the worker cannot start, 77 when it refuses the login, 78 when the
+//! server's TLS certificate cannot be verified (`--tls-ca`).
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 use chat_protocol::auth::static_users;
 use chat_runtime::replicas;
 use chat_runtime::storage::RoomStreamSettings;
-use chat_runtime::{exit, LogFormat, NatsArgs};
+use chat_runtime::{exit, process, LogFormat, NatsArgs};
 use clap::Parser;
-use presence_worker::{Config, PresenceWorker};
-
-/// How long to keep trying to reach NATS at start before giving up with exit 69.
-const CONNECT_FOR: Duration = Duration::from_secs(5);
+use presence_worker::{Config, PresenceWorker, StartError};
 
 /// Keeps who is online in the chat_presence bucket and announces joined/left.
 #[derive(Debug, Parser)]
@@ -48,16 +48,16 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() {
     let mut args = Args::parse();
-    chat_runtime::init_logging(args.log_format);
-    args.nats
-        .nats_user
-        .get_or_insert_with(|| static_users::PRESENCE.to_string());
-    let client = match chat_runtime::connect_with(&args.nats, "presence-worker", CONNECT_FOR).await
-    {
+    process::begin(args.log_format, &mut args.nats, static_users::PRESENCE);
+    std::process::exit(run(args).await);
+}
+
+async fn run(args: Args) -> i32 {
+    let client = match process::connect(&args.nats, "presence-worker").await {
         Ok(client) => client,
-        Err(exit_code) => return code(exit_code),
+        Err(code) => return code,
     };
     let config = Config {
         ttl: Duration::from_secs(args.ttl),
@@ -79,23 +79,13 @@ async fn main() -> ExitCode {
         ),
         ..Config::default()
     };
-    let worker = match PresenceWorker::start(client, config).await {
-        Ok(worker) => worker,
-        Err(err @ presence_worker::StartError::Config(_)) => {
-            tracing::error!(%err, "cannot start");
-            return code(exit::USAGE);
-        }
-        Err(err) => {
-            tracing::error!(%err, "cannot start");
-            return code(exit::UNAVAILABLE);
-        }
-    };
-    chat_runtime::shutdown_signal().await;
-    tracing::info!("shutting down: finishing requests in flight");
-    worker.stop().await;
-    code(exit::OK)
-}
-
-fn code(code: i32) -> ExitCode {
-    ExitCode::from(code as u8)
+    process::serve(
+        PresenceWorker::start(client, config).await,
+        |error| match error {
+            StartError::Config(_) => exit::USAGE,
+            _ => exit::UNAVAILABLE,
+        },
+        PresenceWorker::stop,
+    )
+    .await
 }

@@ -7,6 +7,8 @@
 //!
 //! - [`logging`]: [`init_logging`], `LOG_LEVEL`/`RUST_LOG`, `--log-format json`.
 //! - [`exit`]: the exit codes every binary uses.
+//! - [`process`]: a worker's life as a process (logging, connecting at start, serving
+//!   until SIGTERM or Ctrl-C, stopping gracefully), shared by the four workers' `main`.
 //! - [`connect`]: [`NatsArgs`] (the flags of the workers and tools), [`Credentials`],
 //!   and [`connect`](connect()), which retries briefly at start and never past a refusal.
 //! - [`hosting`]: [`Hosted`], a NATS service hosted and stopped gracefully, and
@@ -31,6 +33,7 @@ pub mod connect;
 pub mod exit;
 pub mod hosting;
 pub mod logging;
+pub mod process;
 pub mod publish;
 pub mod reading;
 pub mod replicas;
