@@ -10,6 +10,14 @@ const config = fetch("config.json").then((r) => r.json());
 
 let session = null;
 let current = null; // the room shown
+/** What the line under the input says: a mute (with its end), or a paced burst. */
+const sendState = { muted: "", batch: "", unmute: null };
+
+function renderSendState() {
+  const line = $("#send-state");
+  line.textContent = sendState.muted || sendState.batch;
+  line.dataset.state = sendState.muted ? "muted" : sendState.batch ? "sending" : "";
+}
 const views = new Map(); // room name → { list, tab, unread, users }
 const pending = new Map(); // message id → its <li> (own messages not yet echoed)
 
@@ -107,11 +115,17 @@ function atBottom(list) {
   return list.scrollHeight - list.scrollTop - list.clientHeight < 40;
 }
 
+/** The first of the own messages not yet stored (echoed): they stay at the bottom. */
+function firstUnstored(list) {
+  return [...list.querySelectorAll(".msg.own")].find((li) => !li.dataset.seq) ?? null;
+}
+
+/** Adds `li` to the room's list, above own messages still on their way. */
 function append(room, li) {
   const view = views.get(room.name);
   if (!view) return;
   const stick = atBottom(view.list);
-  view.list.append(li);
+  view.list.insertBefore(li, firstUnstored(view.list));
   if (stick) view.list.scrollTop = view.list.scrollHeight;
 }
 
@@ -221,11 +235,10 @@ const events = {
       // Our own message: it is stored at this position now; its badge still says
       // what the acknowledgement said (or will say).
       pending.delete(m.id);
+      own.remove();
       own.dataset.seq = m.seq;
       own.title = `#${m.seq} (/delete ${m.seq})`;
-      const stick = atBottom(view.list);
-      view.list.append(own);
-      if (stick) view.list.scrollTop = view.list.scrollHeight;
+      append(room, own);
       return;
     }
     if (m.type === "deleted") hide(view, m.seqs);
@@ -242,6 +255,26 @@ const events = {
     if (room.name === current) renderUsers();
   },
   notice,
+  /** A burst of own messages waiting for the allowance: "sending 37/100". */
+  progress(batch) {
+    sendState.batch = batch.settled < batch.total ? `sending ${batch.settled}/${batch.total}` : "";
+    renderSendState();
+  },
+  /** The user's standing after a login or a mute: a mute is told with its end. */
+  standing(standing, mutedUntil) {
+    const why = standing.reason ? ` (${standing.reason})` : "";
+    const was = sendState.muted;
+    sendState.muted = mutedUntil ? `muted until ${mutedUntil.toLocaleTimeString()}${why}` : "";
+    clearTimeout(sendState.unmute);
+    if (mutedUntil) {
+      sendState.unmute = setTimeout(() => events.standing({}, null), mutedUntil.getTime() - Date.now());
+    }
+    // Told once per change (a mute is learnt from its event and again after the kick).
+    if (sendState.muted && sendState.muted !== was) {
+      notice(session?.rooms.get(current), `you are ${sendState.muted}; your lines are refused until then`);
+    } else if (!sendState.muted && was) notice(session?.rooms.get(current), "your mute is over: you can write again");
+    renderSendState();
+  },
   outgoing(message) {
     const { id, room } = message.body;
     let li = pending.get(id) ?? document.querySelector(`.msg[data-id="${CSS.escape(id)}"]`);
@@ -250,7 +283,12 @@ const events = {
       li.classList.add("own");
       li.dataset.id = id;
       pending.set(id, li);
-      append({ name: room }, li);
+      const view = views.get(room);
+      if (view) {
+        const stick = atBottom(view.list);
+        view.list.append(li); // last: after everything stored, in sending order
+        if (stick) view.list.scrollTop = view.list.scrollHeight;
+      }
     }
     setStatus(li, message);
   },

@@ -12,6 +12,11 @@
 // - Outbox: one message awaits its JetStream acknowledgement at a time, in typing
 //   order; a publish whose ack does not come is retried with the same Nats-Msg-Id, for
 //   up to 110 s (inside the stream's 2-minute duplicate window).
+// - Pacing: the outbox keeps inside the allowance the moderation worker enforces (the
+//   user's standing, chat.standing.<user>, asked after each login and on a mute), as
+//   the terminal client does, so a burst of lines goes out at the allowed rate instead
+//   of getting its sender muted; while it waits, `on.progress` says "sending 37/100".
+//   A muted user's lines are refused with the mute's end.
 
 import {
   AuthorizationError,
@@ -33,6 +38,45 @@ export const HISTORY = 50;
 
 /** A refusal to show the person as it is (the message says what to do). */
 export class ChatError extends Error {}
+
+/** The allowance paced to when the standing is not available (docs/protocol.md). */
+const DEFAULT_RATE = { burst: 20, per_second: 5 };
+
+/**
+ * A token bucket a little inside an allowance, as the terminal client's (client/src/
+ * pacing.rs): a fifth of the burst (at least one message) kept in reserve and 90 % of
+ * the rate, so jitter on the way to the server never puts a message over its bucket.
+ */
+class Bucket {
+  constructor(rate) {
+    this.set(rate);
+    this.tokens = this.capacity;
+    this.at = Date.now();
+  }
+
+  /** Paces to `rate` from now on (tokens saved stay, up to the new capacity). */
+  set(rate) {
+    const burst = Math.max(1, Math.floor(Number(rate?.burst) || DEFAULT_RATE.burst));
+    const perSecond = Number(rate?.per_second);
+    this.capacity = Math.max(1, burst - Math.max(1, Math.floor(burst / 5)));
+    this.perSecond = 0.9 * (Number.isFinite(perSecond) && perSecond > 0 ? perSecond : DEFAULT_RATE.per_second);
+    this.tokens = Math.min(this.tokens ?? this.capacity, this.capacity);
+  }
+
+  /** Takes a token: 0, or how many milliseconds to wait before asking again. */
+  take() {
+    const now = Date.now();
+    this.tokens = Math.min(this.capacity, this.tokens + ((now - this.at) / 1000) * this.perSecond);
+    this.at = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil(((1 - this.tokens) / this.perSecond) * 1000);
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function isAuthError(error) {
   for (let e = error; e; e = e.cause) {
@@ -102,6 +146,7 @@ export async function login(url, user, password, on) {
       if (body.ok && typeof body.token === "string") token = body.token;
     })
     .catch(() => {}); // without a token, reconnects present the password
+  session.checkStanding();
   return session;
 }
 
@@ -116,6 +161,33 @@ export class Session {
     this.rooms = new Map();
     this.outbox = [];
     this.sending = false;
+    this.bucket = new Bucket(DEFAULT_RATE);
+    /** The user's standing (mute, allowance), once asked. */
+    this.standing = null;
+    /** Messages queued since the outbox was last empty, and how many are settled. */
+    this.batch = { total: 0, settled: 0, waited: false };
+  }
+
+  /**
+   * Asks the user's standing: the allowance to pace to, and a mute (told through
+   * `on.standing`). Without an answer the pacing keeps its allowance.
+   */
+  async checkStanding() {
+    try {
+      const standing = await this.request(`chat.standing.${this.user}`);
+      if (typeof standing !== "object" || standing === null || standing.ok === false) return;
+      this.standing = standing;
+      this.bucket.set(standing.rate);
+      this.on.standing?.(standing, this.mutedUntil());
+    } catch {
+      // the moderation service is not answering: pace to what is known
+    }
+  }
+
+  /** The end of the user's mute (a Date), or null when not muted now. */
+  mutedUntil() {
+    const until = this.standing?.muted_until ? new Date(this.standing.muted_until) : null;
+    return until && until.getTime() > Date.now() ? until : null;
   }
 
   /** Follows the connection's state; `authFailed` runs when a login was refused. */
@@ -125,6 +197,7 @@ export class Session {
       else if (s.type === "reconnect") {
         this.on.status("connected", "reconnected");
         for (const room of this.rooms.values()) room.resume();
+        this.checkStanding(); // a kick (a mute) logs in again
         this.pump();
       } else if (s.type === "error" && isAuthError(s.error)) authFailed();
     }
@@ -184,6 +257,11 @@ export class Session {
     if ([...text].length > MAX_TEXT) {
       throw new ChatError(`a message is at most ${MAX_TEXT} characters; this one has ${[...text].length}`);
     }
+    const muted = this.mutedUntil();
+    if (muted) {
+      const why = this.standing.reason ? ` (${this.standing.reason})` : "";
+      throw new ChatError(`you are muted until ${muted.toLocaleTimeString()}${why}; you can write again then`);
+    }
     const body = {
       v: 1,
       type: kind,
@@ -193,7 +271,9 @@ export class Session {
       text,
       ts: new Date().toISOString(),
     };
-    const message = { body, status: "pending", since: Date.now(), seq: null, why: "" };
+    const message = { body, status: "pending", since: Date.now(), seq: null, why: "", paced: false };
+    if (!this.outbox.length) this.batch = { total: 0, settled: 0, waited: false };
+    this.batch.total += 1;
     this.outbox.push(message);
     this.on.outgoing(message);
     this.pump();
@@ -210,7 +290,10 @@ export class Session {
     this.pump();
   }
 
-  /** Publishes the queue in order, one message awaiting its ack at a time. */
+  /**
+   * Publishes the queue in order, one message awaiting its ack at a time, each taking a
+   * token of the allowance first (waiting for it, with progress, when there is none).
+   */
   async pump() {
     if (this.sending) return;
     this.sending = true;
@@ -218,6 +301,12 @@ export class Session {
       while (this.outbox.length) {
         const message = this.outbox[0];
         const { body } = message;
+        for (let wait = message.paced ? 0 : this.bucket.take(); wait > 0; wait = this.bucket.take()) {
+          this.batch.waited = true;
+          this.on.progress?.(this.batch);
+          await sleep(wait);
+        }
+        message.paced = true;
         try {
           const ack = await this.js.publish(`chat.room.${body.room}.msg.${this.user}`, json(body), {
             msgID: body.id,
@@ -232,14 +321,16 @@ export class Session {
           // stream's server comes back) is retried.
           const refused = typeof error?.apiError === "function";
           if (!refused && Date.now() - message.since < RETRY_FOR && !this.nc.isClosed()) {
-            await new Promise((resolve) => setTimeout(resolve, 1000));
+            await sleep(1000);
             continue; // the same message again, with the same Nats-Msg-Id
           }
           message.status = "failed";
           message.why = refused ? `refused: ${error.message}` : "no acknowledgement; it may not have been stored";
         }
         this.outbox.shift();
+        this.batch.settled += 1;
         this.on.outgoing(message);
+        if (this.batch.waited) this.on.progress?.(this.batch);
       }
     } finally {
       this.sending = false;
@@ -359,6 +450,9 @@ export class Room {
           for (const message of decode(m.subject, body, m.seq)) {
             this.on.live(this, message);
             if (message.kind === "system") this.users();
+            if (message.user === this.session.user && (message.type === "muted" || message.type === "unmuted")) {
+              this.session.checkStanding();
+            }
           }
         }
       } catch (error) {

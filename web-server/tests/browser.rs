@@ -58,6 +58,9 @@ async fn two_browser_pages_and_a_terminal_chat() {
     let mut server = tokio::task::spawn_blocking(move || {
         run_server_with(StackOptions {
             web_port,
+            // The contract's allowance (a burst of 20, then 5 per second): the pages
+            // pace themselves to it.
+            moderation: moderation_worker::Config::default(),
             ..Default::default()
         })
     })

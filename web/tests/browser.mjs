@@ -59,16 +59,16 @@ class Terminal {
   say(line) {
     this.child.stdin.write(`${line}\n`);
   }
-  waitFor(pick, what) {
+  waitFor(pick, what, patience = PATIENCE) {
     const seen = this.events.find(pick);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`terminal client: no ${what} within ${PATIENCE} ms`)), PATIENCE);
+      const timer = setTimeout(() => reject(new Error(`terminal client: no ${what} within ${patience} ms`)), patience);
       this.waiters.push([pick, (e) => (clearTimeout(timer), resolve(e))]);
     });
   }
-  message(text) {
-    return this.waitFor((e) => e.event === "message" && e.text === text, `message "${text}"`);
+  message(text, patience = PATIENCE) {
+    return this.waitFor((e) => e.event === "message" && e.text === text, `message "${text}"`, patience);
   }
   count(text) {
     return this.events.filter((e) => e.event === "message" && e.text === text).length;
@@ -277,6 +277,33 @@ try {
   await shows(alice, "/slash is fine");
   step("pages and terminal chat in all directions, /me and // work");
 
+  // A burst of 40 lines entered at once (over the allowance of 20 at once, then 5 per
+  // second), as Enter pressed on each line of a paste: the page paces itself, says
+  // so, and is never muted.
+  const burst = Array.from({ length: 40 }, (_, i) => `burst ${i + 1}`);
+  await alice.evaluate((lines) => {
+    const box = document.querySelector("textarea[name=message]");
+    for (const line of lines) {
+      box.value = line;
+      box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+    }
+  }, burst);
+  await until(alice, () => /^sending \d+\/\d+$/.test(document.querySelector("#send-state").textContent));
+  await shot(alice, "02a-sending");
+  await sent(alice, "burst 40");
+  await shows(bob, "burst 40");
+  await terminal.message("burst 40");
+  const burstOnBob = await bob.$$eval(".messages[data-room=general] .msg .text", (nodes) =>
+    nodes.map((t) => t.textContent).filter((text) => /^burst \d+$/.test(text)),
+  );
+  assert.deepEqual(burstOnBob, burst, "the burst arrived complete, once, in order");
+  assert.equal(await alice.$eval("#send-state", (el) => el.textContent), "", "the progress is gone when all is sent");
+  assert.ok(
+    !terminal.events.some((e) => e.event === "system" && e.type === "muted"),
+    "the paced page was not muted",
+  );
+  step("a burst of 40 lines goes out paced (sending n/m shown), complete and in order, without a mute");
+
   // Moderation, with carol (at the terminal) a moderator: the events show on the pages
   // as in the terminal client, and a deleted message leaves them.
   const systemText = (page, pattern) =>
@@ -302,9 +329,20 @@ try {
   }
   terminal.say("/mute bob 10m too <b>loud</b>");
   await systemText(alice, /^\* bob was muted by carol until .+ \(too <b>loud<\/b>\)$/);
+  // bob's page says until when, and refuses his lines meanwhile.
+  await until(bob, () => document.querySelector("#send-state").dataset.state === "muted");
+  assert.match(await bob.$eval("#send-state", (el) => el.textContent), /^muted until .+ \(too <b>loud<\/b>\)$/);
+  await type(bob, "am I muted?");
+  await until(bob, () =>
+    [...document.querySelectorAll(".msg.notice")].some((n) => /^you are muted until .+; you can write again then$/.test(n.textContent)),
+  );
+  assert.equal(await count(alice, "am I muted?"), 0, "a muted user's line is not sent");
+  await shot(bob, "02c-muted");
+  await bob.$eval("textarea[name=message]", (el) => (el.value = ""));
   terminal.say("/unmute bob");
   await systemText(alice, /^\* bob was unmuted by carol$/);
   await until(bob, () => document.querySelector("#status").dataset.state === "connected");
+  await until(bob, () => document.querySelector("#send-state").dataset.state === "");
   await type(bob, "/kick carol");
   await until(bob, () =>
     [...document.querySelectorAll(".msg.notice")].some((n) => n.textContent.includes("only moderators may kick")),
@@ -363,8 +401,9 @@ try {
   step("join, unread count, switch, leave work");
 
   // History on join, and older pages on scrolling up (through the history worker).
+  // The terminal client paces them to the allowance: 16 at once, then 4.5 per second.
   for (let i = 0; i < 120; i++) terminal.say(`filler ${i}`);
-  await terminal.message("filler 119");
+  await terminal.message("filler 119", 90_000);
   const dave = await open("dave", { width: 390, height: 844 }); // a phone
   await logIn(dave, "dave", "dave-secret-pw", { register: true });
   await loggedIn(dave);
