@@ -287,7 +287,10 @@ pub(crate) async fn keep_standing(
     loop {
         match standing(&client, &own.user, timeout).await {
             Ok(standing) => own.apply(&standing, &pacer).await,
-            Err(err) => tracing::info!("own standing not known: {err}"),
+            Err(err) => {
+                pacer.standing_unknown();
+                tracing::info!("own standing not known: {err}");
+            }
         }
         let recheck = own.muted().map(|mute| {
             let left = (mute.until - Utc::now()).to_std().unwrap_or_default();

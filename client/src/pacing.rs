@@ -13,7 +13,9 @@
 //! The bucket is kept a little inside the allowance ([`Bucket::new`]): messages reach
 //! the server with some jitter, and the server's bucket may not be quite full. Nothing
 //! is released while the connection is down, so messages do not pile up in the
-//! publisher and go out in one burst when it comes back.
+//! publisher and go out in one burst when it comes back. The first message waits (at
+//! most 2 s) for the user's standing after the login, so that an allowance stricter
+//! than the default is known before a burst goes out.
 //!
 //! [`Progress`] counts a *batch*: messages queued since the pacer was last idle, and
 //! how many of them JetStream has settled. UIs show it (`sending 37/100`) while the
@@ -39,6 +41,11 @@ const DOWN_RECHECK: Duration = Duration::from_millis(250);
 
 /// Settled messages between two `sending` status events.
 const REPORT_EVERY: usize = 20;
+
+/// How long the first paced message waits for the user's standing after the login:
+/// an allowance stricter than the default must be known before a burst goes out, and
+/// an unanswered standing must not hold messages for long.
+const STANDING_PATIENCE: Duration = Duration::from_secs(2);
 
 /// A token bucket a little inside a [`Rate`]: a fifth of the burst (at least one
 /// message) is kept in reserve and the rate is 90 %, so jitter on the way to the server
@@ -133,6 +140,8 @@ pub struct Pacer {
     jobs: mpsc::Sender<Job>,
     progress: Arc<watch::Sender<Progress>>,
     allowance: Arc<watch::Sender<Option<Rate>>>,
+    /// Whether the standing answered (or could not be asked) since the start.
+    standing: Arc<watch::Sender<bool>>,
     abandon: Arc<watch::Sender<bool>>,
     abandoned: Arc<Mutex<Vec<SendError>>>,
 }
@@ -153,6 +162,7 @@ impl Pacer {
             jobs,
             progress: Arc::new(watch::channel(Progress::default()).0),
             allowance: Arc::new(watch::channel(allowance).0),
+            standing: Arc::new(watch::channel(false).0),
             abandon: Arc::new(watch::channel(false).0),
             abandoned: Arc::default(),
         };
@@ -162,6 +172,7 @@ impl Pacer {
             events,
             progress: pacer.progress.clone(),
             allowance: pacer.allowance.subscribe(),
+            standing: pacer.standing.subscribe(),
             abandon: pacer.abandon.subscribe(),
             abandoned: pacer.abandoned.clone(),
         };
@@ -193,6 +204,13 @@ impl Pacer {
             }
             _ => false,
         });
+        self.standing.send_replace(true);
+    }
+
+    /// The user's standing could not be asked: pace to the allowance given at the
+    /// start without waiting for it.
+    pub fn standing_unknown(&self) {
+        self.standing.send_replace(true);
     }
 
     /// The current batch (zero when idle).
@@ -282,13 +300,15 @@ struct Task {
     events: mpsc::Sender<Event>,
     progress: Arc<watch::Sender<Progress>>,
     allowance: watch::Receiver<Option<Rate>>,
+    standing: watch::Receiver<bool>,
     abandon: watch::Receiver<bool>,
     abandoned: Arc<Mutex<Vec<SendError>>>,
 }
 
 impl Task {
     async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
-        let mut bucket = (*self.allowance.borrow()).map(|a| Bucket::new(a, Instant::now()));
+        // Made for the first paced message, once the standing said what to pace to.
+        let mut bucket = None;
         while let Some(job) = jobs.recv().await {
             let (message, done) = match job {
                 Job::Drain(reply) => {
@@ -343,8 +363,12 @@ impl Task {
                         },
                     }
                 }
-                (None, Some(allowance)) => {
-                    *bucket = Some(Bucket::new(allowance, now));
+                (None, Some(_)) => {
+                    // The first paced message: the standing's allowance first.
+                    let known = self.standing.wait_for(|known| *known);
+                    let _ = tokio::time::timeout(STANDING_PATIENCE, known).await;
+                    let allowance = self.allowance.borrow_and_update().unwrap_or_default();
+                    *bucket = Some(Bucket::new(allowance, Instant::now()));
                     continue;
                 }
             };
