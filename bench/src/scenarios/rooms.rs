@@ -309,7 +309,28 @@ pub async fn run(stage: &mut Stage) -> Result<Vec<Row>, BenchError> {
         ));
     }
     // A long run may still fail in a restart: the figures so far are on stderr.
-    for row in &rows {
+    show(stage, &rows);
+
+    for (chat, _) in &sessions {
+        chat.close().await;
+    }
+    drop(sessions);
+    if stage.server_pids().len() > 1 {
+        let restarted = restart_one_node(stage, &js, &rooms).await;
+        show(stage, &restarted);
+        rows.extend(restarted);
+    }
+    let restarted = restart(stage, &js, &rooms).await?;
+    show(stage, &restarted);
+    rows.extend(restarted);
+    Ok(rows)
+}
+
+/// Prints `rows` on the progress line (stderr) as they are measured: a long run may
+/// fail or be stopped before the table is printed (and deleting a cluster's store
+/// of thousands of rooms takes minutes).
+fn show(stage: &Stage, rows: &[Row]) {
+    for row in rows {
         let value = row
             .chat
             .map_or("not measured".into(), |v| format!("{v:.2}"));
@@ -317,16 +338,6 @@ pub async fn run(stage: &mut Stage) -> Result<Vec<Row>, BenchError> {
             .progress
             .phase(format!("rooms: {}: {value} {}", row.figure, row.unit));
     }
-
-    for (chat, _) in &sessions {
-        chat.close().await;
-    }
-    drop(sessions);
-    if stage.server_pids().len() > 1 {
-        rows.extend(restart_one_node(stage, &js, &rooms).await);
-    }
-    rows.extend(restart(stage, &js, &rooms).await?);
-    Ok(rows)
 }
 
 /// The user who joins a room once the restarted servers are back.
@@ -406,7 +417,7 @@ async fn restart_one_node(
     stage.restart_node(node);
     let listening = t.elapsed().as_secs_f64();
     let current = all_current(js, rooms, t).await;
-    let rows = vec![
+    vec![
         Row::new(
             format!("node {} restart until it listens", node + 1),
             "s",
@@ -421,14 +432,7 @@ async fn restart_one_node(
             current,
         )
         .note("from the kill until every room stream has a leader and every replica current"),
-    ];
-    for row in &rows {
-        let value = row.chat.map_or("not back".into(), |v| format!("{v:.1}"));
-        stage
-            .progress
-            .phase(format!("rooms: {}: {value} s", row.figure));
-    }
-    rows
+    ]
 }
 
 /// Kills and starts the bench's own server (every node of its cluster at once) again
