@@ -38,7 +38,9 @@ async fn a_cluster_budget_holds_r3_rooms_as_a_server_holds_rooms() {
         .expect_err("6 GiB more than the 33 GiB budget");
     // nats-server says "insufficient storage resources available" (10047).
     assert!(
-        refused.to_string().contains("insufficient storage resources"),
+        refused
+            .to_string()
+            .contains("insufficient storage resources"),
         "{refused}"
     );
 }
