@@ -2,8 +2,8 @@
 //! configuration (`chat-admin`'s template with the cluster section), TLS on every
 //! listener (a CA and certificate made by `chat-admin`'s `tls` module), random
 //! loopback ports and a temporary store per node, and one auth worker. Nodes can be
-//! killed (-9) and restarted on the same ports and store; dropping the [`Cluster`]
-//! kills everything.
+//! killed (-9) and restarted on the same ports and store, one at a time or all at once
+//! ([`Cluster::restart_all`]); dropping the [`Cluster`] kills everything.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
