@@ -53,6 +53,13 @@ pub struct Cluster {
     pub routes: Vec<String>,
 }
 
+/// The `CHAT` account's storage budget on one server, GiB: 10,000 rooms of the
+/// default cap and the buckets (docs/limits.md, "Sizing").
+pub const CHAT_BUDGET_GIB: usize = 11;
+
+/// The `AUTH` account's storage budget on one server, GiB (the user table).
+pub const AUTH_BUDGET_GIB: usize = 1;
+
 /// Offset of node `node` (1-based) from the base ports, for nodes on one machine.
 fn port_of(base: i32, node: usize) -> i32 {
     if base < 0 {
@@ -124,6 +131,18 @@ impl ServerConfig {
         }
     }
 
+    /// The replicas the workers choose for what they create on this server: 1 alone,
+    /// the nodes (every route, its own included) up to
+    /// [`chat_runtime::replicas::CLUSTER_REPLICAS`] on a cluster. Every replica counts
+    /// against an account's budget, so the budgets are rendered times this.
+    pub fn replicas(&self) -> usize {
+        self.cluster.as_ref().map_or(1, |c| {
+            c.routes
+                .len()
+                .clamp(1, chat_runtime::replicas::CLUSTER_REPLICAS)
+        })
+    }
+
     /// The address other nodes on this machine reach this one at.
     fn host_for_routes(&self) -> &str {
         match self.host.as_str() {
@@ -163,6 +182,14 @@ impl ServerConfig {
                 cluster.map_or(String::new(), |c| c.route_port.to_string()),
             ),
             ("ROUTES", routes),
+            (
+                "CHAT_MAX_FILE",
+                format!("{}GB", CHAT_BUDGET_GIB * self.replicas()),
+            ),
+            (
+                "AUTH_MAX_FILE",
+                format!("{}GB", AUTH_BUDGET_GIB * self.replicas()),
+            ),
             ("SERVER_NAME", self.server_name.clone()),
             ("HOST", self.host.clone()),
             ("PORT", self.port.to_string()),
@@ -293,27 +320,52 @@ mod tests {
         gib.parse::<i64>().expect("a whole number of GB") << 30
     }
 
+    /// The `CHAT` and `AUTH` budgets and `max_file_store` of a rendered configuration.
+    fn budgets(text: &str) -> (i64, i64, i64) {
+        let chat_account = &text[text.find("  CHAT {").expect("the CHAT account")..];
+        let auth_account = &text[text.find("  AUTH {").expect("the AUTH account")..];
+        (
+            gib_after(chat_account, "max_file:"),
+            gib_after(auth_account, "max_file:"),
+            gib_after(text, "max_file_store:"),
+        )
+    }
+
     /// The sizing of docs/limits.md holds for the defaults: every cap the chat reserves
     /// in the `CHAT` budget leaves room for 10,000 rooms of the presence worker's
-    /// default cap on one server, and the budgets fit the server's store.
+    /// default cap on one server, and the budgets fit the server's store; on a cluster
+    /// of three (R3: every replica counts against the budget) the same 10,000 rooms
+    /// fit, and each node's one replica of each fits its store.
     #[test]
     fn the_default_storage_holds_ten_thousand_rooms() {
         use chat_runtime::storage::{
             DEFAULT_ROOM_MAX_BYTES, MODERATION_BUCKET_MAX_BYTES, PRESENCE_BUCKET_MAX_BYTES,
         };
-        let chat_account = &TEMPLATE[TEMPLATE.find("  CHAT {").expect("the CHAT account")..];
-        let auth_account = &TEMPLATE[TEMPLATE.find("  AUTH {").expect("the AUTH account")..];
-        let chat = gib_after(chat_account, "max_file:");
-        let auth = gib_after(auth_account, "max_file:");
-        let store = gib_after(TEMPLATE, "max_file_store:");
-        // Both presence buckets (sessions, announced state) and the moderation bucket.
-        let buckets = 2 * PRESENCE_BUCKET_MAX_BYTES + MODERATION_BUCKET_MAX_BYTES;
-        let rooms = (chat - buckets) / DEFAULT_ROOM_MAX_BYTES;
-        assert!(rooms >= 10_000, "the CHAT budget holds {rooms} rooms");
-        assert!(
-            chat + auth <= store,
-            "the accounts' budgets exceed max_file_store"
-        );
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = Secrets::load_or_create(&dir.path().join("secrets")).unwrap();
+        let single = ServerConfig::local(dir.path(), 4222, 8222, 8080);
+        for (server, replicas) in [
+            (single.clone(), 1),
+            (ServerConfig::local_node(&single, dir.path(), 2, 1, 6222), 2),
+            (ServerConfig::local_node(&single, dir.path(), 3, 2, 6222), 3),
+            (ServerConfig::local_node(&single, dir.path(), 5, 2, 6222), 3),
+        ] {
+            assert_eq!(server.replicas() as i64, replicas);
+            let (chat, auth, store) = budgets(&server.render(&secrets).unwrap());
+            // Both presence buckets (sessions, announced state) and the moderation
+            // bucket, each with as many replicas as the rooms.
+            let buckets = 2 * PRESENCE_BUCKET_MAX_BYTES + MODERATION_BUCKET_MAX_BYTES;
+            let rooms = (chat / replicas - buckets) / DEFAULT_ROOM_MAX_BYTES;
+            assert!(
+                rooms >= 10_000,
+                "the CHAT budget holds {rooms} rooms of {replicas} replicas"
+            );
+            // A node keeps at most one replica of each stream.
+            assert!(
+                (chat + auth) / replicas <= store,
+                "one node's share of the budgets exceeds max_file_store"
+            );
+        }
     }
 
     #[test]

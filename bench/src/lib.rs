@@ -12,9 +12,10 @@
 //! ## A tour
 //!
 //! - [`options`]: which [`Scenario`]s run and their [`Sizes`] (full and `--quick`).
-//! - [`setup`]: the [`Stage`]: nats-server with its auth callout (via `test_support`,
-//!   or `--nats-url` and `--secrets-dir`), the worker processes, chat users registered
-//!   and sessions logged in like the terminal client.
+//! - [`setup`]: the [`Stage`]: nats-server with its auth callout (via `test_support`:
+//!   one server, or a TLS cluster with `--cluster N`; or `--nats-url` and
+//!   `--secrets-dir`), the worker processes, chat users registered and sessions
+//!   logged in like the terminal client.
 //! - [`processes`]: locating the real binaries and running them as children.
 //! - [`procfs`]: memory and CPU of a process from `/proc`.
 //! - [`stamp`]: send times carried inside messages, for end-to-end latency.
@@ -63,6 +64,9 @@ pub struct Settings {
     pub secrets_dir: PathBuf,
     /// With `nats_url`: start an auth worker too (the stack's own answer otherwise).
     pub auth_worker: bool,
+    /// Without `nats_url`: start a local TLS cluster of this many nodes instead of one
+    /// server (the rooms scenario measures each node).
+    pub cluster: Option<usize>,
     /// Where the worker and client binaries are; `None`: next to this executable.
     pub bin_dir: Option<PathBuf>,
     /// The scenarios to run.

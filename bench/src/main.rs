@@ -22,6 +22,11 @@ struct Args {
     /// auth worker answers logins). The bench's own server always gets one.
     #[arg(long, env = "CHAT_BENCH_AUTH_WORKER")]
     auth_worker: bool,
+    /// Start a local cluster of this many nodes (TLS on every listener, room streams
+    /// replicated on three) instead of one server; with --only rooms, whose figures
+    /// are then given per node and in total.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(2..=5))]
+    cluster: Option<u16>,
     /// Small sizes: finishes in well under a minute on 2 cores.
     #[arg(long)]
     quick: bool,
@@ -223,6 +228,10 @@ async fn run(args: Args) -> i32 {
         eprintln!("chat-bench: run the rooms scenario without the history scenario: the history room needs a larger byte cap than the rooms' default, and thousands of rooms of that cap do not fit the storage budget (docs/limits.md)");
         return exit::USAGE;
     }
+    if args.cluster.is_some() && (args.only != [Scenario::Rooms] || args.nats_url.is_some()) {
+        eprintln!("chat-bench: --cluster runs the rooms scenario only (--only rooms), on a cluster of its own (leave out --nats-url); the other scenarios restart or measure a single server");
+        return exit::USAGE;
+    }
     if args.only.contains(&Scenario::Chaos) && args.nats_url.is_some() {
         eprintln!("chat-bench: the chaos scenario starts its own cluster (it kills its nodes); leave out --nats-url");
         return exit::USAGE;
@@ -231,6 +240,7 @@ async fn run(args: Args) -> i32 {
         nats_url: args.nats_url.clone(),
         secrets_dir: args.secrets_dir.clone(),
         auth_worker: args.auth_worker,
+        cluster: args.cluster.map(usize::from),
         bin_dir: args.bin_dir.clone(),
         scenarios: if args.only.is_empty() {
             Scenario::ALL.to_vec()

@@ -1,8 +1,8 @@
 //! The stage every scenario runs on: the authenticated stack (nats-server with its
-//! auth callout, started through `test_support` without in-process auth workers, or
-//! the one at `--nats-url`), the real auth, presence and history workers as child
-//! processes, and helpers to register and log in chat sessions the way a person's
-//! client does.
+//! auth callout, started through `test_support` without in-process auth workers, or a
+//! local TLS cluster of `--cluster N` such nodes, or the one at `--nats-url`), the real
+//! auth, presence and history workers as child processes, and helpers to register and
+//! log in chat sessions the way a person's client does.
 //!
 //! Everyone logs in: chat sessions as registered chat users (each registered once per
 //! run, before anything is timed: registering costs an argon2 hash), raw baseline
@@ -22,7 +22,7 @@ use chat_protocol::auth::static_users;
 use chat_protocol::{RoomName, SessionId, UserName};
 use chat_runtime::Credentials;
 use futures::{StreamExt, TryStreamExt};
-use test_support::{password_of, NatsServer, StackOptions};
+use test_support::{password_of, Cluster, NatsServer, StackOptions};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::options::{Scenario, Sizes};
@@ -114,12 +114,23 @@ pub fn password_file(secrets: &Path, user: &str) -> PathBuf {
     secrets.join(format!("{}.password", user.trim_start_matches('@')))
 }
 
+/// The servers the bench started for its run.
+enum Servers {
+    /// One nats-server.
+    Single(NatsServer),
+    /// A cluster (`--cluster N`): N nodes on loopback, TLS on every listener, the
+    /// workers choosing R3 (R2 for two nodes) for what they create.
+    Cluster(Cluster),
+}
+
 /// Where and how a run takes place.
 pub struct Stage {
-    /// The server started for this run (none with `--nats-url`).
-    server: Option<NatsServer>,
-    /// Its URL.
+    /// The server or cluster started for this run (none with `--nats-url`).
+    server: Option<Servers>,
+    /// Its URL (every node's, comma-separated, for a cluster).
     pub url: String,
+    /// The CA the servers' certificates are signed by (the bench's own cluster).
+    ca: Option<PathBuf>,
     /// The stack's secrets folder (the static users' passwords, the issuer seed).
     pub secrets: PathBuf,
     /// `@admin`, as whom the raw baselines connect.
@@ -177,33 +188,47 @@ impl Stage {
         progress: Progress,
     ) -> Result<Self, BenchError> {
         let sizes = settings.sizes.clone();
-        let server = match settings.nats_url {
-            Some(_) => None,
-            None => {
+        // The real auth-worker binary runs as a child below, not in-process. So do the
+        // moderation workers.
+        let options = StackOptions {
+            auth_workers: 0,
+            moderation_workers: 0,
+            ..StackOptions::default()
+        };
+        let server = match (&settings.nats_url, settings.cluster) {
+            (Some(_), _) => None,
+            (None, Some(nodes)) => {
+                progress.phase(format!("starting a {nodes}-node TLS cluster"));
+                // Blocking, and the cluster is not `Send`: it stays on this task.
+                Some(Servers::Cluster(tokio::task::block_in_place(|| {
+                    test_support::run_cluster_with(nodes, options)
+                })))
+            }
+            (None, None) => {
                 progress.phase("starting nats-server");
-                // The real auth-worker binary runs as a child below, not in-process.
-                // So do the moderation workers.
-                let options = StackOptions {
-                    auth_workers: 0,
-                    moderation_workers: 0,
-                    ..StackOptions::default()
-                };
-                Some(
+                let server =
                     tokio::task::spawn_blocking(move || test_support::run_server_with(options))
                         .await
                         .map_err(|e| {
                             BenchError::Spawn("nats-server".into(), std::io::Error::other(e))
-                        })?,
-                )
+                        })?;
+                Some(Servers::Single(server))
             }
         };
-        let url = match (&settings.nats_url, &server) {
-            (Some(url), _) => url.clone(),
-            (None, server) => server.as_ref().expect("started").url(),
-        };
-        let secrets = match &server {
-            Some(server) => server.secrets_dir().to_path_buf(),
-            None => settings.secrets_dir.clone(),
+        let (url, secrets, ca) = match &server {
+            None => (
+                settings.nats_url.clone().expect("no server without a URL"),
+                settings.secrets_dir.clone(),
+                None,
+            ),
+            Some(Servers::Single(server)) => {
+                (server.url(), server.secrets_dir().to_path_buf(), None)
+            }
+            Some(Servers::Cluster(cluster)) => (
+                cluster.url(),
+                cluster.secrets_dir().to_path_buf(),
+                Some(cluster.ca().to_path_buf()),
+            ),
         };
         let admin_file = password_file(&secrets, static_users::ADMIN);
         let admin = Credentials::from_file(static_users::ADMIN, &admin_file)
@@ -215,11 +240,14 @@ impl Stage {
             .map_err(|e| BenchError::Spawn("log directory".into(), e))?;
         let worker = |name: &str, bin: &Path, user: &str, args: &[&str], level: &str| {
             let password = password_file(&secrets, user);
-            let env: [(&str, &OsStr); 3] = [
+            let mut env: Vec<(&str, &OsStr)> = vec![
                 ("NATS_USER", OsStr::new(user)),
                 ("NATS_PASSWORD_FILE", password.as_os_str()),
                 ("LOG_LEVEL", OsStr::new(level)),
             ];
+            if let Some(ca) = &ca {
+                env.push(("NATS_CA", ca.as_os_str()));
+            }
             let mut all = vec!["--nats-url", url.as_str()];
             all.extend_from_slice(args);
             Process::spawn(
@@ -290,6 +318,7 @@ impl Stage {
         let stage = Self {
             server,
             url,
+            ca,
             secrets,
             admin,
             bins,
@@ -342,7 +371,9 @@ impl Stage {
     /// Registers chat user `name` with [`password_of`]; a name already taken is fine
     /// (the login that follows tells whether the password is that one).
     async fn register_one(&self, name: &str) -> Result<(), BenchError> {
-        match login::register(&self.url, name, &password_of(name), Duration::from_secs(30)).await {
+        let timeout = Duration::from_secs(30);
+        let ca = self.ca.as_deref();
+        match login::register_trusting(&self.url, ca, name, &password_of(name), timeout).await {
             Ok(_) => Ok(()),
             Err(AccountError::Request(RequestError::Refused(_, why))) if why.contains("taken") => {
                 Ok(())
@@ -375,26 +406,57 @@ impl Stage {
             .await
     }
 
-    /// Kills the bench's own nats-server and starts it again on the same port with the
-    /// same store (clients and workers reconnect by themselves). Returns false, doing
-    /// nothing, with `--nats-url`.
+    /// Kills the bench's own nats-server (every node of its cluster at once) and starts
+    /// it again on the same port with the same store (clients and workers reconnect by
+    /// themselves). Returns false, doing nothing, with `--nats-url`.
     pub async fn restart_server(&mut self) -> Result<bool, BenchError> {
-        let Some(mut server) = self.server.take() else {
-            return Ok(false);
-        };
-        let server = tokio::task::spawn_blocking(move || {
-            server.restart();
-            server
-        })
-        .await
-        .map_err(|e| BenchError::Spawn("nats-server".into(), std::io::Error::other(e)))?;
-        self.server = Some(server);
+        match self.server.take() {
+            None => return Ok(false),
+            Some(Servers::Single(mut server)) => {
+                let server = tokio::task::spawn_blocking(move || {
+                    server.restart();
+                    server
+                })
+                .await
+                .map_err(|e| BenchError::Spawn("nats-server".into(), std::io::Error::other(e)))?;
+                self.server = Some(Servers::Single(server));
+            }
+            Some(Servers::Cluster(mut cluster)) => {
+                tokio::task::block_in_place(|| cluster.restart_all());
+                self.server = Some(Servers::Cluster(cluster));
+            }
+        }
         Ok(true)
     }
 
-    /// The process id of the bench's own nats-server (none with `--nats-url`).
+    /// Kills node `node` (0-based) of the bench's own cluster and starts it again on
+    /// the same ports and store, returning once it accepts connections. Returns false,
+    /// doing nothing, without a cluster.
+    pub fn restart_node(&mut self, node: usize) -> bool {
+        let Some(Servers::Cluster(cluster)) = &mut self.server else {
+            return false;
+        };
+        tokio::task::block_in_place(|| {
+            cluster.kill(node);
+            cluster.start(node);
+        });
+        true
+    }
+
+    /// The process id of the bench's own nats-server (of the first node of its
+    /// cluster; none with `--nats-url`).
     pub fn server_pid(&self) -> Option<u32> {
-        self.server.as_ref().and_then(NatsServer::pid)
+        self.server_pids().first().copied().flatten()
+    }
+
+    /// The process id of each of the bench's own servers: one for a single server,
+    /// one per node of a cluster (none while a node is down), none with `--nats-url`.
+    pub fn server_pids(&self) -> Vec<Option<u32>> {
+        match &self.server {
+            None => Vec::new(),
+            Some(Servers::Single(server)) => vec![server.pid()],
+            Some(Servers::Cluster(cluster)) => (0..cluster.len()).map(|n| cluster.pid(n)).collect(),
+        }
     }
 
     /// Waits until the presence worker lists rooms and the history worker answers.
@@ -450,6 +512,7 @@ impl Stage {
     /// The options of a session of chat user `name` (with [`password_of`]).
     pub fn options(&self, name: &str) -> Result<Options, BenchError> {
         let mut options = Options::new(&self.url, UserName::new(name)?, password_of(name));
+        options.tls_ca = self.ca.clone();
         // A slow machine under load must not turn a queued request into a failure.
         options.request_timeout = Duration::from_secs(10);
         // Throughput is measured unpaced: pacing would only measure the allowance.
@@ -486,13 +549,14 @@ impl Stage {
 
     /// A raw async-nats connection as `@admin`, for the baselines.
     pub async fn raw(&self) -> Result<async_nats::Client, BenchError> {
-        async_nats::ConnectOptions::with_user_and_password(
+        let options = async_nats::ConnectOptions::with_user_and_password(
             self.admin.user.clone(),
             self.admin.password.clone(),
-        )
-        .connect(&self.url)
-        .await
-        .map_err(BenchError::nats)
+        );
+        chat_runtime::servers::trust(options, self.ca.as_deref())
+            .connect(chat_runtime::servers::list(&self.url))
+            .await
+            .map_err(BenchError::nats)
     }
 }
 
@@ -534,13 +598,40 @@ pub fn drain(mut events: mpsc::Receiver<Event>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move { while events.recv().await.is_some() {} })
 }
 
+/// Whether stream `name` of a cluster has a leader and every replica online and
+/// current (false if it does not answer).
+pub async fn replicas_current(js: &async_nats::jetstream::Context, name: &str) -> bool {
+    let Ok(stream) = js.get_stream(name).await else {
+        return false;
+    };
+    stream
+        .cached_info()
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.leader.is_some() && c.replicas.iter().all(|r| r.current && !r.offline))
+}
+
 /// Polls `check` every `every` until it is true or [`PATIENCE`] runs out.
-pub async fn poll_until<F, Fut>(every: Duration, what: &str, mut check: F) -> Result<(), BenchError>
+pub async fn poll_until<F, Fut>(every: Duration, what: &str, check: F) -> Result<(), BenchError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + PATIENCE;
+    poll_within(PATIENCE, every, what, check).await
+}
+
+/// [`poll_until`] with a patience of its own.
+pub async fn poll_within<F, Fut>(
+    patience: Duration,
+    every: Duration,
+    what: &str,
+    mut check: F,
+) -> Result<(), BenchError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + patience;
     while !check().await {
         if Instant::now() > deadline {
             return Err(BenchError::Timeout(what.to_string()));

@@ -132,34 +132,53 @@ fn quick_run_reports_every_scenario() {
     }
 }
 
-/// A short chaos run (a 3-node TLS cluster, nodes and workers killed at random) reports
-/// its figures, and whatever was killed, no acknowledged message is lost, duplicated
-/// or delivered out of its sender's order.
-#[test]
-fn short_chaos_run_loses_nothing() {
+/// Runs chat-bench with `args` (one scenario, `scenario`, named in them) and returns
+/// that scenario's figure of each row that has one, by figure name.
+fn figures_of(scenario: &str, args: &[&str]) -> std::collections::BTreeMap<String, f64> {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let bench = Path::new(env!("CARGO_BIN_EXE_chat-bench"));
     build_binaries(bench);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("figures.json");
     let output = Command::new(bench)
-        .args(["--only", "chaos", "--json"])
+        .args(["--only", scenario, "--json"])
         .arg(&json)
-        .args(["--chaos-secs", "25", "--chaos-members", "3"])
-        .args(["--chaos-churners", "1", "--chaos-ttl", "10"])
+        .args(args)
         .output()
         .expect("run chat-bench");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "chat-bench failed:\n{stderr}");
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let rows = report["scenarios"]["chaos"]
+    let rows = report["scenarios"][scenario]
         .as_array()
-        .unwrap_or_else(|| panic!("no chaos figures in {report:#}"));
+        .unwrap_or_else(|| panic!("no {scenario} figures in {report:#}"));
+    rows.iter()
+        .filter_map(|row| Some((row["figure"].as_str()?.to_string(), row["chat"].as_f64()?)))
+        .collect()
+}
+
+/// A short chaos run (a 3-node TLS cluster, nodes and workers killed at random) reports
+/// its figures, and whatever was killed, no acknowledged message is lost, duplicated
+/// or delivered out of its sender's order.
+#[test]
+fn short_chaos_run_loses_nothing() {
+    let figures = figures_of(
+        "chaos",
+        &[
+            "--chaos-secs",
+            "25",
+            "--chaos-members",
+            "3",
+            "--chaos-churners",
+            "1",
+            "--chaos-ttl",
+            "10",
+        ],
+    );
     let figure = |name: &str| {
-        rows.iter()
-            .find(|row| row["figure"] == name)
-            .and_then(|row| row["chat"].as_f64())
-            .unwrap_or_else(|| panic!("no {name:?} in {rows:#?}"))
+        *figures
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name:?} in {figures:#?}"))
     };
     assert!(figure("acknowledged messages") > 0.0);
     for name in [
@@ -167,6 +186,45 @@ fn short_chaos_run_loses_nothing() {
         "duplicated deliveries",
         "reordered deliveries (against the sender's order)",
     ] {
-        assert_eq!(figure(name), 0.0, "{name}: {rows:#?}");
+        assert_eq!(figure(name), 0.0, "{name}: {figures:#?}");
+    }
+}
+
+/// The rooms scenario on a 3-node TLS cluster (`--cluster 3`, R3 rooms) reports every
+/// node's figures and the three together, and both restarts bring every room back.
+#[test]
+fn rooms_on_a_cluster_report_every_node() {
+    let figures = figures_of(
+        "rooms",
+        &[
+            "--cluster",
+            "3",
+            "--rooms",
+            "12",
+            "--rooms-sessions",
+            "3",
+            "--idle-secs",
+            "1",
+        ],
+    );
+    let figure = |name: &str| {
+        *figures
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name:?} measured in {figures:#?}"))
+    };
+    assert_eq!(figure("room streams stored"), 12.0);
+    for node in ["node 1", "node 2", "node 3", "all 3 nodes"] {
+        assert!(figure(&format!("{node} memory with 12 rooms")) > 0.0);
+        assert!(figure(&format!("{node} open files with 12 rooms")) > 0.0);
+        figure(&format!("{node} CPU at rest with 12 rooms"));
+        assert!(figure(&format!("{node} memory after the restart")) > 0.0);
+    }
+    for name in [
+        "node 3 restart until its rooms are current",
+        "every node restart with 12 rooms",
+        "every node restart until every room is current",
+        "first join after the restart",
+    ] {
+        assert!(figure(name) > 0.0, "{name}");
     }
 }

@@ -2,8 +2,8 @@
 //! configuration (`chat-admin`'s template with the cluster section), TLS on every
 //! listener (a CA and certificate made by `chat-admin`'s `tls` module), random
 //! loopback ports and a temporary store per node, and one auth worker. Nodes can be
-//! killed (-9) and restarted on the same ports and store; dropping the [`Cluster`]
-//! kills everything.
+//! killed (-9) and restarted on the same ports and store, one at a time or all at once
+//! ([`Cluster::restart_all`]); dropping the [`Cluster`] kills everything.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -154,6 +154,26 @@ impl Cluster {
     }
 
     fn try_start(&mut self, node: usize) -> Result<(), crate::StartFailed> {
+        self.spawn(node);
+        self.wait_until_accepting(node)
+    }
+
+    /// Kills every node (SIGKILL: a power cut of the whole cluster, as far as the store
+    /// can tell) and starts them all again at once, on the same ports and stores;
+    /// returns once each accepts connections. JetStream may still be recovering: see
+    /// [`Cluster::wait_for_jetstream`].
+    pub fn restart_all(&mut self) {
+        (0..self.len()).for_each(|node| self.kill(node));
+        (0..self.len()).for_each(|node| self.spawn(node));
+        for node in 0..self.len() {
+            if let Err(failed) = self.wait_until_accepting(node) {
+                panic!("{failed}");
+            }
+        }
+    }
+
+    /// Starts node `node`'s process, which must not run.
+    fn spawn(&mut self, node: usize) {
         let n = &mut self.nodes[node];
         assert!(n.child.is_none(), "node {node} already runs");
         let child = Command::new(crate::nats_server_bin())
@@ -163,7 +183,14 @@ impl Cluster {
             .stderr(crate::server_log(&n.log))
             .spawn()
             .expect("start nats-server");
-        let child = n.child.insert(child);
+        n.child = Some(child);
+    }
+
+    /// Waits until node `node`, just spawned, accepts connections from clients and
+    /// other nodes; an error if it exits first.
+    fn wait_until_accepting(&mut self, node: usize) -> Result<(), crate::StartFailed> {
+        let n = &mut self.nodes[node];
+        let child = n.child.as_mut().expect("the node was spawned");
         // The route port last: a node listens for clients before it binds it, and
         // exits if that port is taken.
         crate::wait_until_accepting(n.port, child, &n.log)?;
@@ -215,6 +242,11 @@ impl Cluster {
     /// The folder of the cluster's secrets (issuer seed, static users' password files).
     pub fn secrets_dir(&self) -> &Path {
         self.secrets.dir()
+    }
+
+    /// Node `node`'s process id while it runs (to measure it from `/proc`).
+    pub fn pid(&self, node: usize) -> Option<u32> {
+        self.nodes[node].child.as_ref().map(Child::id)
     }
 
     /// Whether node `node` runs (it was not killed, or was started again).

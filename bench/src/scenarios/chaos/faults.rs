@@ -100,7 +100,7 @@ impl Replicated {
         while tokio::time::Instant::now() < deadline {
             let mut all = true;
             for (js, name) in &self.checks {
-                all &= Self::current(js, name).await;
+                all &= crate::setup::replicas_current(js, name).await;
             }
             if all {
                 return true;
@@ -108,18 +108,6 @@ impl Replicated {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         false
-    }
-
-    async fn current(js: &async_nats::jetstream::Context, name: &str) -> bool {
-        let Ok(mut stream) = js.get_stream(name).await else {
-            return false;
-        };
-        let Ok(info) = stream.info().await else {
-            return false;
-        };
-        info.cluster.as_ref().is_some_and(|c| {
-            c.leader.is_some() && c.replicas.iter().all(|r| r.current && !r.offline)
-        })
     }
 }
 
