@@ -102,6 +102,38 @@ pub fn machine() -> String {
     )
 }
 
+/// CPU time (user + system) used by a few processes since [`CpuMeter::start`]: what a
+/// phase cost each of them, whatever else ran on the machine meanwhile. Per operation,
+/// it moves much less with the machine's load than a rate does.
+pub struct CpuMeter {
+    started: Vec<Option<(u32, Sample)>>,
+}
+
+impl CpuMeter {
+    /// Starts measuring `pids` (a `None`, or a process that cannot be read, is
+    /// reported as not measured).
+    pub fn start(pids: &[Option<u32>]) -> Self {
+        let started = pids
+            .iter()
+            .map(|pid| pid.and_then(|pid| Some((pid, Sample::of(pid)?))))
+            .collect();
+        Self { started }
+    }
+
+    /// Milliseconds of CPU each process used since the start, per one of `ops`
+    /// operations, in the order the pids were given.
+    pub fn ms_per(&self, ops: u64) -> Vec<Option<f64>> {
+        self.started
+            .iter()
+            .map(|started| {
+                let (pid, before) = started.as_ref()?;
+                let used = Sample::of(*pid)?.cpu.saturating_sub(before.cpu);
+                Some(used.as_secs_f64() * 1e3 / ops.max(1) as f64)
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
