@@ -254,7 +254,7 @@ struct OwnMessages {
 impl OwnMessages {
     /// Sort key of the next message, reading it when none is looked at yet; none once
     /// the room is exhausted.
-    async fn peek(&mut self) -> Result<Option<(DateTime<Utc>, RoomName, u64)>, RequestError> {
+    async fn peek(&mut self) -> Result<Option<(DateTime<Utc>, u64)>, RequestError> {
         while self.peeked.is_none() {
             match self.replay.next().await? {
                 None => return Ok(None),
@@ -263,15 +263,15 @@ impl OwnMessages {
             }
         }
         Ok(match &self.peeked {
-            Some(Event::Message { ts, room, seq, .. }) => Some((*ts, room.clone(), *seq)),
+            Some(Event::Message { ts, seq, .. }) => Some((*ts, *seq)),
             _ => None,
         })
     }
 }
 
-/// Shows `user`'s messages in every room of `rooms`, merged by time (a streaming
-/// merge: at most one batch in flight per room), then a `history_end` event naming
-/// `current`.
+/// Shows `user`'s messages in every room of `rooms` (sorted by name), merged by time
+/// (a streaming merge: at most one batch in flight per room), then a `history_end`
+/// event naming `current`.
 /// Returns how many were shown.
 pub(crate) async fn my_messages(
     client: &async_nats::Client,
@@ -295,13 +295,16 @@ pub(crate) async fn my_messages(
     loop {
         let mut earliest = None;
         for (i, source) in sources.iter_mut().enumerate() {
-            if let Some(key) = source.peek().await? {
-                if earliest.as_ref().is_none_or(|(_, best)| key < *best) {
-                    earliest = Some((i, key));
+            // Ties in time go to the room first by name (`rooms` is sorted), then
+            // by sequence.
+            if let Some((ts, seq)) = source.peek().await? {
+                let key = (ts, i, seq);
+                if earliest.is_none_or(|best| key < best) {
+                    earliest = Some(key);
                 }
             }
         }
-        let Some((i, _)) = earliest else { break };
+        let Some((_, i, _)) = earliest else { break };
         let Some(event) = sources[i].peeked.take() else {
             break;
         };

@@ -24,7 +24,8 @@ use async_nats::jetstream::stream::Stream;
 use chat_protocol::body::{ReplayPlan, ReplayRequest};
 use chat_protocol::{subjects, RoomName, UserName};
 use chat_runtime::reading;
-use futures::StreamExt;
+use chrono::DateTime;
+use futures::{FutureExt, StreamExt};
 
 use crate::call::{self, Malformed, RequestError};
 use crate::event::{self, Event};
@@ -116,7 +117,13 @@ impl Replay {
             let Some((messages, name)) = self.reading.as_mut() else {
                 return Ok(None);
             };
-            let message = match tokio::time::timeout(QUIET, messages.next()).await {
+            // A message already received needs no timer: most of them are, the
+            // server sends a whole pull ahead.
+            let ready = match messages.next().now_or_never() {
+                Some(message) => Ok(message),
+                None => tokio::time::timeout(QUIET, messages.next()).await,
+            };
+            let message = match ready {
                 Ok(Some(Ok(message))) => message,
                 Ok(Some(Err(err))) => {
                     tracing::warn!(room = %self.room, next = self.next, "replay consumer failed ({err}); resuming");
@@ -164,13 +171,16 @@ impl Replay {
             if seq == self.end || info.pending == 0 {
                 self.finish();
             }
-            let stored = reading::stored(&message, &info);
             let event = event::from_stored(
                 &self.room,
-                &stored.subject,
-                &stored.payload,
+                &message.subject,
+                &message.payload,
                 seq,
-                stored.time,
+                DateTime::from_timestamp(
+                    info.published.unix_timestamp(),
+                    info.published.nanosecond(),
+                )
+                .unwrap_or_default(),
                 true,
             );
             if let Some(event) = event {
