@@ -6,7 +6,9 @@
 //! 5 by default, then what the user's standing says). Every chat message goes through
 //! one [`Pacer`] task, in send order: it takes a token (waiting for the next one when
 //! the bucket is empty) and hands the message to the [`Publisher`], which publishes and
-//! retries it as before. The caller gets its [`SendHandle`] at once, so commands typed
+//! retries it as before. Without an allowance (pacing off) there is no token to wait
+//! for, and [`Pacer::send`] hands the message to the publisher itself. The caller
+//! gets its [`SendHandle`] at once, so commands typed
 //! behind a long paste are not held up; the handle settles when JetStream acknowledged
 //! the message.
 //!
