@@ -53,12 +53,12 @@ impl Echoes {
         let mut rooms = self.rooms();
         let room = room_of(&mut rooms, room);
         room.shown = room.shown.max(seq);
-        if room
-            .waiting
-            .first_key_value()
-            .is_some_and(|(first, _)| *first <= seq)
-        {
-            room.waiting = room.waiting.split_off(&(seq + 1));
+        // Usually the one message just shown: taken off the front, no new map.
+        while let Some(entry) = room.waiting.first_entry() {
+            if *entry.key() > seq {
+                break;
+            }
+            entry.remove();
         }
     }
 
