@@ -383,6 +383,7 @@ impl Chat {
             client.clone(),
             options.pacing,
             events.clone(),
+            options.retry.window,
         );
         let standing_task = tokio::spawn(moderation::keep_standing(
             client.clone(),

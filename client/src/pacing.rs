@@ -15,7 +15,9 @@
 //! The bucket is kept a little inside the allowance ([`Bucket::new`]): messages reach
 //! the server with some jitter, and the server's bucket may not be quite full. Nothing
 //! is released while the connection is down, so messages do not pile up in the
-//! publisher and go out in one burst when it comes back. The first message waits (at
+//! publisher and go out in one burst when it comes back; nor while the publisher's
+//! window is full, so a slow acknowledgement cannot gather paced messages that would
+//! then reach the server together, over the allowance. The first message waits (at
 //! most 2 s) for the user's standing after the login, so that an allowance stricter
 //! than the default is known before a burst goes out.
 //!
@@ -29,7 +31,7 @@ use std::time::Duration;
 
 use chat_protocol::body::{ChatMessage, Rate};
 use chat_protocol::RoomName;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::event::{Event, State};
@@ -155,12 +157,14 @@ impl Pacer {
     /// Starts the task in front of `publisher`; `allowance: None` sends at once
     /// (tests and benchmarks of raw throughput). `client` tells whether the connection
     /// is up; `events` gets the `sending` status events and the reports of messages
-    /// abandoned when closing.
+    /// abandoned when closing. `window` is the publisher's: at most that many paced
+    /// messages are between their token and their acknowledgement.
     pub fn start(
         publisher: Publisher,
         client: async_nats::Client,
         allowance: Option<Rate>,
         events: mpsc::Sender<Event>,
+        window: usize,
     ) -> (Self, tokio::task::AbortHandle) {
         let (jobs, rx) = mpsc::channel(MAX_QUEUED);
         let pacer = Self {
@@ -174,6 +178,7 @@ impl Pacer {
             abandoned: Arc::default(),
         };
         let task = Task {
+            in_flight: Arc::new(Semaphore::new(window.max(1))),
             publisher,
             client,
             events,
@@ -200,7 +205,7 @@ impl Pacer {
             // no token to wait for, so the pacing task would only pass the message
             // on. Handed to the publisher from here, one task hop and queue fewer;
             // the order is the same, since nothing ever waits in the pacer's queue.
-            let settled = settled(self.progress.clone(), self.events.clone(), done);
+            let settled = settled(self.progress.clone(), self.events.clone(), done, None);
             self.publisher.submit(message, settled).await;
             return SendHandle::new(id, rx);
         }
@@ -280,8 +285,10 @@ fn settled(
     progress: Arc<watch::Sender<Progress>>,
     events: mpsc::Sender<Event>,
     done: oneshot::Sender<Result<u64, SendError>>,
+    permit: Option<OwnedSemaphorePermit>,
 ) -> crate::publish::Settled {
     Box::new(move |result| {
+        drop(permit); // the next paced message may take its token
         let mut report = None;
         progress.send_modify(|p| {
             let (sent, total, paced) = (p.sent + 1, p.total, p.paced);
@@ -319,6 +326,11 @@ struct Task {
     standing: watch::Receiver<bool>,
     abandon: watch::Receiver<bool>,
     abandoned: Arc<Mutex<Vec<SendError>>>,
+    /// A permit per paced message between its token and its settling, as many as the
+    /// publisher's window: a token is taken only when the message can go out at once,
+    /// so a slow acknowledgement cannot gather paced messages in the publisher's
+    /// queue that would then reach the server together, over the allowance.
+    in_flight: Arc<Semaphore>,
 }
 
 impl Task {
@@ -333,7 +345,11 @@ impl Task {
                 }
                 Job::Send { message, done } => (message, done),
             };
-            if !self.wait_turn(&mut bucket).await {
+            let permit = tokio::select! {
+                permit = self.in_flight.clone().acquire_owned() => permit.ok(),
+                _ = self.abandon.wait_for(|abandon| *abandon) => None,
+            };
+            if permit.is_none() || !self.wait_turn(&mut bucket).await {
                 let err = SendError::NotSent {
                     text: message.preview,
                     room: message.room,
@@ -349,7 +365,7 @@ impl Task {
                 self.progress.send_modify(settle);
                 continue;
             }
-            let settled = settled(self.progress.clone(), self.events.clone(), done);
+            let settled = settled(self.progress.clone(), self.events.clone(), done, permit);
             self.publisher.submit(message, settled).await;
         }
     }
