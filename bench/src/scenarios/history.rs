@@ -14,6 +14,7 @@ use chat_protocol::body::MessageKind;
 use chat_protocol::{streams, subjects, UserName};
 use futures::StreamExt;
 
+use crate::procfs::CpuMeter;
 use crate::report::{Row, Target};
 use crate::setup::{self, BenchError, Stage, PATIENCE};
 use crate::stamp;
@@ -21,6 +22,10 @@ use crate::stats::rate;
 
 /// Messages written between two waits for their acks while filling the room.
 const FILL_CHUNK: usize = 5_000;
+
+/// Reads of each kind (raw and chat, whole room and one user's messages), taking
+/// turns; the figures are their medians.
+const ROUNDS: usize = 3;
 
 /// The user who writes the room (and then replays its own messages).
 const WRITER: &str = "writer";
@@ -59,97 +64,138 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
 
     let at_rest = stage.history.sample();
 
-    stage.progress.phase("history: raw ordered consumer");
     let js = jetstream::new(stage.raw().await?);
     let stream = js
         .get_stream(streams::stream_name(&room))
         .await
         .map_err(BenchError::nats)?;
     let stored = stream.cached_info().state.messages;
-    let started = Instant::now();
-    let mut messages = setup::raw_room_feed(&stream, DeliverPolicy::All).await?;
-    let read = read_raw(&mut messages, stored, "the raw replay").await?;
-    let raw_time = started.elapsed();
-    drop(messages);
-
-    stage.progress.phase("history: #all_messages");
-    let (reader, mut events) = stage.chat("reader").await?;
-    let shown = Arc::new(AtomicU64::new(0));
-    let counter = {
-        let shown = shown.clone();
-        tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                match event {
-                    Event::Message { .. } => {
-                        shown.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Event::HistoryEnd { .. } => break,
-                    _ => {}
-                }
-            }
-        })
-    };
-    let started = Instant::now();
-    let replay = reader.all_messages(&room);
-    tokio::pin!(replay);
-    let count = loop {
-        tokio::select! {
-            done = &mut replay => break done.map_err(BenchError::nats)?,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => stage
-                .progress
-                .update(format!("{} of {total} shown", shown.load(Ordering::Relaxed))),
-        }
-    };
-    let _ = tokio::time::timeout(PATIENCE, counter).await;
-    let chat_time = started.elapsed();
-
-    stage
-        .progress
-        .phase("history: raw ordered consumer, one user's messages");
     let filter = subjects::room_message(&room, &UserName::new(WRITER).map_err(BenchError::nats)?);
-    let started = Instant::now();
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: filter,
-            ..Default::default()
-        })
-        .await
-        .map_err(BenchError::nats)?;
-    let own_stored = consumer.cached_info().num_pending;
-    let mut messages = consumer.messages().await.map_err(BenchError::nats)?;
-    let own_read = read_raw(&mut messages, own_stored, "the raw filtered replay").await?;
-    let own_raw_time = started.elapsed();
-    drop(messages);
+    let (reader, mut events) = stage.chat("reader").await?;
+    let (me, mut own_events) = stage.chat(WRITER).await?;
+    setup::join(&me, &mut own_events, &room).await?;
+    let drained = setup::drain(own_events);
 
-    stage.progress.phase("history: #my_messages");
-    let (me, mut events) = stage.chat(WRITER).await?;
-    setup::join(&me, &mut events, &room).await?;
-    let drained = setup::drain(events);
-    let started = Instant::now();
-    let own_count = me.my_messages(&room).await.map_err(BenchError::nats)?;
-    let own_time = started.elapsed();
+    // Each read is timed on its own, the raw and the chat reads taking turns, so that
+    // a slow moment of the machine or a cold cache does not land on one side only.
+    let pids = [Some(std::process::id()), stage.server_pid()];
+    let mut reads = Reads::default();
+    for round in 1..=ROUNDS {
+        stage
+            .progress
+            .phase(format!("history: raw ordered consumer ({round}/{ROUNDS})"));
+        let meter = CpuMeter::start(&pids);
+        let started = Instant::now();
+        let mut messages = setup::raw_room_feed(&stream, DeliverPolicy::All).await?;
+        let read = read_raw(&mut messages, stored, "the raw replay").await?;
+        reads.raw_all.add(read, started.elapsed(), meter.ms_per(read));
+        drop(messages);
+
+        stage
+            .progress
+            .phase(format!("history: #all_messages ({round}/{ROUNDS})"));
+        let meter = CpuMeter::start(&pids);
+        let shown = Arc::new(AtomicU64::new(0));
+        let counter = {
+            let shown = shown.clone();
+            tokio::spawn(async move {
+                while let Some(event) = events.recv().await {
+                    match event {
+                        Event::Message { .. } => {
+                            shown.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Event::HistoryEnd { .. } => break,
+                        _ => {}
+                    }
+                }
+                events
+            })
+        };
+        let started = Instant::now();
+        let replay = reader.all_messages(&room);
+        tokio::pin!(replay);
+        let count = loop {
+            tokio::select! {
+                done = &mut replay => break done.map_err(BenchError::nats)?,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => stage
+                    .progress
+                    .update(format!("{} of {total} shown", shown.load(Ordering::Relaxed))),
+            }
+        };
+        events = tokio::time::timeout(PATIENCE, counter)
+            .await
+            .map_err(|_| BenchError::Timeout("the end of #all_messages".into()))?
+            .map_err(|e| BenchError::Timeout(format!("the replay's reader: {e}")))?;
+        reads.chat_all.add(count, started.elapsed(), meter.ms_per(count));
+
+        stage.progress.phase(format!(
+            "history: raw ordered consumer, one user's messages ({round}/{ROUNDS})"
+        ));
+        let meter = CpuMeter::start(&pids);
+        let started = Instant::now();
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: filter.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(BenchError::nats)?;
+        let own_stored = consumer.cached_info().num_pending;
+        let mut messages = consumer.messages().await.map_err(BenchError::nats)?;
+        let read = read_raw(&mut messages, own_stored, "the raw filtered replay").await?;
+        reads.raw_own.add(read, started.elapsed(), meter.ms_per(read));
+        drop(messages);
+
+        stage
+            .progress
+            .phase(format!("history: #my_messages ({round}/{ROUNDS})"));
+        let meter = CpuMeter::start(&pids);
+        let started = Instant::now();
+        let count = me.my_messages(&room).await.map_err(BenchError::nats)?;
+        reads.chat_own.add(count, started.elapsed(), meter.ms_per(count));
+    }
     me.close().await;
     drained.abort();
     let after = stage.history.sample();
+    let count = reads.chat_all.counts.iter().copied().min().unwrap_or(0);
 
-    let mut rows = vec![Row::new("full replay", "msg/s", Some(rate(count, chat_time)))
-        .baseline("raw ordered consumer", Some(rate(read, raw_time)))
-        .target(Target::RatioAtLeast(0.8))
-        .note(format!(
-            "{count} chat messages shown by #all_messages in {:.2} s; the raw consumer read all {read} stored messages in {:.2} s",
-            chat_time.as_secs_f64(),
-            raw_time.as_secs_f64()
-        ))];
-    rows.push(
-        Row::new("own messages replay", "msg/s", Some(rate(own_count, own_time)))
-            .baseline("raw consumer, same filter", Some(rate(own_read, own_raw_time)))
+    let mut rows = vec![
+        Row::new("full replay", "msg/s", reads.chat_all.median_rate())
+            .baseline("raw ordered consumer", reads.raw_all.median_rate())
             .target(Target::RatioAtLeast(0.8))
             .note(format!(
-                "{own_count} of the writer's messages shown by #my_messages in {:.2} s; the raw consumer filtered on them read {own_read} in {:.2} s",
-                own_time.as_secs_f64(),
-                own_raw_time.as_secs_f64()
+                "median of {ROUNDS} reads each, taking turns: #all_messages showed {} chat messages at {} msg/s; the raw consumer read all {} stored messages at {} msg/s",
+                reads.chat_all.counts.first().copied().unwrap_or(0),
+                reads.chat_all.rates(),
+                reads.raw_all.counts.first().copied().unwrap_or(0),
+                reads.raw_all.rates(),
             )),
-    );
+        Row::new("own messages replay", "msg/s", reads.chat_own.median_rate())
+            .baseline("raw consumer, same filter", reads.raw_own.median_rate())
+            .target(Target::RatioAtLeast(0.8))
+            .note(format!(
+                "median of {ROUNDS} reads each, taking turns: #my_messages showed {} of the writer's messages at {} msg/s; the raw consumer filtered on them read {} at {} msg/s",
+                reads.chat_own.counts.first().copied().unwrap_or(0),
+                reads.chat_own.rates(),
+                reads.raw_own.counts.first().copied().unwrap_or(0),
+                reads.raw_own.rates(),
+            )),
+    ];
+    for (what, chat, raw) in [
+        ("full replay", &reads.chat_all, &reads.raw_all),
+        ("own messages replay", &reads.chat_own, &reads.raw_own),
+    ] {
+        for (i, process) in ["reader", "nats-server"].iter().enumerate() {
+            rows.push(
+                Row::new(format!("{process} CPU per message, {what}"), "µs", chat.cpu_us(i))
+                    .baseline("the raw read's", raw.cpu_us(i))
+                    .note(format!(
+                        "user + system time of the {} over the {ROUNDS} reads (/proc/<pid>/stat) / messages read",
+                        if i == 0 { "bench process (the reader)" } else { "nats-server" }
+                    )),
+            );
+        }
+    }
     rows.push(
         Row::new(
             "history worker peak memory",
@@ -158,7 +204,7 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         )
         .target(Target::Below(64.0))
         .note(format!(
-            "VmHWM of the history-worker process after replaying {total} messages; {} MiB resident at rest before",
+            "VmHWM of the history-worker process after replaying {total} messages {ROUNDS} times; {} MiB resident at rest before",
             at_rest.map_or("n/a".into(), |s| format!("{:.1}", s.rss_mb))
         )),
     );
@@ -168,9 +214,63 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
             "msg",
             Some((total as u64).saturating_sub(count) as f64),
         )
-        .note("chat messages written but not shown by #all_messages; 0 expected"),
+        .note("chat messages written but not shown by #all_messages (in its worst read); 0 expected"),
     );
     Ok(rows)
+}
+
+/// Reads of each kind, and each reader's CPU time.
+#[derive(Default)]
+struct Reads {
+    raw_all: Timed,
+    chat_all: Timed,
+    raw_own: Timed,
+    chat_own: Timed,
+}
+
+/// The reads of one kind: messages, time, and CPU milliseconds per message of the
+/// bench process and of nats-server.
+#[derive(Default)]
+struct Timed {
+    counts: Vec<u64>,
+    times: Vec<Duration>,
+    cpu_ms: [f64; 2],
+    cpu_known: [bool; 2],
+}
+
+impl Timed {
+    fn add(&mut self, count: u64, time: Duration, cpu_ms_per: Vec<Option<f64>>) {
+        for (i, per) in cpu_ms_per.into_iter().enumerate().take(2) {
+            if let Some(per) = per {
+                self.cpu_ms[i] += per * count as f64;
+                self.cpu_known[i] = true;
+            }
+        }
+        self.counts.push(count);
+        self.times.push(time);
+    }
+
+    fn each_rate(&self) -> Vec<f64> {
+        let pairs = self.counts.iter().zip(&self.times);
+        pairs.map(|(&count, &time)| rate(count, time)).collect()
+    }
+
+    fn median_rate(&self) -> Option<f64> {
+        let mut rates = self.each_rate();
+        rates.sort_by(f64::total_cmp);
+        rates.get(rates.len() / 2).copied()
+    }
+
+    fn rates(&self) -> String {
+        let rates: Vec<String> = self.each_rate().iter().map(|r| format!("{r:.0}")).collect();
+        rates.join(", ")
+    }
+
+    /// Microseconds of CPU per message of process `i` (0: the bench, 1: the server).
+    fn cpu_us(&self, i: usize) -> Option<f64> {
+        let messages: u64 = self.counts.iter().sum();
+        (self.cpu_known[i] && messages > 0).then(|| self.cpu_ms[i] * 1e3 / messages as f64)
+    }
 }
 
 /// Reads `count` messages from a raw consumer (each within [`PATIENCE`]); `what` names
