@@ -6,7 +6,8 @@
 //! A request that gets no answer (its worker died, none runs for a moment) is asked for
 //! again, which another instance answers: a page comes from the same cursor, so
 //! scrolling goes on from the last sequence shown, with no duplicate.
-//! `#my_messages` merges the rooms by time holding at most one batch per room.
+//! `#my_messages` merges the rooms by time holding at most one batch per room (and a
+//! run of events on its way to the UI).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -204,6 +205,11 @@ fn to_event(room: &RoomName, entry: &HistoryEntry) -> Option<Event> {
 /// Messages shown between two `history_progress` events of `#all_messages`.
 const PROGRESS_EVERY: u64 = 1000;
 
+/// Events of a replay handed to the UI in one go when they were already received:
+/// the UI's task is woken once for the run, not once per message (a wake-up cost as
+/// much as checking a message).
+const RUN: usize = 128;
+
 /// Most messages in flight per room while `#my_messages` reads several rooms at once
 /// (each room's consumer holds at most one batch).
 const MERGE_BATCH: i64 = chat_runtime::reading::MAX_BATCH as i64;
@@ -221,19 +227,29 @@ pub(crate) async fn all_messages(
 ) -> Result<u64, RequestError> {
     let mut count = 0;
     let mut replay = Replay::open(client, room, None, None, timeout).await?;
+    let mut run = Vec::with_capacity(RUN);
     while let Some(event) = replay.next().await? {
-        if matches!(event, Event::Message { .. }) {
-            count += 1;
-            if count % PROGRESS_EVERY == 0 {
-                let progress = Event::HistoryProgress {
-                    room: room.clone(),
-                    count,
-                };
-                let _ = events.send(progress).await;
+        run.push(event);
+        while run.len() < RUN {
+            match replay.next_ready()? {
+                Some(event) => run.push(event),
+                None => break,
             }
         }
-        if events.send(event).await.is_err() {
-            return Ok(count);
+        for event in run.drain(..) {
+            if matches!(event, Event::Message { .. }) {
+                count += 1;
+                if count % PROGRESS_EVERY == 0 {
+                    let progress = Event::HistoryProgress {
+                        room: room.clone(),
+                        count,
+                    };
+                    let _ = events.send(progress).await;
+                }
+            }
+            if events.send(event).await.is_err() {
+                return Ok(count);
+            }
         }
     }
     let end = Event::HistoryEnd {
@@ -267,6 +283,18 @@ impl OwnMessages {
             _ => None,
         })
     }
+
+    /// Looks at the next message if one was already received, without waiting.
+    fn peek_ready(&mut self) -> Result<(), RequestError> {
+        while self.peeked.is_none() {
+            match self.replay.next_ready()? {
+                None => break,
+                Some(event @ Event::Message { .. }) => self.peeked = Some(event),
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Shows `user`'s messages in every room of `rooms` (sorted by name), merged by time
@@ -292,7 +320,22 @@ pub(crate) async fn my_messages(
         });
     }
     let mut count = 0;
+    let mut run = Vec::with_capacity(RUN);
     loop {
+        // Before anything has to be waited for, the run so far goes to the UI.
+        for source in &mut sources {
+            source.peek_ready()?;
+        }
+        let waits = sources
+            .iter()
+            .any(|s| s.peeked.is_none() && !s.replay.is_over());
+        if waits || run.len() >= RUN {
+            for event in run.drain(..) {
+                if events.send(event).await.is_err() {
+                    return Ok(count);
+                }
+            }
+        }
         let mut earliest = None;
         for (i, source) in sources.iter_mut().enumerate() {
             // Ties in time go to the room first by name (`rooms` is sorted), then
@@ -309,6 +352,9 @@ pub(crate) async fn my_messages(
             break;
         };
         count += 1;
+        run.push(event);
+    }
+    for event in run {
         if events.send(event).await.is_err() {
             return Ok(count);
         }

@@ -18,7 +18,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
+use async_nats::jetstream;
+use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig, OrderedError};
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::stream::Stream;
 use chat_protocol::body::{ReplayPlan, ReplayRequest};
@@ -49,6 +50,9 @@ pub(crate) struct Replay {
     next: u64,
     /// The consumer's messages and its name; none once the replay is over.
     reading: Option<(Ordered, String)>,
+    /// A failure or end of the consumer met by [`Replay::next_ready`], for
+    /// [`Replay::next`] to handle.
+    early: Option<Option<Result<jetstream::Message, OrderedError>>>,
     resumes: u32,
 }
 
@@ -103,6 +107,7 @@ impl Replay {
             end: plan.end.unwrap_or(0),
             next: plan.start,
             reading: None,
+            early: None,
             resumes: 0,
         };
         if plan.end.is_some() {
@@ -119,74 +124,112 @@ impl Replay {
             };
             // A message already received needs no timer: most of them are, the
             // server sends a whole pull ahead.
-            let ready = match messages.next().now_or_never() {
-                Some(message) => Ok(message),
-                None => tokio::time::timeout(QUIET, messages.next()).await,
+            let ready = match self.early.take() {
+                Some(item) => Ok(item),
+                None => match messages.next().now_or_never() {
+                    Some(item) => Ok(item),
+                    None => tokio::time::timeout(QUIET, messages.next()).await,
+                },
             };
-            let message = match ready {
-                Ok(Some(Ok(message))) => message,
+            match ready {
+                Ok(Some(Ok(message))) => {
+                    if let Some(event) = self.show(message)? {
+                        return Ok(Some(event));
+                    }
+                }
                 Ok(Some(Err(err))) => {
                     tracing::warn!(room = %self.room, next = self.next, "replay consumer failed ({err}); resuming");
                     self.resume().await?;
-                    continue;
                 }
-                Ok(None) => {
-                    self.resume().await?;
-                    continue;
-                }
-                Err(_) => {
-                    match self.stream.consumer_info(name.as_str()).await {
-                        // Everything up to the end was deleted meanwhile.
-                        Ok(info) if info.num_pending == 0 => self.finish(),
-                        Ok(info) => {
-                            tracing::info!(room = %self.room, next = self.next, pending = info.num_pending, "replay consumer holds messages it does not deliver; resuming");
-                            self.resume().await?;
-                        }
-                        Err(err) => {
-                            tracing::info!(room = %self.room, next = self.next, "replay consumer does not answer ({err}); resuming");
-                            self.resume().await?;
-                        }
+                Ok(None) => self.resume().await?,
+                Err(_) => match self.stream.consumer_info(name.as_str()).await {
+                    // Everything up to the end was deleted meanwhile.
+                    Ok(info) if info.num_pending == 0 => self.finish(),
+                    Ok(info) => {
+                        tracing::info!(room = %self.room, next = self.next, pending = info.num_pending, "replay consumer holds messages it does not deliver; resuming");
+                        self.resume().await?;
                     }
-                    continue;
-                }
-            };
-            let info = message
-                .info()
-                .map_err(|e| failed(reading::ReadError::Metadata(e)))?;
-            if info.consumer != name.as_str() {
-                // The library created the consumer again (after a gap or its loss):
-                // the one to delete at the end is the one delivering now.
-                *name = info.consumer.to_string();
-            }
-            let seq = info.stream_sequence;
-            if seq < self.next {
-                continue;
-            }
-            if seq > self.end {
-                self.finish();
-                return Ok(None);
-            }
-            self.next = seq + 1;
-            self.resumes = 0;
-            if seq == self.end || info.pending == 0 {
-                self.finish();
-            }
-            let event = event::from_stored(
-                &self.room,
-                &message.subject,
-                &message.payload,
-                seq,
-                DateTime::from_timestamp(
-                    info.published.unix_timestamp(),
-                    info.published.nanosecond(),
-                )
-                .unwrap_or_default(),
-                true,
-            );
-            if let Some(event) = event {
-                return Ok(Some(event));
+                    Err(err) => {
+                        tracing::info!(room = %self.room, next = self.next, "replay consumer does not answer ({err}); resuming");
+                        self.resume().await?;
+                    }
+                },
             }
         }
+    }
+
+    /// The next event among the messages already received, without waiting: none
+    /// when there is none now (or the replay is over, or it has to resume: [`next`]
+    /// does that). Lets a caller hand a run of events to the UI at once, which wakes
+    /// it once rather than once per message.
+    ///
+    /// [`next`]: Self::next
+    pub(crate) fn next_ready(&mut self) -> Result<Option<Event>, RequestError> {
+        while self.early.is_none() {
+            let Some((messages, _)) = self.reading.as_mut() else {
+                return Ok(None);
+            };
+            match messages.next().now_or_never() {
+                None => return Ok(None),
+                Some(Some(Ok(message))) => {
+                    if let Some(event) = self.show(message)? {
+                        return Ok(Some(event));
+                    }
+                }
+                // A failure or the end: kept for `next`, which resumes.
+                Some(item) => self.early = Some(item),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether the replay is over (nothing more will come from [`next`]).
+    ///
+    /// [`next`]: Self::next
+    pub(crate) fn is_over(&self) -> bool {
+        self.reading.is_none() && self.early.is_none()
+    }
+
+    /// Checks one received message: its event, or none when it is skipped (already
+    /// shown, past the end, or not valid). Ends the replay at the plan's end.
+    fn show(&mut self, message: jetstream::Message) -> Result<Option<Event>, RequestError> {
+        let Some((_, name)) = self.reading.as_mut() else {
+            return Ok(None);
+        };
+        let info = message
+            .info()
+            .map_err(|e| failed(reading::ReadError::Metadata(e)))?;
+        if info.consumer != name.as_str() {
+            // The library created the consumer again (after a gap or its loss):
+            // the one to delete at the end is the one delivering now.
+            *name = info.consumer.to_string();
+        }
+        let seq = info.stream_sequence;
+        if seq < self.next {
+            return Ok(None);
+        }
+        if seq > self.end {
+            self.finish();
+            return Ok(None);
+        }
+        self.next = seq + 1;
+        self.resumes = 0;
+        if seq == self.end || info.pending == 0 {
+            self.finish();
+        }
+        let time = DateTime::from_timestamp(
+            info.published.unix_timestamp(),
+            info.published.nanosecond(),
+        )
+        .unwrap_or_default();
+        Ok(event::from_stored(
+            &self.room,
+            &message.subject,
+            &message.payload,
+            seq,
+            time,
+            true,
+        ))
     }
 
     /// Creates a consumer reading from `next`; a consumer with nothing to deliver
@@ -223,6 +266,7 @@ impl Replay {
     /// Stops reading and deletes the consumer (in the background; an ordered consumer
     /// left behind goes by itself after its inactivity threshold, 30 s).
     fn finish(&mut self) {
+        self.early = None;
         if let Some((_, name)) = self.reading.take() {
             self.delete(name);
         }

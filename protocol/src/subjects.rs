@@ -132,14 +132,18 @@ fn shape(subject: &str) -> SubjectError {
 
 /// Parses a subject of a room stream.
 pub fn parse_room_subject(subject: &str) -> Result<RoomSubject, SubjectError> {
-    let tokens: Vec<&str> = subject.split('.').collect();
-    match tokens.as_slice() {
-        [ROOT, "room", room, "msg", user] => Ok(RoomSubject::Message {
-            room: RoomName::new(*room)?,
-            user: UserName::new(*user)?,
-        }),
-        [ROOT, "room", room, "sys"] => Ok(RoomSubject::System {
-            room: RoomName::new(*room)?,
+    // Every stored message passes here: split without collecting the tokens.
+    let mut tokens = subject.split('.');
+    let mut next = || tokens.next();
+    match (next(), next(), next(), next(), next(), next()) {
+        (Some(ROOT), Some("room"), Some(room), Some("msg"), Some(user), None) => {
+            Ok(RoomSubject::Message {
+                room: RoomName::new(room)?,
+                user: UserName::new(user)?,
+            })
+        }
+        (Some(ROOT), Some("room"), Some(room), Some("sys"), None, None) => Ok(RoomSubject::System {
+            room: RoomName::new(room)?,
         }),
         _ => Err(shape(subject)),
     }
