@@ -97,3 +97,22 @@ async fn a_full_room_keeps_taking_messages_and_blocks_no_join_or_other_room() {
         account.limits
     );
 }
+
+/// A room holds more members online than nats-server 2.15's default of 1,000
+/// consumers per stream: each member's live feed is a consumer of the room's stream,
+/// and the `CHAT` account lifts that cap (nats/nats-server.conf.template).
+#[tokio::test]
+async fn a_room_holds_more_than_a_thousand_feeds() {
+    let server = run_server();
+    let js = server.jetstream().await;
+    let room = RoomName::new("crowded").unwrap();
+    let config = chat_runtime::storage::room_stream_config(&room, &test_support::room_settings());
+    let stream = js.create_stream(config).await.expect("room stream");
+    // What a member's live feed makes: an ephemeral ordered consumer.
+    for n in 1..=1_100 {
+        let feed = jetstream::consumer::pull::OrderedConfig::default();
+        if let Err(err) = stream.create_consumer(feed).await {
+            panic!("the feed of member {n} was refused: {err}");
+        }
+    }
+}
