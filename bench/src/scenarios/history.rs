@@ -25,7 +25,7 @@ const FILL_CHUNK: usize = 5_000;
 
 /// Reads of each kind (raw and chat, whole room and one user's messages), taking
 /// turns; the figures are their medians.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 /// The user who writes the room (and then replays its own messages).
 const WRITER: &str = "writer";

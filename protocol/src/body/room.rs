@@ -1,6 +1,8 @@
 //! What a room stream holds: chat messages and joined/left events, and the one
 //! decoder that checks a stored message before anyone shows it.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -201,6 +203,26 @@ pub struct EventDetail {
     pub others: Vec<UserName>,
 }
 
+/// A [`ChatMessage`] as received: the claimed room and user are only compared with
+/// the subject's, so they are read in place rather than copied (a replay decodes
+/// every message of a room).
+#[derive(Deserialize)]
+struct Received<'a> {
+    #[serde(default = "v1")]
+    v: u32,
+    #[serde(rename = "type", default)]
+    kind: MessageKind,
+    #[serde(default)]
+    id: String,
+    #[serde(default, borrow)]
+    room: Cow<'a, str>,
+    #[serde(default, borrow)]
+    user: Cow<'a, str>,
+    text: String,
+    #[serde(default, with = "rfc3339::option")]
+    ts: Option<DateTime<Utc>>,
+}
+
 /// What one message of a room stream turned out to be, once checked.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomPayload {
@@ -208,7 +230,9 @@ pub enum RoomPayload {
     Chat {
         /// Sender, from the subject.
         user: UserName,
-        /// The body as sent.
+        /// The body as sent, but for its `room` and `user`, left empty: the
+        /// subject's count (the body's room was checked to be the subject's; the
+        /// body's user is kept only when it is another one, with `spoofed`).
         message: ChatMessage,
         /// The body claimed another user than the subject: shown as `user`, flagged.
         spoofed: bool,
@@ -239,15 +263,30 @@ pub enum DecodeError {
 pub fn decode_room_payload(subject: &str, payload: &[u8]) -> Result<RoomPayload, DecodeError> {
     match subjects::parse_room_subject(subject)? {
         RoomSubject::Message { room, user } => {
-            let message: ChatMessage = serde_json::from_slice(payload)?;
-            validate_text(&message.text)?;
-            let spoofed = !message.user.is_empty() && message.user != user.as_str();
-            if !message.room.is_empty() && message.room != room.as_str() {
+            let body: Received = serde_json::from_slice(payload)?;
+            validate_text(&body.text)?;
+            let spoofed = !body.user.is_empty() && body.user != user.as_str();
+            if !body.room.is_empty() && body.room != room.as_str() {
                 return Err(DecodeError::RoomMismatch {
-                    body: crate::display::sanitize(&message.room).into_owned(),
+                    body: crate::display::sanitize(&body.room).into_owned(),
                     subject: room.to_string(),
                 });
             }
+            let message = ChatMessage {
+                v: body.v,
+                kind: body.kind,
+                id: body.id,
+                // The subject's room is the one: the body's (checked equal) is not kept.
+                room: String::new(),
+                // Kept only when it is another than the subject's.
+                user: if spoofed {
+                    body.user.into_owned()
+                } else {
+                    String::new()
+                },
+                text: body.text,
+                ts: body.ts,
+            };
             Ok(RoomPayload::Chat {
                 user,
                 message,
