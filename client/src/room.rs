@@ -1,8 +1,9 @@
 //! One room's feed: replay the last N chat messages, then go live, with no gap and
 //! no duplicate.
 //!
-//! The stream's last sequence `L` is read first. The replay is the newest N chat
-//! messages with `seq <= L`; the live feed is an ordered consumer starting at `L + 1`
+//! The live feed's consumer is made first, delivering only new messages: its
+//! creation reply holds the stream's last sequence `L`. The replay is the newest N
+//! chat messages with `seq <= L`; the live feed reads that consumer from `L + 1`
 //! (chat messages and system events). Every sequence shown is remembered as the
 //! room's last sequence and nothing at or below it is shown again, which also makes
 //! resuming after a connection loss safe: whatever re-delivers from where, each
@@ -35,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::OrderedConfig;
-use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::{Consumer, DeliverPolicy};
 use async_nats::jetstream::stream::Stream;
 use async_nats::jetstream::Context;
 use chat_protocol::{streams, subjects, RoomName};
@@ -94,26 +95,46 @@ impl Feed {
     /// Runs the feed until the task is aborted (on leave) or the UI goes away.
     ///
     /// `welcome` is sent once the stream's last sequence is known, so that anything
-    /// published after the user saw it is certain to be shown live. Opening the
-    /// stream reads its info, which holds that sequence: one request, not two.
+    /// published after the user saw it is certain to be shown live. The live feed's
+    /// first consumer tells it: made to deliver only what comes after the stream's
+    /// last message, its creation reply holds that sequence (one request per join,
+    /// where a stream info and then a consumer took two).
     pub async fn run(mut self, welcome: Event) {
-        let stream = self.open_stream().await;
-        let last = stream.cached_info().state.last_sequence;
+        let name = streams::stream_name(&self.room);
+        // No request: the first consumer's creation says whether the stream is there.
+        let stream = match self.js.get_stream_no_info(&name).await {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::error!(room = %self.room, "no stream {name}: {err}");
+                return;
+            }
+        };
+        let (last, first) = self.first_consumer(&stream).await;
         if self.events.send(welcome).await.is_err() || !self.replay(&stream, last).await {
             return;
         }
         self.echoes.shown(&self.room, last);
         self.shown.send_replace(Some(last));
-        self.live(&stream, last).await;
+        self.live(&stream, last, Some(first)).await;
     }
 
-    async fn open_stream(&self) -> Stream {
-        let name = streams::stream_name(&self.room);
+    /// The live feed's first consumer, delivering what comes after the stream's last
+    /// message, and that message's sequence (retried until the stream is there).
+    async fn first_consumer(&self, stream: &Stream<()>) -> (u64, Consumer<OrderedConfig>) {
         let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
         loop {
-            match self.js.get_stream(&name).await {
-                Ok(stream) => return stream,
-                Err(err) => tracing::warn!(room = %self.room, "cannot open stream {name}: {err}"),
+            let config = OrderedConfig {
+                filter_subject: String::new(),
+                deliver_policy: DeliverPolicy::New,
+                ..Default::default()
+            };
+            match stream.create_consumer(config).await {
+                Ok(consumer) => {
+                    // A consumer of new messages starts right after the last one.
+                    let last = consumer.cached_info().delivered.stream_sequence;
+                    return (last, consumer);
+                }
+                Err(err) => tracing::warn!(room = %self.room, "cannot open the room's stream: {err}"),
             }
             backoff.wait().await;
         }
@@ -121,7 +142,7 @@ impl Feed {
 
     /// Shows the newest `history` chat messages with `seq <= last`. Returns false
     /// when the UI is gone.
-    async fn replay(&self, stream: &Stream, last: u64) -> bool {
+    async fn replay(&self, stream: &Stream<()>, last: u64) -> bool {
         if self.history == 0 || last == 0 {
             return true;
         }
@@ -150,10 +171,17 @@ impl Feed {
         true
     }
 
-    /// Shows everything after `last`, forever.
-    async fn live(&mut self, stream: &Stream, mut last: u64) {
+    /// Shows everything after `last`, forever, starting with consumer `first` when
+    /// given (it delivers what comes after `last`).
+    async fn live(
+        &mut self,
+        stream: &Stream<()>,
+        mut last: u64,
+        mut first: Option<Consumer<OrderedConfig>>,
+    ) {
         let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
-        let mut created = stream.cached_info().created.unix_timestamp_nanos();
+        // The stream's creation time, learnt at its first check.
+        let mut created = None;
         // JetStream announces a stream's deletion and creation on advisory subjects:
         // free to listen to, and immediate. Without permission for them, the periodic
         // check and consumer failures still notice.
@@ -181,7 +209,11 @@ impl Feed {
                 },
                 ..Default::default()
             };
-            let messages = match stream.create_consumer(config).await {
+            let consumer = match first.take() {
+                Some(consumer) => Ok(consumer),
+                None => stream.create_consumer(config).await,
+            };
+            let messages = match consumer {
                 Ok(consumer) => {
                     let name = consumer.cached_info().name.clone();
                     let messages = consumer.messages().await.map_err(async_nats::Error::from);
@@ -310,7 +342,7 @@ impl Feed {
     /// it is back as a new stream, it says so, and `last` and `created` are set so
     /// the feed resumes from the new stream's start. Returns false then; true when
     /// nothing changed (or the server cannot tell now: the next check will).
-    async fn same_stream(&mut self, created: &mut i128, last: &mut u64) -> bool {
+    async fn same_stream(&mut self, created: &mut Option<i128>, last: &mut u64) -> bool {
         let name = streams::stream_name(&self.room);
         let mut said_gone = false;
         let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
@@ -319,11 +351,11 @@ impl Feed {
                 Ok(stream) => {
                     let info = stream.cached_info();
                     let born = info.created.unix_timestamp_nanos();
-                    if born == *created && info.state.last_sequence >= *last {
+                    if *created.get_or_insert(born) == born && info.state.last_sequence >= *last {
                         return true;
                     }
                     tracing::warn!(room = %self.room, last, "the room's stream was recreated; following the new one from its start");
-                    *created = born;
+                    *created = Some(born);
                     *last = 0;
                     // Sequences of the old stream mean nothing in the new one.
                     self.echoes.take(&self.room);

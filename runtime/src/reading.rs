@@ -88,8 +88,8 @@ pub struct Limits {
 /// Visits messages matching `filter` with `from <= seq <= through`, oldest first,
 /// until `visit` returns false or the range is exhausted. `expected` is how many
 /// messages the caller may look at, to size the pulls (at most [`MAX_BATCH`]).
-async fn scan(
-    stream: &Stream,
+async fn scan<I>(
+    stream: &Stream<I>,
     filter: &str,
     from: u64,
     through: u64,
@@ -129,8 +129,8 @@ pub fn stored(message: &async_nats::jetstream::Message, info: &Info<'_>) -> Stor
 
 /// Whether any message matching `filter` has `from <= seq <= through` (reads at most
 /// one message).
-async fn any_match(
-    stream: &Stream,
+async fn any_match<I>(
+    stream: &Stream<I>,
     filter: &str,
     from: u64,
     through: u64,
@@ -147,8 +147,8 @@ async fn any_match(
 /// Reads the newest messages matching `filter` with `seq < before`, returned oldest
 /// first, within `limits`. Returns them and whether older matching messages remain.
 /// `before` may lie past the end of the stream (`u64::MAX`: the newest messages).
-pub async fn read_backward(
-    stream: &Stream,
+pub async fn read_backward<I>(
+    stream: &Stream<I>,
     filter: &str,
     before: u64,
     limits: Limits,

@@ -55,8 +55,8 @@ pub enum ScanError {
 /// # Ok(())
 /// # }
 /// ```
-pub async fn scan(
-    stream: &Stream,
+pub async fn scan<I>(
+    stream: &Stream<I>,
     config: pull::OrderedConfig,
     patience: Duration,
     mut visit: impl FnMut(&Message, &Info<'_>) -> bool,
