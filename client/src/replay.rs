@@ -217,11 +217,9 @@ impl Replay {
         if seq == self.end || info.pending == 0 {
             self.finish();
         }
-        let time = DateTime::from_timestamp(
-            info.published.unix_timestamp(),
-            info.published.nanosecond(),
-        )
-        .unwrap_or_default();
+        let time =
+            DateTime::from_timestamp(info.published.unix_timestamp(), info.published.nanosecond())
+                .unwrap_or_default();
         Ok(event::from_stored(
             &self.room,
             &message.subject,

@@ -134,7 +134,9 @@ impl Feed {
                     let last = consumer.cached_info().delivered.stream_sequence;
                     return (last, consumer);
                 }
-                Err(err) => tracing::warn!(room = %self.room, "cannot open the room's stream: {err}"),
+                Err(err) => {
+                    tracing::warn!(room = %self.room, "cannot open the room's stream: {err}")
+                }
             }
             backoff.wait().await;
         }

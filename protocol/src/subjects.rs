@@ -142,9 +142,11 @@ pub fn parse_room_subject(subject: &str) -> Result<RoomSubject, SubjectError> {
                 user: UserName::new(user)?,
             })
         }
-        (Some(ROOT), Some("room"), Some(room), Some("sys"), None, None) => Ok(RoomSubject::System {
-            room: RoomName::new(room)?,
-        }),
+        (Some(ROOT), Some("room"), Some(room), Some("sys"), None, None) => {
+            Ok(RoomSubject::System {
+                room: RoomName::new(room)?,
+            })
+        }
         _ => Err(shape(subject)),
     }
 }

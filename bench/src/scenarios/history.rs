@@ -88,7 +88,9 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         let started = Instant::now();
         let mut messages = setup::raw_room_feed(&stream, DeliverPolicy::All).await?;
         let read = read_raw(&mut messages, stored, "the raw replay").await?;
-        reads.raw_all.add(read, started.elapsed(), meter.ms_per(read));
+        reads
+            .raw_all
+            .add(read, started.elapsed(), meter.ms_per(read));
         drop(messages);
 
         stage
@@ -126,7 +128,9 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
             .await
             .map_err(|_| BenchError::Timeout("the end of #all_messages".into()))?
             .map_err(|e| BenchError::Timeout(format!("the replay's reader: {e}")))?;
-        reads.chat_all.add(count, started.elapsed(), meter.ms_per(count));
+        reads
+            .chat_all
+            .add(count, started.elapsed(), meter.ms_per(count));
 
         stage.progress.phase(format!(
             "history: raw ordered consumer, one user's messages ({round}/{ROUNDS})"
@@ -143,7 +147,9 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         let own_stored = consumer.cached_info().num_pending;
         let mut messages = consumer.messages().await.map_err(BenchError::nats)?;
         let read = read_raw(&mut messages, own_stored, "the raw filtered replay").await?;
-        reads.raw_own.add(read, started.elapsed(), meter.ms_per(read));
+        reads
+            .raw_own
+            .add(read, started.elapsed(), meter.ms_per(read));
         drop(messages);
 
         stage
@@ -152,7 +158,9 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         let meter = CpuMeter::start(&pids);
         let started = Instant::now();
         let count = me.my_messages(&room).await.map_err(BenchError::nats)?;
-        reads.chat_own.add(count, started.elapsed(), meter.ms_per(count));
+        reads
+            .chat_own
+            .add(count, started.elapsed(), meter.ms_per(count));
     }
     me.close().await;
     drained.abort();
@@ -214,7 +222,9 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
             "msg",
             Some((total as u64).saturating_sub(count) as f64),
         )
-        .note("chat messages written but not shown by #all_messages (in its worst read); 0 expected"),
+        .note(
+            "chat messages written but not shown by #all_messages (in its worst read); 0 expected",
+        ),
     );
     Ok(rows)
 }
