@@ -7,6 +7,7 @@
 //! is safe to put into a subject.
 
 use std::fmt;
+use std::sync::Arc;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -85,9 +86,10 @@ fn check(
 /// [`RoomName::parse_input`] lower-cases what a person typed first; [`RoomName::new`]
 /// (used for names from the wire) does not, so a subject with upper-case letters in
 /// the room token is rejected rather than silently mapped to another room.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct RoomName(String);
+///
+/// Shared, not copied, when cloned: every event of a room names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomName(Arc<str>);
 
 impl RoomName {
     /// Validates a room name exactly as given (wire input).
@@ -96,7 +98,7 @@ impl RoomName {
         check("room", ROOM_RULE, &name, ROOM_MAX_LEN, |i, c| {
             c.is_ascii_lowercase() || c.is_ascii_digit() || (i > 0 && (c == '-' || c == '_'))
         })?;
-        Ok(Self(name))
+        Ok(Self(name.into()))
     }
 
     /// Validates a room name typed by a person: surrounding blanks are trimmed and the
@@ -157,6 +159,12 @@ impl fmt::Display for SessionId {
     }
 }
 
+impl Serialize for RoomName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 impl Serialize for SessionId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -196,13 +204,21 @@ macro_rules! deserialize_validated {
     ($($ty:ty),*) => {$(
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                // Validated as it came: no second copy of the text.
                 let s = String::deserialize(d)?;
-                <$ty>::from_str(&s).map_err(serde::de::Error::custom)
+                <$ty>::new(s).map_err(serde::de::Error::custom)
             }
         }
     )*};
 }
-deserialize_validated!(RoomName, UserName, SessionId);
+deserialize_validated!(RoomName, UserName);
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::new(&s).map_err(serde::de::Error::custom)
+    }
+}
 
 #[cfg(test)]
 mod tests {
