@@ -84,19 +84,16 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         stage
             .progress
             .phase(format!("history: raw ordered consumer ({round}/{ROUNDS})"));
-        let meter = CpuMeter::start(&pids);
-        let started = Instant::now();
+        let clock = Clock::start(&pids);
         let mut messages = setup::raw_room_feed(&stream, DeliverPolicy::All).await?;
         let read = read_raw(&mut messages, stored, "the raw replay").await?;
-        reads
-            .raw_all
-            .add(read, started.elapsed(), meter.ms_per(read));
+        reads.raw_all.add(read, &clock);
         drop(messages);
 
         stage
             .progress
             .phase(format!("history: #all_messages ({round}/{ROUNDS})"));
-        let meter = CpuMeter::start(&pids);
+        let clock = Clock::start(&pids);
         let shown = Arc::new(AtomicU64::new(0));
         let counter = {
             let shown = shown.clone();
@@ -113,7 +110,6 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
                 events
             })
         };
-        let started = Instant::now();
         let replay = reader.all_messages(&room);
         tokio::pin!(replay);
         let count = loop {
@@ -128,15 +124,12 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
             .await
             .map_err(|_| BenchError::Timeout("the end of #all_messages".into()))?
             .map_err(|e| BenchError::Timeout(format!("the replay's reader: {e}")))?;
-        reads
-            .chat_all
-            .add(count, started.elapsed(), meter.ms_per(count));
+        reads.chat_all.add(count, &clock);
 
         stage.progress.phase(format!(
             "history: raw ordered consumer, one user's messages ({round}/{ROUNDS})"
         ));
-        let meter = CpuMeter::start(&pids);
-        let started = Instant::now();
+        let clock = Clock::start(&pids);
         let consumer = stream
             .create_consumer(pull::OrderedConfig {
                 filter_subject: filter.clone(),
@@ -147,20 +140,15 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
         let own_stored = consumer.cached_info().num_pending;
         let mut messages = consumer.messages().await.map_err(BenchError::nats)?;
         let read = read_raw(&mut messages, own_stored, "the raw filtered replay").await?;
-        reads
-            .raw_own
-            .add(read, started.elapsed(), meter.ms_per(read));
+        reads.raw_own.add(read, &clock);
         drop(messages);
 
         stage
             .progress
             .phase(format!("history: #my_messages ({round}/{ROUNDS})"));
-        let meter = CpuMeter::start(&pids);
-        let started = Instant::now();
+        let clock = Clock::start(&pids);
         let count = me.my_messages(&room).await.map_err(BenchError::nats)?;
-        reads
-            .chat_own
-            .add(count, started.elapsed(), meter.ms_per(count));
+        reads.chat_own.add(count, &clock);
     }
     me.close().await;
     drained.abort();
@@ -168,26 +156,18 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
     let count = reads.chat_all.counts.iter().copied().min().unwrap_or(0);
 
     let mut rows = vec![
-        Row::new("full replay", "msg/s", reads.chat_all.median_rate())
-            .baseline("raw ordered consumer", reads.raw_all.median_rate())
-            .target(Target::RatioAtLeast(0.8))
-            .note(format!(
-                "median of {ROUNDS} reads each, taking turns: #all_messages showed {} chat messages at {} msg/s; the raw consumer read all {} stored messages at {} msg/s",
-                reads.chat_all.counts.first().copied().unwrap_or(0),
-                reads.chat_all.rates(),
-                reads.raw_all.counts.first().copied().unwrap_or(0),
-                reads.raw_all.rates(),
-            )),
-        Row::new("own messages replay", "msg/s", reads.chat_own.median_rate())
-            .baseline("raw consumer, same filter", reads.raw_own.median_rate())
-            .target(Target::RatioAtLeast(0.8))
-            .note(format!(
-                "median of {ROUNDS} reads each, taking turns: #my_messages showed {} of the writer's messages at {} msg/s; the raw consumer filtered on them read {} at {} msg/s",
-                reads.chat_own.counts.first().copied().unwrap_or(0),
-                reads.chat_own.rates(),
-                reads.raw_own.counts.first().copied().unwrap_or(0),
-                reads.raw_own.rates(),
-            )),
+        rate_row(
+            ("full replay", "raw ordered consumer"),
+            (&reads.chat_all, &reads.raw_all),
+            ("#all_messages showed", "chat messages"),
+            ("the raw consumer read all", "stored messages"),
+        ),
+        rate_row(
+            ("own messages replay", "raw consumer, same filter"),
+            (&reads.chat_own, &reads.raw_own),
+            ("#my_messages showed", "of the writer's messages"),
+            ("the raw consumer filtered on them read", "messages"),
+        ),
     ];
     for (what, chat, raw) in [
         ("full replay", &reads.chat_all, &reads.raw_all),
@@ -229,6 +209,32 @@ pub async fn run(stage: &Stage) -> Result<Vec<Row>, BenchError> {
     Ok(rows)
 }
 
+/// The row comparing the median rates of `chat` and `raw` reads (`figure` and
+/// `baseline` name them), each read's rate in the note (`chat_did` and `raw_did` say
+/// what the reads did, around their counts).
+fn rate_row(
+    (figure, baseline): (&str, &str),
+    (chat, raw): (&Timed, &Timed),
+    chat_did: (&str, &str),
+    raw_did: (&str, &str),
+) -> Row {
+    let first = |t: &Timed| t.counts.first().copied().unwrap_or(0);
+    Row::new(figure, "msg/s", chat.median_rate())
+        .baseline(baseline, raw.median_rate())
+        .target(Target::RatioAtLeast(0.8))
+        .note(format!(
+            "median of {ROUNDS} reads each, taking turns: {} {} {} at {} msg/s; {} {} {} at {} msg/s",
+            chat_did.0,
+            first(chat),
+            chat_did.1,
+            chat.rates(),
+            raw_did.0,
+            first(raw),
+            raw_did.1,
+            raw.rates(),
+        ))
+}
+
 /// Reads of each kind, and each reader's CPU time.
 #[derive(Default)]
 struct Reads {
@@ -248,9 +254,26 @@ struct Timed {
     cpu_known: [bool; 2],
 }
 
+/// The time and the CPU of the bench process and of nats-server since a read began.
+struct Clock {
+    started: Instant,
+    meter: CpuMeter,
+}
+
+impl Clock {
+    fn start(pids: &[Option<u32>]) -> Self {
+        Self {
+            meter: CpuMeter::start(pids),
+            started: Instant::now(),
+        }
+    }
+}
+
 impl Timed {
-    fn add(&mut self, count: u64, time: Duration, cpu_ms_per: Vec<Option<f64>>) {
-        for (i, per) in cpu_ms_per.into_iter().enumerate().take(2) {
+    /// Records a read of `count` messages that began at `clock`.
+    fn add(&mut self, count: u64, clock: &Clock) {
+        let time = clock.started.elapsed();
+        for (i, per) in clock.meter.ms_per(count).into_iter().enumerate().take(2) {
             if let Some(per) = per {
                 self.cpu_ms[i] += per * count as f64;
                 self.cpu_known[i] = true;
