@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
+use chat_runtime::cas;
 use chat_runtime::hosting::code;
 use chat_runtime::replicas::{create_with_retries, CREATE_PATIENCE};
 use serde::{Deserialize, Serialize};
@@ -139,12 +140,12 @@ impl Throttle {
             let raced = match revision {
                 Some(revision) => match self.kv.update(&key, body.into(), revision).await {
                     Ok(_) => false,
-                    Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => true,
+                    Err(e) if cas::lost_race(&e) => true,
                     Err(e) => return Err(store(&e)),
                 },
                 None => match self.kv.create(&key, body.into()).await {
                     Ok(_) => false,
-                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => true,
+                    Err(e) if cas::lost_race(&e) => true,
                     Err(e) => return Err(store(&e)),
                 },
             };

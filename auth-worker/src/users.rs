@@ -16,6 +16,7 @@ use chat_runtime::hosting::code;
 use serde::{Deserialize, Serialize};
 
 use crate::password::{HashError, Hasher};
+use chat_runtime::cas;
 use chat_runtime::replicas::{create_with_retries, CREATE_PATIENCE};
 
 /// The bucket's name.
@@ -147,9 +148,7 @@ impl Users {
         let body = serde_json::to_vec(&record).expect("a record serializes");
         match self.kv.create(key(user.as_str()), body.into()).await {
             Ok(_) => Ok(user),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                Err(UsersError::Taken(user))
-            }
+            Err(e) if cas::lost_race(&e) => Err(UsersError::Taken(user)),
             Err(e) => Err(UsersError::Store(e.into())),
         }
     }
@@ -230,9 +229,7 @@ impl Users {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                Err(UsersError::Conflict)
-            }
+            Err(e) if cas::lost_race(&e) => Err(UsersError::Conflict),
             Err(e) => Err(UsersError::Store(e.into())),
         }
     }

@@ -8,6 +8,7 @@ use chat_protocol::body::moderation::in_force;
 use chat_protocol::body::{rfc3339, Role, SystemEvent};
 use chat_protocol::streams::{role_key, standing_key};
 use chat_protocol::{RoomName, UserName};
+use chat_runtime::cas;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -153,18 +154,12 @@ impl Store {
             self.kv
                 .create(&key, value.into())
                 .await
-                .map_err(|e| match e.kind() {
-                    kv::CreateErrorKind::AlreadyExists => None,
-                    _ => Some(async_nats::Error::from(e)),
-                })
+                .map_err(|e| (!cas::lost_race(&e)).then(|| async_nats::Error::from(e)))
         } else {
             self.kv
                 .update(&key, value.into(), revision)
                 .await
-                .map_err(|e| match e.kind() {
-                    kv::UpdateErrorKind::WrongLastRevision => None,
-                    _ => Some(async_nats::Error::from(e)),
-                })
+                .map_err(|e| (!cas::lost_race(&e)).then(|| async_nats::Error::from(e)))
         };
         match result {
             Ok(revision) => Ok(Some(revision)),

@@ -57,6 +57,7 @@ use crate::outbox::{
 use crate::rooms::RoomStreams;
 use crate::sessions::Sessions;
 use crate::stats::Stats;
+use chat_runtime::cas;
 use chat_runtime::replicas::{create_with_retries, CREATE_PATIENCE};
 
 /// How far before a pending event's time stamp the stream is searched for it
@@ -317,7 +318,7 @@ impl Announcer {
         let value = serde_json::to_vec(state)?;
         match self.shared.store.update(key, value.into(), revision).await {
             Ok(revision) => Ok(Some(revision)),
-            Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+            Err(err) if cas::lost_race(&err) => Ok(None),
             Err(err) => Err(err.into()),
         }
     }
@@ -446,7 +447,7 @@ impl Shared {
                         Ok(_) => {
                             tracing::info!(batch, user = %event.user, "gave up a batch left unfinished");
                         }
-                        Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                        Err(err) if cas::lost_race(&err) => {}
                         Err(err) => return Err(ReconcileError::Batch(err.to_string())),
                     }
                 }
@@ -484,7 +485,7 @@ impl Shared {
                 .await
             {
                 Ok(_) => {}
-                Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {
+                Err(err) if cas::lost_race(&err) => {
                     tracing::info!(batch = %batch.id, room = %batch.room, "batch given up by another worker; publishing each event alone");
                     return Outcome::Aborted;
                 }

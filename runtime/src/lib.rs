@@ -29,6 +29,7 @@
 //!   another instance may be creating at the same moment.
 
 pub mod backoff;
+pub mod cas;
 pub mod connect;
 pub mod exit;
 pub mod hosting;

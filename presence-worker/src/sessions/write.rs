@@ -10,6 +10,7 @@ use chrono::Utc;
 
 use super::Sessions;
 use crate::listing;
+use chat_runtime::cas;
 
 /// Why a session could not be written or removed.
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +128,7 @@ impl Sessions {
                 };
                 match self.write(&key, &record, Some(entry.revision)).await {
                     Ok(_) => return Ok(Heartbeat::Refreshed),
-                    Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {}
+                    Err(e) if cas::lost_race(&e) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
