@@ -27,6 +27,9 @@
 //! - [`servers`]: the server list of `NATS_URL` and the TLS trust (`NATS_CA`).
 //! - [`replicas`]: how many replicas the workers create with, and creating what
 //!   another instance may be creating at the same moment.
+//! - [`cas`]: [`cas::lost_race`], telling a compare-and-set that lost its race (a
+//!   KV update or create, a publish expecting a last sequence) from a failure, on one
+//!   server and on a cluster.
 
 pub mod backoff;
 pub mod cas;
