@@ -137,13 +137,15 @@ struct Shared {
 }
 
 impl Announcer {
-    /// Creates (or updates) the internal bucket.
+    /// Creates (or updates) the internal bucket; a room's events are at least `gap`
+    /// apart ([`Batcher`]).
     pub async fn open(
         js: jetstream::Context,
         replicas: usize,
         sessions: Sessions,
         rooms: Arc<RoomStreams>,
         stats: Arc<Stats>,
+        gap: std::time::Duration,
     ) -> Result<Self, CreateKeyValueError> {
         let config = presence_users_bucket_config(replicas);
         let store = create_with_retries("announced-state bucket", CREATE_PATIENCE, || {
@@ -157,10 +159,13 @@ impl Announcer {
             stats,
         });
         let committer = shared.clone();
-        let batcher = Batcher::new(Box::new(move |batch, claimed| {
-            let shared = committer.clone();
-            Box::pin(async move { shared.commit(&batch, claimed).await })
-        }));
+        let batcher = Batcher::new(
+            Box::new(move |batch, claimed| {
+                let shared = committer.clone();
+                Box::pin(async move { shared.commit(&batch, claimed).await })
+            }),
+            gap,
+        );
         Ok(Self {
             shared,
             sessions,

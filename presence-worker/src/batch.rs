@@ -9,8 +9,12 @@
 //! committed one after the other: while one is being stored, the next one collects
 //! the transitions that arrive meanwhile, closes to newcomers once the previous
 //! commit is done, and is committed as soon as everyone who entered it has reported.
-//! Nothing waits for a timer: one join alone is committed at once (as one plain
-//! event), and a burst makes batches as large as the time one commit takes.
+//! A room's commits also start at least [`Batcher::new`]'s `gap` apart: a join in a
+//! quiet room is committed at once (as one plain event), and everything arriving
+//! within the gap after a commit began waits for the gap's end and shares the next
+//! commit. So a busy room's members get at most one presence event per gap, however
+//! many people arrive, and a burst makes batches as large as the gap (or the time one
+//! commit takes, if longer).
 //!
 //! This is an instance's own bookkeeping, in memory; what makes the result exactly
 //! once whatever instance dies is the batch record the commit writes before it
@@ -18,7 +22,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chat_protocol::body::SystemEvent;
 use chat_protocol::RoomName;
@@ -93,12 +97,15 @@ impl Batch {
 }
 
 /// A room's batches: the open one, those closed and waiting for their last claims,
-/// and the one being committed.
+/// and the one being committed; when its last commit started, and whether a wake-up
+/// at the end of the gap after it is due.
 #[derive(Default)]
 struct Queue {
     open: Option<Arc<Batch>>,
     closed: VecDeque<Arc<Batch>>,
     committing: Option<Arc<Batch>>,
+    last_commit: Option<Instant>,
+    waking: bool,
 }
 
 impl Queue {
@@ -116,6 +123,7 @@ impl Queue {
 pub(crate) struct Batcher {
     rooms: Mutex<HashMap<RoomName, Queue>>,
     commit: Commit,
+    gap: Duration,
 }
 
 /// A place in a batch, held while claiming. Dropped without a report (an error, a
@@ -151,11 +159,13 @@ impl Drop for Ticket {
 
 impl Batcher {
     /// A batcher whose batches are stored by `commit` (spawned as its own task, so
-    /// that no participant's cancellation can strand the others).
-    pub fn new(commit: Commit) -> Arc<Self> {
+    /// that no participant's cancellation can strand the others), a room's commits
+    /// starting at least `gap` apart.
+    pub fn new(commit: Commit, gap: Duration) -> Arc<Self> {
         Arc::new(Self {
             rooms: Mutex::new(HashMap::new()),
             commit,
+            gap,
         })
     }
 
@@ -205,8 +215,9 @@ impl Batcher {
         self.advance(&batch.room);
     }
 
-    /// Closes the open batch once it has a claim and nothing else is waiting, and
-    /// commits the oldest closed batch once all its claims are in and no commit runs.
+    /// Closes the open batch once it has a claim, nothing else is waiting and the
+    /// gap after the room's last commit is over, and commits the oldest closed batch
+    /// once all its claims are in and no commit runs.
     fn advance(self: &Arc<Self>, room: &RoomName) {
         let ready = {
             let mut rooms = self.rooms();
@@ -214,6 +225,23 @@ impl Batcher {
                 return;
             };
             if queue.committing.is_some() {
+                return;
+            }
+            let gap_ends = queue.last_commit.map(|at| at + self.gap);
+            if let Some(end) = gap_ends.filter(|end| *end > Instant::now()) {
+                // Too soon after the room's last commit: whatever arrives until the
+                // gap ends joins the open batch. The wake-up also forgets an idle room.
+                if !queue.waking {
+                    queue.waking = true;
+                    let (this, room) = (self.clone(), room.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(end.into()).await;
+                        if let Some(queue) = this.rooms().get_mut(&room) {
+                            queue.waking = false;
+                        }
+                        this.advance(&room);
+                    });
+                }
                 return;
             }
             let has_claims = |b: &Arc<Batch>| b.members().reported > 0;
@@ -226,6 +254,7 @@ impl Batcher {
             };
             if queue.closed.front().is_some_and(complete) {
                 queue.committing = queue.closed.pop_front();
+                queue.last_commit = Some(Instant::now());
             }
             if queue.open.is_none() && queue.closed.is_empty() && queue.committing.is_none() {
                 rooms.remove(room);
@@ -272,11 +301,12 @@ mod tests {
     /// The users of each commit, in commit order.
     type Commits = Arc<Mutex<Vec<Vec<String>>>>;
 
-    /// A batcher whose commits take a while and record what they got.
-    fn recording() -> (Arc<Batcher>, Commits) {
+    /// A batcher whose commits take a while and record what they got, a room's
+    /// commits starting `gap` apart.
+    fn recording(gap: Duration) -> (Arc<Batcher>, Commits) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let commits = seen.clone();
-        let batcher = Batcher::new(Box::new(move |_, claimed: Vec<SystemEvent>| {
+        let commit: Commit = Box::new(move |_, claimed: Vec<SystemEvent>| {
             let commits = commits.clone();
             Box::pin(async move {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -284,13 +314,13 @@ mod tests {
                 commits.lock().unwrap().push(users);
                 Outcome::Published
             })
-        }));
-        (batcher, seen)
+        });
+        (Batcher::new(commit, gap), seen)
     }
 
     #[tokio::test]
     async fn a_lone_claim_is_committed_at_once() {
-        let (batcher, seen) = recording();
+        let (batcher, seen) = recording(Duration::ZERO);
         let room = RoomName::new("general").unwrap();
         let ticket = batcher.enter(&room);
         assert_eq!(ticket.claimed(event("alice")).await, Outcome::Published);
@@ -300,7 +330,7 @@ mod tests {
 
     #[tokio::test]
     async fn claims_arriving_during_a_commit_share_the_next_one() {
-        let (batcher, seen) = recording();
+        let (batcher, seen) = recording(Duration::ZERO);
         let room = RoomName::new("general").unwrap();
         let first = batcher.enter(&room);
         let first = tokio::spawn(first.claimed(event("alice")));
@@ -324,10 +354,13 @@ mod tests {
     async fn a_batch_waits_for_everyone_who_entered() {
         let count = Arc::new(AtomicUsize::new(0));
         let counted = count.clone();
-        let batcher = Batcher::new(Box::new(move |_, claimed: Vec<SystemEvent>| {
-            counted.fetch_add(claimed.len(), Ordering::SeqCst);
-            Box::pin(async { Outcome::Published })
-        }));
+        let batcher = Batcher::new(
+            Box::new(move |_, claimed: Vec<SystemEvent>| {
+                counted.fetch_add(claimed.len(), Ordering::SeqCst);
+                Box::pin(async { Outcome::Published })
+            }),
+            Duration::ZERO,
+        );
         let room = RoomName::new("general").unwrap();
         let slow = batcher.enter(&room);
         let fast = tokio::spawn(batcher.enter(&room).claimed(event("bob")));
@@ -340,6 +373,44 @@ mod tests {
         assert!(
             !batcher.wait_local(&room, &id).await,
             "a committed batch is forgotten"
+        );
+    }
+
+    #[tokio::test]
+    async fn claims_within_the_gap_after_a_commit_share_the_next_one() {
+        let gap = Duration::from_millis(300);
+        let (batcher, seen) = recording(gap);
+        let room = RoomName::new("general").unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            batcher.enter(&room).claimed(event("alice")).await,
+            Outcome::Published,
+            "a join in a quiet room is committed at once"
+        );
+        // Each waits for its commit: without the gap, the first would be committed
+        // alone as soon as it is claimed.
+        let later: Vec<_> = (0..3)
+            .map(|i| tokio::spawn(batcher.enter(&room).claimed(event(&format!("u{i}")))))
+            .collect();
+        for one in later {
+            assert_eq!(one.await.unwrap(), Outcome::Published);
+        }
+        assert!(
+            started.elapsed() >= gap,
+            "the second commit came before the gap ended"
+        );
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            vec![
+                vec!["alice".to_string()],
+                vec!["u0".into(), "u1".into(), "u2".into()]
+            ]
+        );
+        tokio::time::sleep(gap).await;
+        assert!(
+            batcher.rooms().is_empty(),
+            "a room idle for the gap is forgotten"
         );
     }
 }

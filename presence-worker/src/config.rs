@@ -35,6 +35,13 @@ pub struct Config {
     pub max_concurrent_listings: usize,
     /// Largest request body accepted; a presence request is well under 200 bytes.
     pub max_request_bytes: usize,
+    /// Shortest time between two joined/left events of one room (per instance): a
+    /// join in a quiet room is announced at once, and the arrivals and departures
+    /// within this time after a room's event share the next one. Members of a busy
+    /// room then get at most one presence event per gap however many people come and
+    /// go (each delivered to every member: the cost of a burst), and a join's reply
+    /// waits up to this long.
+    pub event_gap: Duration,
 }
 
 impl Default for Config {
@@ -48,6 +55,7 @@ impl Default for Config {
             max_concurrent_requests: 64,
             max_concurrent_listings: 32,
             max_request_bytes: 4096,
+            event_gap: Duration::from_millis(100),
         }
     }
 }

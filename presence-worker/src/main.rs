@@ -45,6 +45,11 @@ struct Args {
     /// Replicas of the presence buckets; default: 1 on a single server, 3 on a cluster.
     #[arg(long, env = "KV_REPLICAS", value_parser = clap::value_parser!(u8).range(1..=5))]
     kv_replicas: Option<u8>,
+    /// Shortest time between two joined/left events of one room, in milliseconds:
+    /// arrivals within it share one event (0: only those arriving while the previous
+    /// event is being stored).
+    #[arg(long, env = "PRESENCE_EVENT_GAP_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    event_gap_ms: u64,
 }
 
 #[tokio::main]
@@ -77,6 +82,7 @@ async fn run(args: Args) -> i32 {
             args.kv_replicas.map(usize::from),
             "presence buckets",
         ),
+        event_gap: Duration::from_millis(args.event_gap_ms),
         ..Config::default()
     };
     process::serve(

@@ -76,6 +76,7 @@ impl PresenceWorker {
             sessions.clone(),
             rooms.clone(),
             stats.clone(),
+            config.event_gap,
         )
         .await?;
         // A beat before anything reads the clock: an outage that just ended is
