@@ -35,8 +35,9 @@
 //! - `announce.rs`: exactly-once joined/left: reads the state, applies the decision,
 //!   publishes the event through the compare-and-set outbox (with
 //!   `chat_runtime::publish`); the display count; commits and settles batches.
-//! - `batch.rs`: group commit: the transitions of a room claimed while its previous
-//!   batch is being stored share one publish (one event naming several users).
+//! - `batch.rs`: group commit: the transitions of a room claimed within the gap
+//!   after its previous event (`Config::event_gap`), or while that one is being
+//!   stored, share one publish (one event naming several users).
 //! - `outbox.rs`: that outbox's bucket, keys (and `KeyError`) and state (internal,
 //!   not the contract).
 //! - `availability.rs`: the workers' clock (when the stack was last down) and
