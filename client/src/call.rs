@@ -25,6 +25,10 @@ pub enum RequestError {
     /// The worker answered with an error.
     #[error("{0} service refused the request: {1}")]
     Refused(&'static str, String),
+    /// The worker could not serve it now (503: too many requests in progress, or its
+    /// backend failing): the same request may work after a pause.
+    #[error("{0} service refused the request: {1}")]
+    Busy(&'static str, String),
     /// The reply was not what the contract says.
     #[error("{0} service sent a malformed reply: {1}")]
     Malformed(&'static str, #[source] Malformed),
@@ -78,11 +82,22 @@ pub(crate) async fn request<T: DeserializeOwned>(
         Ok(Ok(reply)) => reply,
     };
     decode_reply(&reply.payload).map_err(|err| match err {
+        ReplyError::Refused(why) if unavailable(&reply) => RequestError::Busy(service, why),
         ReplyError::Refused(why) => RequestError::Refused(service, why),
         ReplyError::Malformed(err) => {
             RequestError::Malformed(service, Malformed::Json(Arc::new(err)))
         }
     })
+}
+
+/// Whether an error reply says 503 in its service error code header.
+fn unavailable(reply: &async_nats::Message) -> bool {
+    reply
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(async_nats::service::NATS_SERVICE_ERROR_CODE))
+        .and_then(|code| code.as_str().parse::<u16>().ok())
+        == Some(chat_runtime::hosting::code::UNAVAILABLE)
 }
 
 /// Serializes a request body.

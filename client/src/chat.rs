@@ -10,9 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use chat_protocol::body::{
-    ChatMessage, MessageKind, ModerationReply, PresenceAction, RoomsReply, UsersReply,
-};
+use chat_protocol::body::{ChatMessage, MessageKind, ModerationReply, RoomsReply, UsersReply};
 use chat_protocol::{auth, subjects, RoomName, SessionId, UserName};
 use chat_runtime::servers;
 use tokio::sync::{mpsc, watch};
@@ -587,9 +585,7 @@ impl Chat {
         };
         joined.task.abort();
         self.inner.echoes.take(room);
-        let mut presence = self.presence(room);
-        presence.timeout = patience;
-        if let Err(err) = presence.request(PresenceAction::Leave).await {
+        if let Err(err) = self.presence(room).leave(patience).await {
             tracing::warn!(%room, "leave request failed: {err}");
         }
         let message = format!("you left {room}");

@@ -58,6 +58,7 @@ pub(crate) async fn retrying<T>(
             Err(
                 err @ (RequestError::TimedOut(..)
                 | RequestError::Unavailable(_)
+                | RequestError::Busy(..)
                 | RequestError::Nats(..)),
             ) if attempt < PAGE_ATTEMPTS => {
                 tracing::warn!(%room, after, attempt, "history request failed ({err}); asking again");

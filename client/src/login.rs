@@ -232,7 +232,7 @@ impl Login {
         tokio::select! {
             reply = ask => match reply {
                 // Any answer means logged in; no token only costs the next reconnect.
-                Ok(_) | Err(RequestError::Refused(..) | RequestError::Malformed(..) | RequestError::Unavailable(_)) => {
+                Ok(_) | Err(RequestError::Refused(..) | RequestError::Busy(..) | RequestError::Malformed(..) | RequestError::Unavailable(_)) => {
                     self.keep(reply);
                     true
                 }

@@ -14,6 +14,9 @@ use crate::event::{Event, State};
 /// First pause before a failed heartbeat is sent again.
 const HEARTBEAT_RETRY: Duration = Duration::from_millis(500);
 
+/// First pause before a leave refused as busy is sent again.
+const LEAVE_RETRY: Duration = Duration::from_millis(50);
+
 /// Longest pause between two join attempts.
 const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -42,6 +45,29 @@ impl Presence {
             self.timeout,
         )
         .await
+    }
+
+    /// Leaves, asking again after a short pause while the worker is too busy to take
+    /// the request (everyone leaving at once), for at most `patience` in all: a leave
+    /// that does not get through leaves the session to expire, announced as a
+    /// timeout a TTL later.
+    pub async fn leave(&self, patience: Duration) -> Result<PresenceReply, RequestError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut backoff = Backoff::new(LEAVE_RETRY, LEAVE_RETRY * 8);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let presence = Presence {
+                timeout: left,
+                ..self.clone()
+            };
+            match presence.request(PresenceAction::Leave).await {
+                Err(RequestError::Busy(..)) if left > LEAVE_RETRY => {
+                    let pause = backoff.next_delay().min(left - LEAVE_RETRY);
+                    tokio::time::sleep(pause).await;
+                }
+                done => return done,
+            }
+        }
     }
 
     /// Joins, retrying with backoff while no presence worker answers; the user is told
