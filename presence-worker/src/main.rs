@@ -47,8 +47,9 @@ struct Args {
     kv_replicas: Option<u8>,
     /// Shortest time between two joined/left events of one room, in milliseconds:
     /// arrivals within it share one event (0: only those arriving while the previous
-    /// event is being stored).
-    #[arg(long, env = "PRESENCE_EVENT_GAP_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    /// event is being stored). At most 1000: a join's reply waits up to this long, and
+    /// clients give up on a request after 3 s.
+    #[arg(long, env = "PRESENCE_EVENT_GAP_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1_000))]
     event_gap_ms: u64,
 }
 
