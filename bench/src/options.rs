@@ -103,7 +103,11 @@ pub struct Sizes {
     pub presence_sessions: usize,
     /// Presence: small rooms the sessions spread over.
     pub presence_rooms: usize,
-    /// Presence: joins in flight at once.
+    /// Presence: joins in flight at once. By default every session at once: the
+    /// issue's crowd arriving together. The presence worker gathers a busy room's
+    /// arrivals for up to its event gap (100 ms) before a join is answered, so a closed
+    /// loop of a few dozen measures that wait, not the machine: 50 in flight cannot
+    /// exceed about 500 joins a second (BENCHMARKS.md, "Joins per second").
     pub join_concurrency: usize,
     /// Presence: `/users` requests timed, one after the other.
     pub users_requests: usize,
@@ -158,7 +162,7 @@ impl Sizes {
             fanout_secs: 20.0,
             presence_sessions: 1_000,
             presence_rooms: 10,
-            join_concurrency: 50,
+            join_concurrency: 1_000,
             users_requests: 500,
             crashed_sessions: 100,
             presence_ttl_secs: 30,
@@ -192,7 +196,7 @@ impl Sizes {
             fanout_secs: 2.0,
             presence_sessions: 40,
             presence_rooms: 4,
-            join_concurrency: 20,
+            join_concurrency: 40,
             users_requests: 50,
             crashed_sessions: 10,
             presence_ttl_secs: 2,

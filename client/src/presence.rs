@@ -14,8 +14,14 @@ use crate::event::{Event, State};
 /// First pause before a failed heartbeat is sent again.
 const HEARTBEAT_RETRY: Duration = Duration::from_millis(500);
 
-/// First pause before a leave refused as busy is sent again.
-const LEAVE_RETRY: Duration = Duration::from_millis(50);
+/// First pause before a join or leave refused as busy is sent again (doubling up to
+/// eight times that): a crowd arriving or leaving at once finds the worker's slots
+/// and queue taken, and its slots free within about one event gap (100 ms).
+const BUSY_RETRY: Duration = Duration::from_millis(50);
+
+/// How long a join refused as busy is retried before the user is told, like any
+/// other failure: a moment's crowd is not worth a line on the screen.
+const BUSY_UNTOLD: Duration = Duration::from_secs(3);
 
 /// Longest pause between two join attempts.
 const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(10);
@@ -53,7 +59,7 @@ impl Presence {
     /// timeout a TTL later.
     pub async fn leave(&self, patience: Duration) -> Result<PresenceReply, RequestError> {
         let deadline = tokio::time::Instant::now() + patience;
-        let mut backoff = Backoff::new(LEAVE_RETRY, LEAVE_RETRY * 8);
+        let mut backoff = Backoff::new(BUSY_RETRY, BUSY_RETRY * 8);
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let presence = Presence {
@@ -61,8 +67,8 @@ impl Presence {
                 ..self.clone()
             };
             match presence.request(PresenceAction::Leave).await {
-                Err(RequestError::Busy(..)) if left > LEAVE_RETRY => {
-                    let pause = backoff.next_delay().min(left - LEAVE_RETRY);
+                Err(RequestError::Busy(..)) if left > BUSY_RETRY => {
+                    let pause = backoff.next_delay().min(left - BUSY_RETRY);
                     tokio::time::sleep(pause).await;
                 }
                 done => return done,
@@ -71,13 +77,22 @@ impl Presence {
     }
 
     /// Joins, retrying with backoff while no presence worker answers; the user is told
-    /// once per outage. Never gives up: the room is useless without a join.
+    /// once per outage. A refusal as busy (a crowd arriving at once) is asked again
+    /// after a short pause, untold for its first seconds. Never gives up: the room is
+    /// useless without a join.
     pub async fn join(&self, events: &mpsc::Sender<Event>) -> PresenceReply {
         let mut backoff = Backoff::new(Duration::from_millis(250), MAX_JOIN_BACKOFF);
+        let mut busy = Backoff::new(BUSY_RETRY, BUSY_RETRY * 8);
+        let started = tokio::time::Instant::now();
         let mut told = false;
         loop {
             match self.request(PresenceAction::Join).await {
                 Ok(reply) => return reply,
+                Err(RequestError::Busy(..)) if started.elapsed() < BUSY_UNTOLD => {
+                    tracing::debug!(room = %self.room, "join refused as busy; retrying");
+                    busy.wait().await;
+                    continue;
+                }
                 Err(err) => {
                     tracing::warn!(room = %self.room, "join failed: {err}; retrying");
                     if !told {

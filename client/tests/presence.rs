@@ -46,6 +46,7 @@ async fn a_crowd_leaving_at_once_is_announced_as_leaving() {
         ttl: std::time::Duration::from_secs(3),
         streams: test_support::room_settings(),
         max_concurrent_requests: 1,
+        max_queued_requests: 4,
         ..Default::default()
     };
     let _worker = presence_worker::PresenceWorker::start(server.presence_client().await, config)

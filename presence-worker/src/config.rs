@@ -26,8 +26,18 @@ pub struct Config {
     /// another worker gets it: bounds how late an expiry is announced when the worker
     /// holding it crashes.
     pub ack_wait: Duration,
-    /// Requests handled at once by one instance; more wait (in NATS, not in memory).
+    /// Requests handled at once by one instance; [`Config::max_queued_requests`] more
+    /// wait for a slot, and beyond that a request is refused as busy (503). A join holds its
+    /// slot while it waits for its room's next event, up to [`Config::event_gap`]: the
+    /// slots and the queue must cover a crowd arriving at once, or it is served a few
+    /// slots per gap and the rest refused as busy (64 slots and a 100 ms gap capped
+    /// one worker at about 450 joins a second, on a machine that does 1,200). Mostly waiting, a slot
+    /// costs little: a request body of at most 4 KiB, and a `/users` listing.
     pub max_concurrent_requests: usize,
+    /// Requests that may wait for a slot: a burst's overflow, each body held in memory
+    /// (up to 32 KiB before it is refused as too large for presence), so a fixed
+    /// number rather than the hosting's usual four per slot.
+    pub max_queued_requests: usize,
     /// Consumer-based listings (the start-up sweep, and a joined/left decision while the
     /// in-memory view lags) run at once by one instance. Each uses a short-lived consumer, and the server caps a
     /// stream's consumers (1000 by default), so this stays well below that divided by
@@ -52,7 +62,8 @@ impl Default for Config {
             kv_replicas: 1,
             marker_ttl: Duration::from_secs(15 * 60),
             ack_wait: Duration::from_secs(10),
-            max_concurrent_requests: 64,
+            max_concurrent_requests: 1024,
+            max_queued_requests: 256,
             max_concurrent_listings: 32,
             max_request_bytes: 4096,
             event_gap: Duration::from_millis(100),

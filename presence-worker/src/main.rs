@@ -51,6 +51,12 @@ struct Args {
     /// clients give up on a request after 3 s.
     #[arg(long, env = "PRESENCE_EVENT_GAP_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1_000))]
     event_gap_ms: u64,
+    /// Requests one instance serves at once (256 more wait; beyond, 503 busy). A join
+    /// holds its slot until its room's next event is stored, so this bounds how many
+    /// joins one instance gathers per gap.
+    #[arg(long, env = "PRESENCE_CONCURRENCY", default_value_t = Config::default().max_concurrent_requests as u64,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    concurrency: u64,
 }
 
 #[tokio::main]
@@ -84,6 +90,7 @@ async fn run(args: Args) -> i32 {
             "presence buckets",
         ),
         event_gap: Duration::from_millis(args.event_gap_ms),
+        max_concurrent_requests: args.concurrency as usize,
         ..Config::default()
     };
     process::serve(

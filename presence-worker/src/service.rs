@@ -34,7 +34,7 @@ pub(crate) async fn start(
         .map(|(kind, subject)| (kind.name(), subject.to_string(), kind))
         .collect(),
         concurrency: ctx.config.max_concurrent_requests,
-        queue: ctx.config.max_concurrent_requests * hosting::QUEUE_PER_SLOT,
+        queue: ctx.config.max_queued_requests,
         drain_timeout: DRAIN_TIMEOUT,
     };
     let stats = ctx.stats.clone();
