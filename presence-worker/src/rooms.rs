@@ -1,8 +1,8 @@
 //! Room streams: created on first join (idempotent create-or-update), and summarised
 //! for `chat.rooms`.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream::{self, context::CreateStreamError};
 use chat_protocol::body::{RoomSummary, RoomsReply, MAX_LISTED_ROOMS};
@@ -10,6 +10,7 @@ use chat_protocol::streams::room_of_stream;
 use chat_protocol::{RoomName, UserName};
 use chat_runtime::storage::{room_stream_config, RoomStreamSettings};
 use futures::TryStreamExt;
+use tokio::sync::OnceCell;
 
 use crate::listing::ListError;
 use crate::sessions::Sessions;
@@ -34,7 +35,11 @@ const ENSURE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 pub(crate) struct RoomStreams {
     js: jetstream::Context,
     settings: RoomStreamSettings,
-    ensured: Mutex<HashSet<RoomName>>,
+    /// One cell per room, set once its stream is known to exist: the joins of a crowd
+    /// arriving in a new room wait for the first one's request instead of each
+    /// sending its own (a thousand joins across ten new rooms sent about a thousand
+    /// create-or-update requests, each a stream info for the server to build).
+    ensured: Mutex<HashMap<RoomName, Arc<OnceCell<()>>>>,
 }
 
 impl RoomStreams {
@@ -43,34 +48,32 @@ impl RoomStreams {
         Self {
             js,
             settings,
-            ensured: Mutex::new(HashSet::new()),
+            ensured: Mutex::new(HashMap::new()),
         }
-    }
-
-    fn is_ensured(&self, room: &RoomName) -> bool {
-        self.ensured
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(room)
     }
 
     /// Makes sure the room's stream exists with the configured settings. The first call
-    /// per room and instance asks the server; later ones are answered from memory.
+    /// per room and instance asks the server, and calls made meanwhile wait for its
+    /// answer (or try themselves if it failed); later ones are answered from memory.
     pub async fn ensure(&self, room: &RoomName) -> Result<(), CreateStreamError> {
-        if self.is_ensured(room) {
-            return Ok(());
-        }
-        // Another instance may be creating it for another member right now.
-        let config = room_stream_config(room, &self.settings);
-        create_with_retries("room stream", ENSURE_PATIENCE, || {
-            self.js.create_or_update_stream(config.clone())
-        })
-        .await?;
-        self.ensured
+        let cell = self
+            .ensured
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(room.clone());
-        Ok(())
+            .entry(room.clone())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async {
+            // Another instance may be creating it for another member right now.
+            let config = room_stream_config(room, &self.settings);
+            create_with_retries("room stream", ENSURE_PATIENCE, || {
+                self.js.create_or_update_stream(config.clone())
+            })
+            .await
+            .map(drop)
+        })
+        .await
+        .copied()
     }
 
     /// The room streams' duplicate window: how long a repeated `Nats-Msg-Id` is
