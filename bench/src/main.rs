@@ -63,7 +63,7 @@ struct Args {
     /// Presence: small rooms.
     #[arg(long)]
     presence_rooms: Option<usize>,
-    /// Presence: joins in flight at once (default: every session at once).
+    /// Presence: joins in flight at once (default 1,000: all of the default sessions).
     #[arg(long)]
     join_concurrency: Option<usize>,
     /// Presence: /users requests timed.
