@@ -481,8 +481,8 @@ async fn a_feed_whose_consumer_node_dies_follows_again() {
     let general = room("general");
     let js = async_nats::jetstream::new(cluster.client().await);
     // ann's feed consumer must be on another node than ann's connection. Where the
-    // server places it is its choice: one try per node found none away in 1 run of
-    // 27 or so (CI, session 11); twelve tries leave about one in half a million.
+    // server places it is its choice: one try per node once found none away (CI,
+    // session 11); if it chooses evenly, twelve tries fail once in half a million.
     let mut placed = None;
     for node in (0..cluster.len()).cycle().take(12) {
         let before = answered(|| consumers(&js, &general)).await;
