@@ -104,10 +104,11 @@ pub struct Sizes {
     /// Presence: small rooms the sessions spread over.
     pub presence_rooms: usize,
     /// Presence: joins in flight at once. By default 1,000, every one of the default
-    /// 1,000 sessions at once: the crowd arriving together. The presence worker gathers a busy room's
-    /// arrivals for up to its event gap (100 ms) before a join is answered, so a closed
-    /// loop of a few dozen measures that wait, not the machine: 50 in flight cannot
-    /// exceed about 500 joins a second (BENCHMARKS.md, "Joins per second").
+    /// 1,000 sessions at once: the crowd arriving together. The presence
+    /// worker gathers a busy room's arrivals for up to its event gap (100 ms) before a
+    /// join is answered, so a closed loop of a few dozen measures that wait, not the
+    /// machine: 50 in flight cannot exceed about 500 joins a second (BENCHMARKS.md,
+    /// "Joins per second").
     pub join_concurrency: usize,
     /// Presence: `/users` requests timed, one after the other.
     pub users_requests: usize,
